@@ -1,0 +1,514 @@
+import { DurableWorker } from './delivery/durable.js'
+import { LiveWorker } from './delivery/live.js'
+import { DEFAULT_RETRY_POLICY, resolveRetryPolicy, type RetryPolicy } from './delivery/policy.js'
+import type { Handler } from './delivery/attempt.js'
+import type { DeliveryStatus, Worker } from './delivery/worker.js'
+import { HeraldError, describeError } from './errors.js'
+import {
+  DEFAULT_MAX_PAYLOAD_BYTES,
+  DEFAULT_TENANT,
+  assertTenant,
+  prepareEvent,
+  senderMatches,
+  tenantKey,
+  type EventInput,
+  type HeraldEvent,
+  type PreparedEvent,
+  type Tenant,
+} from './event.js'
+import { ulid } from './ids.js'
+import { consoleLogger, type Logger } from './logger.js'
+import { memoryStore } from './stores/memory.js'
+import type { DeliveryRecord, Store, SubscriptionRecord } from './stores/store.js'
+import { TopicIndex, compileMatcher, splitPatterns } from './topic.js'
+
+export interface BusOptions {
+  /** Where events and durable delivery state live (default: `memoryStore()`). */
+  store?: Store
+  /** The retry policy of subscriptions that do not give their own (fields default to DEFAULT_RETRY_POLICY). */
+  retry?: Partial<RetryPolicy>
+  /** How long a publisher-supplied event id is remembered, in ms (default 5 minutes). */
+  dedupeWindow?: number
+  /** How long grouped events wait for release before they expire, in ms (default 10 minutes). */
+  groupTtl?: number
+  /** Largest event (data + metadata as JSON), in bytes (default 1 MiB). */
+  maxPayloadBytes?: number
+  /** How long `close()` waits for deliveries already due, in ms (default 10 s). */
+  drainTimeout?: number
+  /** Lease on a durable delivery, renewed while it runs; a crashed process's deliveries return after it (default 30 s). */
+  leaseTime?: number
+  /** How often a durable subscription checks the store when nothing woke it, in ms (default 1 s). */
+  pollInterval?: number
+  logger?: Logger
+  /** Close the store when the bus closes (default true). */
+  closeStore?: boolean
+}
+
+export const BUS_DEFAULTS = Object.freeze({
+  dedupeWindow: 5 * 60_000,
+  groupTtl: 10 * 60_000,
+  maxPayloadBytes: DEFAULT_MAX_PAYLOAD_BYTES,
+  drainTimeout: 10_000,
+  leaseTime: 30_000,
+  pollInterval: 1_000,
+})
+
+export interface SubscribeOptions {
+  /** Names the subscription; on the store it makes it durable and shared by every bus using that id. */
+  subscriberId?: string
+  /** Only events from this sender (an `@version` suffix is ignored on either side). */
+  sender?: string
+  retry?: Partial<RetryPolicy>
+}
+
+export interface UnsubscribeOptions {
+  subscriberId?: string
+}
+
+/** Medusa's emit-level options; accepted for compatibility, not used by the core. */
+export type EmitOptions = Record<string, unknown>
+
+export interface EventStatus {
+  event: HeraldEvent
+  deliveries: DeliveryStatus[]
+}
+
+export interface DeadLetter {
+  /** Opaque; pass it to `redrive` or `delete`. */
+  id: string
+  subscriptionId: string
+  durable: boolean
+  event: HeraldEvent
+  attempts: number
+  lastError: string
+  failedAt: string
+}
+
+export interface DeadLetterQuery {
+  subscriptionId?: string
+  limit?: number
+}
+
+export interface DeadLetters {
+  list(query?: DeadLetterQuery): Promise<DeadLetter[]>
+  /** Delivers the event to its subscription again, with a fresh set of attempts. */
+  redrive(id: string): Promise<boolean>
+  delete(id: string): Promise<boolean>
+}
+
+/** The bus API bound to one tenant. */
+export interface EventBus {
+  readonly tenant: Tenant
+  emit<T = unknown>(events: EmitInput<T> | readonly EmitInput<T>[], options?: EmitOptions): Promise<string[]>
+  subscribe<T = unknown>(patterns: string | readonly string[], handler: Handler<T>, options?: SubscribeOptions): this
+  unsubscribe<T = unknown>(patterns: string | readonly string[], handler?: Handler<T>, options?: UnsubscribeOptions): this
+  releaseGroupedEvents(groupId: string): Promise<void>
+  clearGroupedEvents(groupId: string, options?: { eventNames?: readonly string[] }): Promise<void>
+  status(eventId: string): Promise<EventStatus | undefined>
+  readonly deadLetters: DeadLetters
+  scope(tenant: Tenant): EventBus
+}
+
+export interface Bus extends EventBus {
+  readonly store: Store
+  /** Refuses new emits, waits (up to `drainTimeout`) for deliveries already due, then closes the store. */
+  close(): Promise<void>
+}
+
+export type EmitInput<T = unknown> = EventInput<T>
+
+const SUBSCRIBER_ID = /^[^\s\u0000-\u001f]{1,256}$/
+
+interface TenantRuntime {
+  tenant: Tenant
+  index: TopicIndex<Worker>
+  workers: Map<string, Worker>
+}
+
+interface Settings {
+  policy: RetryPolicy
+  dedupeWindow: number
+  groupTtl: number
+  maxPayloadBytes: number
+  drainTimeout: number
+  leaseTime: number
+  pollInterval: number
+  logger: Logger
+  closeStore: boolean
+}
+
+function positive(name: string, value: number | undefined, fallback: number): number {
+  if (value === undefined) return fallback
+  if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) {
+    throw new HeraldError('invalid_option', `${name} must be a positive number of milliseconds, got ${JSON.stringify(value)}`)
+  }
+  return value
+}
+
+/** State shared by the root bus and every scope of it. */
+class BusCore {
+  readonly store: Store
+  readonly settings: Settings
+  readonly consumer = `bus_${ulid()}`
+  readonly runtimes = new Map<string, TenantRuntime>()
+  readonly scopes = new Map<string, ScopedBus>()
+  closed = false
+  closing: Promise<void> | undefined
+  /** Durable subscriptions being created: an emit waits for them, so they owe it. */
+  private readonly opening = new Set<Promise<unknown>>()
+  private readonly unwatch: () => void
+
+  constructor(options: BusOptions) {
+    this.store = options.store ?? memoryStore()
+    this.settings = {
+      policy: resolveRetryPolicy(options.retry, DEFAULT_RETRY_POLICY),
+      dedupeWindow: positive('dedupeWindow', options.dedupeWindow, BUS_DEFAULTS.dedupeWindow),
+      groupTtl: positive('groupTtl', options.groupTtl, BUS_DEFAULTS.groupTtl),
+      maxPayloadBytes: positive('maxPayloadBytes', options.maxPayloadBytes, BUS_DEFAULTS.maxPayloadBytes),
+      drainTimeout: positive('drainTimeout', options.drainTimeout, BUS_DEFAULTS.drainTimeout),
+      leaseTime: positive('leaseTime', options.leaseTime, BUS_DEFAULTS.leaseTime),
+      pollInterval: positive('pollInterval', options.pollInterval, BUS_DEFAULTS.pollInterval),
+      logger: options.logger ?? consoleLogger,
+      closeStore: options.closeStore ?? true,
+    }
+    this.unwatch = this.store.watch(this.dispatch)
+  }
+
+  runtime(tenant: Tenant): TenantRuntime {
+    const key = tenantKey(tenant)
+    let runtime = this.runtimes.get(key)
+    if (!runtime) this.runtimes.set(key, (runtime = { tenant, index: new TopicIndex(), workers: new Map() }))
+    return runtime
+  }
+
+  /** Every stored event passes here once: the index finds the subscriptions that want it. */
+  private readonly dispatch = (events: readonly HeraldEvent[]): void => {
+    let key = ''
+    let runtime: TenantRuntime | undefined
+    for (const event of events) {
+      const eventKey = `${event.account}/${event.workspace}`
+      if (eventKey !== key) {
+        key = eventKey
+        runtime = this.runtimes.get(key)
+      }
+      if (!runtime || runtime.index.size === 0) continue
+      const workers = runtime.index.match(event.topic)
+      for (let i = 0; i < workers.length; i++) workers[i]!.offer(event)
+    }
+  }
+
+  assertOpen(): void {
+    if (this.closed) throw new HeraldError('closed', 'the bus is closed')
+  }
+
+  track(promise: Promise<unknown>): void {
+    const tracked: Promise<unknown> = promise.then(
+      (): unknown => this.opening.delete(tracked),
+      (): unknown => this.opening.delete(tracked),
+    )
+    this.opening.add(tracked)
+  }
+
+  /** Resolves once durable subscriptions created so far exist in the store. */
+  settled(): Promise<unknown> | undefined {
+    return this.opening.size === 0 ? undefined : Promise.all(this.opening)
+  }
+
+  async close(): Promise<void> {
+    this.closed = true
+    const workers = [...this.runtimes.values()].flatMap((runtime) => [...runtime.workers.values()])
+    for (const worker of workers) worker.stop()
+    await this.settled()
+    let timer: ReturnType<typeof setTimeout> | undefined
+    const drained = await Promise.race([
+      Promise.all(workers.map((worker) => worker.drained())).then(() => true),
+      new Promise<false>((resolve) => (timer = setTimeout(resolve, this.settings.drainTimeout, false))),
+    ])
+    if (timer) clearTimeout(timer)
+    if (!drained) {
+      this.settings.logger.warn({ drainTimeout: this.settings.drainTimeout }, 'close: deliveries still running after the drain timeout were abandoned')
+    }
+    await Promise.all(workers.map((worker) => worker.dispose()))
+    this.unwatch()
+    if (this.settings.closeStore) await this.store.close()
+  }
+}
+
+function encodeDeadLetterId(subscriptionId: string, seq: string): string {
+  return Buffer.from(`${subscriptionId}\n${seq}`, 'utf8').toString('base64url')
+}
+
+function decodeDeadLetterId(id: string): { subscriptionId: string; seq: string } | undefined {
+  if (typeof id !== 'string' || id.length === 0) return undefined
+  const text = Buffer.from(id, 'base64url').toString('utf8')
+  const newline = text.lastIndexOf('\n')
+  if (newline <= 0) return undefined
+  return { subscriptionId: text.slice(0, newline), seq: text.slice(newline + 1) }
+}
+
+function statusFromRecord(subscription: SubscriptionRecord, record: DeliveryRecord | undefined, seq: string): DeliveryStatus {
+  const base = { subscriptionId: subscription.id, durable: true }
+  if (!record) return subscription.cursor >= seq ? { ...base, state: 'delivered' } : { ...base, state: 'pending', attempts: 0 }
+  const status: DeliveryStatus = { ...base, state: 'pending', attempts: record.attempts }
+  if (record.lastError !== undefined) status.lastError = record.lastError
+  if (record.state === 'dead') status.state = 'dead'
+  else if (record.state === 'retrying') {
+    status.state = record.attempts === 0 ? 'pending' : 'retrying'
+    if (record.nextAttemptAt !== undefined) status.nextAttemptAt = new Date(record.nextAttemptAt).toISOString()
+  } else if (record.attempts > 1) status.state = 'retrying'
+  return status
+}
+
+class ScopedBus implements EventBus {
+  readonly tenant: Tenant
+  readonly deadLetters: DeadLetters
+
+  constructor(
+    protected readonly core: BusCore,
+    tenant: Tenant,
+  ) {
+    this.tenant = Object.freeze({ ...tenant })
+    this.deadLetters = {
+      list: (query) => this.listDeadLetters(query),
+      redrive: (id) => this.redrive(id),
+      delete: (id) => this.deleteDeadLetter(id),
+    }
+  }
+
+  get store(): Store {
+    return this.core.store
+  }
+
+  scope(tenant: Tenant): EventBus {
+    const checked = assertTenant(tenant)
+    const key = tenantKey(checked)
+    let scoped = this.core.scopes.get(key)
+    if (!scoped) this.core.scopes.set(key, (scoped = new ScopedBus(this.core, checked)))
+    return scoped
+  }
+
+  emit<T = unknown>(events: EmitInput<T> | readonly EmitInput<T>[], _options?: EmitOptions): Promise<string[]> {
+    let prepared: PreparedEvent[]
+    const now = Date.now()
+    try {
+      this.core.assertOpen()
+      const options = { maxPayloadBytes: this.core.settings.maxPayloadBytes, now }
+      if (Array.isArray(events)) {
+        prepared = new Array<PreparedEvent>(events.length)
+        for (let i = 0; i < events.length; i++) prepared[i] = prepareEvent(events[i], this.tenant, options, i + 1)
+      } else prepared = [prepareEvent(events, this.tenant, options)]
+    } catch (error) {
+      return Promise.reject(error)
+    }
+    if (prepared.length === 0) return Promise.resolve([])
+    const pending = this.core.settled()
+    return pending ? pending.then(() => this.append(prepared, now)) : this.append(prepared, now)
+  }
+
+  private append(prepared: PreparedEvent[], now: number): Promise<string[]> {
+    const { dedupeWindow, groupTtl } = this.core.settings
+    return this.core.store
+      .append(this.tenant, prepared, { now, dedupeWindowMs: dedupeWindow, groupTtlMs: groupTtl })
+      .then(() => prepared.map((input) => input.event.id))
+  }
+
+  subscribe<T = unknown>(patterns: string | readonly string[], handler: Handler<T>, options: SubscribeOptions = {}): this {
+    this.core.assertOpen()
+    if (typeof handler !== 'function') throw new HeraldError('invalid_option', 'handler must be a function')
+    const list = splitPatterns(patterns)
+    const { subscriberId, sender } = options
+    if (subscriberId !== undefined && (typeof subscriberId !== 'string' || !SUBSCRIBER_ID.test(subscriberId))) {
+      throw new HeraldError('invalid_option', 'subscriberId must be 1-256 characters without whitespace')
+    }
+    if (sender !== undefined && (typeof sender !== 'string' || sender.length === 0)) {
+      throw new HeraldError('invalid_option', 'sender must be a non-empty string')
+    }
+    const runtime = this.core.runtime(this.tenant)
+    const id = subscriberId ?? `sub_${ulid()}`
+    if (runtime.workers.has(id)) {
+      throw new HeraldError('duplicate_subscription', `subscription ${JSON.stringify(id)} is already attached in ${tenantKey(this.tenant)}`)
+    }
+    const { settings } = this.core
+    const spec = {
+      id,
+      tenant: this.tenant,
+      patterns: list,
+      sender,
+      handler: handler as Handler,
+      policy: resolveRetryPolicy(options.retry, settings.policy),
+      logger: settings.logger,
+    }
+    let worker: Worker
+    if (subscriberId === undefined) worker = new LiveWorker(spec)
+    else {
+      const durable = new DurableWorker(spec, {
+        store: this.core.store,
+        consumer: this.core.consumer,
+        leaseMs: settings.leaseTime,
+        pollMs: settings.pollInterval,
+      })
+      const opened = durable.open(Date.now())
+      this.core.track(opened)
+      opened.catch((error: unknown) =>
+        settings.logger.error({ subscriptionId: id, error: describeError(error) }, 'creating the durable subscription in the store failed'),
+      )
+      worker = durable
+    }
+    runtime.workers.set(id, worker)
+    for (const pattern of list) runtime.index.add(pattern, worker)
+    return this
+  }
+
+  unsubscribe<T = unknown>(patterns: string | readonly string[], handler?: Handler<T>, options: UnsubscribeOptions = {}): this {
+    const runtime = this.core.runtimes.get(tenantKey(this.tenant))
+    if (options.subscriberId !== undefined) {
+      const worker = runtime?.workers.get(options.subscriberId)
+      if (worker && (handler === undefined || worker.handler === handler)) this.detach(runtime!, worker, true)
+      else if (!worker) {
+        // Not attached here, but it may exist in the store (created by an earlier run): remove it there.
+        this.core.track(this.core.store.deleteSubscription(this.tenant, options.subscriberId))
+      }
+      return this
+    }
+    if (!runtime || handler === undefined) return this
+    const list = splitPatterns(patterns)
+    for (const worker of [...runtime.workers.values()]) {
+      if (worker.handler !== handler) continue
+      const remaining = worker.patterns.filter((pattern) => !list.includes(pattern))
+      if (remaining.length === worker.patterns.length) continue
+      if (remaining.length === 0) this.detach(runtime, worker, true)
+      else {
+        for (const pattern of worker.patterns) if (!remaining.includes(pattern)) runtime.index.remove(pattern, worker)
+        worker.patterns.splice(0, worker.patterns.length, ...remaining)
+      }
+    }
+    return this
+  }
+
+  private detach(runtime: TenantRuntime, worker: Worker, forget: boolean): void {
+    runtime.workers.delete(worker.id)
+    for (const pattern of worker.patterns) runtime.index.remove(pattern, worker)
+    worker.stop()
+    void worker.dispose()
+    if (forget && worker.durable) this.core.track(this.core.store.deleteSubscription(this.tenant, worker.id))
+  }
+
+  async releaseGroupedEvents(groupId: string): Promise<void> {
+    this.core.assertOpen()
+    if (typeof groupId !== 'string' || groupId === '') throw new HeraldError('invalid_option', 'groupId must be a non-empty string')
+    await this.core.settled()
+    await this.core.store.releaseGroup(this.tenant, groupId, Date.now())
+  }
+
+  async clearGroupedEvents(groupId: string, options: { eventNames?: readonly string[] } = {}): Promise<void> {
+    this.core.assertOpen()
+    if (typeof groupId !== 'string' || groupId === '') throw new HeraldError('invalid_option', 'groupId must be a non-empty string')
+    const names = options.eventNames
+    if (names !== undefined && (!Array.isArray(names) || names.some((name) => typeof name !== 'string'))) {
+      throw new HeraldError('invalid_option', 'eventNames must be an array of topics')
+    }
+    await this.core.store.clearGroup(this.tenant, groupId, names && names.length > 0 ? names : undefined)
+  }
+
+  async status(eventId: string): Promise<EventStatus | undefined> {
+    this.core.assertOpen()
+    const event = await this.core.store.getEvent(this.tenant, eventId)
+    if (!event || event.seq === undefined) return undefined
+    const deliveries: DeliveryStatus[] = []
+    const runtime = this.core.runtimes.get(tenantKey(this.tenant))
+    for (const worker of runtime?.workers.values() ?? []) {
+      const status = worker.statusOf(event)
+      if (status) deliveries.push(status)
+    }
+    const [subscriptions, records] = await Promise.all([
+      this.core.store.listSubscriptions(this.tenant),
+      this.core.store.deliveryRecords(this.tenant, event.seq),
+    ])
+    for (const subscription of subscriptions) {
+      if (event.seq <= subscription.startSeq) continue
+      if (!compileMatcher(subscription.patterns)(event.topic) || !senderMatches(subscription.sender, event.sender)) continue
+      const record = records.find((r) => r.subscriptionId === subscription.id)
+      deliveries.push(statusFromRecord(subscription, record, event.seq))
+    }
+    return { event, deliveries }
+  }
+
+  private liveWorkers(): LiveWorker[] {
+    const runtime = this.core.runtimes.get(tenantKey(this.tenant))
+    return [...(runtime?.workers.values() ?? [])].filter((worker): worker is LiveWorker => worker instanceof LiveWorker)
+  }
+
+  private async listDeadLetters(query: DeadLetterQuery = {}): Promise<DeadLetter[]> {
+    this.core.assertOpen()
+    const limit = query.limit ?? 100
+    if (!Number.isInteger(limit) || limit < 1 || limit > 10_000) throw new HeraldError('invalid_option', 'limit must be an integer from 1 to 10000')
+    const out: DeadLetter[] = []
+    for (const worker of this.liveWorkers()) {
+      if (query.subscriptionId !== undefined && worker.id !== query.subscriptionId) continue
+      for (const dead of worker.deadLetters()) {
+        out.push({
+          id: encodeDeadLetterId(worker.id, dead.event.seq!),
+          subscriptionId: worker.id,
+          durable: false,
+          event: dead.event,
+          attempts: dead.attempts,
+          lastError: dead.lastError,
+          failedAt: new Date(dead.failedAt).toISOString(),
+        })
+      }
+    }
+    const stored = await this.core.store.listDeadLetters(this.tenant, {
+      limit,
+      ...(query.subscriptionId !== undefined ? { subscriptionId: query.subscriptionId } : {}),
+    })
+    for (const record of stored) {
+      out.push({
+        id: encodeDeadLetterId(record.subscriptionId, record.seq),
+        subscriptionId: record.subscriptionId,
+        durable: true,
+        event: record.event,
+        attempts: record.attempts,
+        lastError: record.lastError ?? '',
+        failedAt: new Date(record.updatedAt).toISOString(),
+      })
+    }
+    out.sort((a, b) => (a.event.seq! < b.event.seq! ? -1 : a.event.seq! > b.event.seq! ? 1 : 0))
+    return out.slice(0, limit)
+  }
+
+  private async redrive(id: string): Promise<boolean> {
+    this.core.assertOpen()
+    const key = decodeDeadLetterId(id)
+    if (!key) return false
+    const runtime = this.core.runtimes.get(tenantKey(this.tenant))
+    const worker = runtime?.workers.get(key.subscriptionId)
+    if (worker instanceof LiveWorker) return worker.redrive(key.seq)
+    const redriven = await this.core.store.redrive(this.tenant, key.subscriptionId, key.seq, Date.now())
+    if (redriven && worker) (worker as DurableWorker).wake()
+    return redriven
+  }
+
+  private async deleteDeadLetter(id: string): Promise<boolean> {
+    this.core.assertOpen()
+    const key = decodeDeadLetterId(id)
+    if (!key) return false
+    const worker = this.core.runtimes.get(tenantKey(this.tenant))?.workers.get(key.subscriptionId)
+    if (worker instanceof LiveWorker) return worker.deleteDeadLetter(key.seq)
+    return this.core.store.deleteDeadLetter(this.tenant, key.subscriptionId, key.seq)
+  }
+}
+
+class RootBus extends ScopedBus implements Bus {
+  close(): Promise<void> {
+    this.core.closing ??= this.core.close()
+    return this.core.closing
+  }
+}
+
+/** Creates a bus over a store (an in-memory one by default), bound to the default tenant. */
+export function createBus(options: BusOptions = {}): Bus {
+  const core = new BusCore(options)
+  const root = new RootBus(core, DEFAULT_TENANT)
+  core.scopes.set(tenantKey(DEFAULT_TENANT), root)
+  return root
+}

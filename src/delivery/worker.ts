@@ -1,0 +1,186 @@
+import { NonRetriableError, describeError } from '../errors.js'
+import type { HeraldEvent, Tenant } from '../event.js'
+import { senderMatches } from '../event.js'
+import type { Logger } from '../logger.js'
+import { compileMatcher } from '../topic.js'
+import { Attempt, AttemptTimeoutError, type Handler } from './attempt.js'
+import { attemptTimeout, backoffDelay, type RetryPolicy } from './policy.js'
+
+export interface WorkerSpec {
+  id: string
+  tenant: Tenant
+  patterns: string[]
+  sender: string | undefined
+  handler: Handler
+  policy: RetryPolicy
+  logger: Logger
+}
+
+/** How a failed attempt ends: retried at a time, or dead. */
+export type FailureVerdict = { retryAt: number; error: string } | { dead: true; error: string }
+
+export type DeliveryState = 'pending' | 'delivered' | 'retrying' | 'dead'
+
+/** Where one subscription stands with one event. */
+export interface DeliveryStatus {
+  subscriptionId: string
+  durable: boolean
+  state: DeliveryState
+  /** Attempts started; absent once a delivered event has left no record. */
+  attempts?: number
+  lastError?: string
+  /** ISO time of the next attempt of a retrying delivery. */
+  nextAttemptAt?: string
+}
+
+/**
+ * The part of the Dispatcher every subscription shares: running attempts with their timeouts,
+ * and deciding what a failure leads to. Subclasses decide where deliveries come from (pushed
+ * in memory, or claimed from the store) and where their outcome is recorded.
+ */
+export abstract class Worker {
+  readonly id: string
+  readonly tenant: Tenant
+  readonly patterns: string[]
+  readonly sender: string | undefined
+  readonly handler: Handler
+  readonly policy: RetryPolicy
+  protected readonly logger: Logger
+  protected readonly inFlight = new Set<Attempt>()
+  private readonly topicMatches: (topic: string) => boolean
+  private sweepTimer: ReturnType<typeof setTimeout> | undefined
+  private sweepAt = Infinity
+  private drainWaiters: (() => void)[] = []
+
+  abstract readonly durable: boolean
+
+  constructor(spec: WorkerSpec) {
+    this.id = spec.id
+    this.tenant = spec.tenant
+    this.patterns = spec.patterns
+    this.sender = spec.sender
+    this.handler = spec.handler
+    this.policy = spec.policy
+    this.logger = spec.logger
+    this.topicMatches = compileMatcher(spec.patterns)
+  }
+
+  /** Does this subscription want the event (topic and sender)? Tenancy is checked by the caller. */
+  readonly matches = (event: HeraldEvent): boolean =>
+    this.topicMatches(event.topic) && senderMatches(this.sender, event.sender)
+
+  /** A matching event was stored. */
+  abstract offer(event: HeraldEvent): void
+  /** Stop starting deliveries that are not already due; keep running those in flight. */
+  abstract stop(): void
+  /** Everything due has been started and nothing is in flight. */
+  protected abstract idle(): boolean
+  /** Release timers and flush state; called after the drain. */
+  abstract dispose(): Promise<void>
+  protected abstract onSuccess(attempt: Attempt): void
+  protected abstract onFailure(attempt: Attempt, error: unknown): void
+
+  protected run(event: HeraldEvent, attemptIndex: number): void {
+    const timeout = attemptTimeout(this.policy, attemptIndex)
+    const deadline = Date.now() + timeout
+    const attempt = new Attempt(event, attemptIndex, this.id, deadline, timeout)
+    this.inFlight.add(attempt)
+    if (deadline < this.sweepAt) this.armSweep(deadline)
+    let result: unknown
+    try {
+      result = this.handler(event, attempt)
+    } catch (error) {
+      this.finish(attempt, error, true)
+      return
+    }
+    if (result !== null && typeof result === 'object' && typeof (result as PromiseLike<unknown>).then === 'function') {
+      ;(result as PromiseLike<unknown>).then(
+        () => this.finish(attempt, undefined, false),
+        (error: unknown) => this.finish(attempt, error, true),
+      )
+    } else this.finish(attempt, undefined, false)
+  }
+
+  private finish(attempt: Attempt, error: unknown, failed: boolean): void {
+    if (attempt.done) return // the attempt timed out before: its late result does not count
+    attempt.done = true
+    this.inFlight.delete(attempt)
+    if (failed) this.onFailure(attempt, error)
+    else this.onSuccess(attempt)
+    this.checkDrained()
+  }
+
+  /**
+   * One timer per subscription, armed for the earliest deadline in flight. Attempts mostly end
+   * long before it fires; when it does, it aborts the expired ones and re-arms for the next.
+   */
+  private armSweep(at: number): void {
+    if (this.sweepTimer) clearTimeout(this.sweepTimer)
+    this.sweepAt = at
+    this.sweepTimer = setTimeout(this.sweep, Math.max(0, at - Date.now()))
+    this.sweepTimer.unref?.()
+  }
+
+  private readonly sweep = (): void => {
+    this.sweepTimer = undefined
+    this.sweepAt = Infinity
+    const now = Date.now()
+    let next = Infinity
+    for (const attempt of this.inFlight) {
+      if (attempt.deadline <= now) {
+        const error = new AttemptTimeoutError(attempt.timeout)
+        attempt.abort(error)
+        this.finish(attempt, error, true)
+      } else if (attempt.deadline < next) next = attempt.deadline
+    }
+    if (next !== Infinity) this.armSweep(next)
+  }
+
+  /** What a failure of `attempt` leads to under the policy. */
+  protected verdict(attempt: Attempt, error: unknown): FailureVerdict {
+    const message = describeError(error)
+    const attemptsMade = attempt.attempt + 1
+    if (error instanceof NonRetriableError) return { dead: true, error: message }
+    if (attemptsMade > this.policy.retries) return { dead: true, error: message }
+    return { retryAt: Date.now() + backoffDelay(this.policy, attemptsMade), error: message }
+  }
+
+  protected logFailure(attempt: Attempt, verdict: FailureVerdict): void {
+    const fields = {
+      subscriptionId: this.id,
+      eventId: attempt.event.id,
+      topic: attempt.event.topic,
+      attempt: attempt.attempt,
+      error: verdict.error,
+    }
+    if ('dead' in verdict) this.logger.error(fields, 'delivery failed for good; it is now a dead letter')
+    else this.logger.warn({ ...fields, retryAt: new Date(verdict.retryAt).toISOString() }, 'delivery attempt failed; will retry')
+  }
+
+  /** Resolves once nothing due remains and nothing is in flight. */
+  drained(): Promise<void> {
+    if (this.idle()) return Promise.resolve()
+    return new Promise((resolve) => this.drainWaiters.push(resolve))
+  }
+
+  protected checkDrained(): void {
+    if (this.drainWaiters.length === 0 || !this.idle()) return
+    const waiters = this.drainWaiters
+    this.drainWaiters = []
+    for (const resolve of waiters) resolve()
+  }
+
+  /** Abort whatever is still running (close gave up waiting). */
+  protected abandonInFlight(): void {
+    if (this.sweepTimer) clearTimeout(this.sweepTimer)
+    this.sweepTimer = undefined
+    this.sweepAt = Infinity
+    for (const attempt of this.inFlight) {
+      attempt.done = true
+      attempt.abort(new Error('the bus closed before this attempt finished'))
+    }
+    this.inFlight.clear()
+  }
+
+  abstract statusOf(event: HeraldEvent): DeliveryStatus | undefined
+}

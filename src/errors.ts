@@ -1,0 +1,72 @@
+/**
+ * Every error code Herald raises, in one place. Codes are stable: users and transports switch on
+ * them. `status` is the HTTP status the server answers with; the WebSocket close codes live next
+ * to the stream protocol.
+ */
+export const ERROR_CODES = {
+  invalid_topic: { status: 400, meaning: 'a topic is empty, too long, or has an empty segment, whitespace or `*`' },
+  invalid_pattern: { status: 400, meaning: 'a subscription pattern is malformed' },
+  invalid_event: { status: 400, meaning: 'an event is not an object, lacks data, or its data is not JSON' },
+  invalid_tenant: { status: 400, meaning: 'an account or workspace name is malformed, or does not match the scope' },
+  invalid_option: { status: 400, meaning: 'an option (retry policy, limit, store setting) is out of range' },
+  invalid_request: { status: 400, meaning: 'a request is malformed (bad JSON, too many events, missing field)' },
+  payload_too_large: { status: 413, meaning: 'an event or request body exceeds the configured size limit' },
+  unsupported_media_type: { status: 415, meaning: 'the request body has a content type Herald does not accept' },
+  unauthorized: { status: 401, meaning: 'a token is missing or unknown' },
+  forbidden: { status: 403, meaning: 'the token may not publish or subscribe to that pattern, or act as admin' },
+  not_found: { status: 404, meaning: 'no such event, subscription or dead letter in this tenant' },
+  duplicate_subscription: { status: 409, meaning: 'a subscription with that id is already attached in this process' },
+  rate_limited: { status: 429, meaning: 'the token exceeded its request rate' },
+  closed: { status: 503, meaning: 'the bus or store is closed' },
+  store_unavailable: { status: 503, meaning: 'the store cannot be reached or written' },
+  store_incompatible: { status: 500, meaning: 'the store holds data Herald cannot use (not a Herald database, wrong schema version)' },
+} as const satisfies Record<string, { status: number; meaning: string }>
+
+export type HeraldErrorCode = keyof typeof ERROR_CODES
+
+export class HeraldError extends Error {
+  override readonly name = 'HeraldError'
+  readonly code: HeraldErrorCode
+  readonly details: Record<string, unknown> | undefined
+
+  constructor(code: HeraldErrorCode, message: string, details?: Record<string, unknown>) {
+    super(message)
+    this.code = code
+    this.details = details
+  }
+
+  /** The HTTP status the server maps this error to. */
+  get status(): number {
+    return ERROR_CODES[this.code].status
+  }
+
+  toJSON(): { code: HeraldErrorCode; message: string; details?: Record<string, unknown> } {
+    return this.details ? { code: this.code, message: this.message, details: this.details } : { code: this.code, message: this.message }
+  }
+}
+
+/**
+ * Thrown by a handler to say "do not retry this": the delivery goes straight to the dead letters.
+ * Mirrors a webhook's 4xx.
+ */
+export class NonRetriableError extends Error {
+  override readonly name = 'NonRetriableError'
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options)
+  }
+}
+
+export function isHeraldError(error: unknown, code?: HeraldErrorCode): error is HeraldError {
+  return error instanceof HeraldError && (code === undefined || error.code === code)
+}
+
+/** One line describing any thrown value, for logs and `lastError`. */
+export function describeError(error: unknown): string {
+  if (error instanceof Error) return error.message ? `${error.name}: ${error.message}` : error.name
+  if (typeof error === 'string') return error
+  try {
+    return JSON.stringify(error) ?? String(error)
+  } catch {
+    return String(error)
+  }
+}
