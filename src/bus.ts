@@ -20,6 +20,7 @@ import { ulid } from './ids.js'
 import { consoleLogger, type Logger } from './logger.js'
 import { memoryStore } from './stores/memory.js'
 import type { DeliveryRecord, Store, SubscriptionRecord } from './stores/store.js'
+import { TailReceiver, type Receiver, type Tail, type TailOptions } from './tail.js'
 import { TopicIndex, compileMatcher, splitPatterns } from './topic.js'
 
 export interface BusOptions {
@@ -59,6 +60,8 @@ export interface SubscribeOptions {
   /** Only events from this sender (an `@version` suffix is ignored on either side). */
   sender?: string
   retry?: Partial<RetryPolicy>
+  /** Kept with a durable subscription in the store (a webhook's URL, say); returned by `subscriptions()`. JSON. */
+  meta?: Record<string, unknown>
 }
 
 export interface UnsubscribeOptions {
@@ -106,11 +109,25 @@ export interface EventBus {
   clearGroupedEvents(groupId: string, options?: { eventNames?: readonly string[] }): Promise<void>
   status(eventId: string): Promise<EventStatus | undefined>
   readonly deadLetters: DeadLetters
+  /** Durable subscriptions of this tenant in the store, whether or not attached in this process. */
+  subscriptions(): Promise<SubscriptionInfo[]>
+  /**
+   * Hands each stored event matching `patterns` to `listener`, synchronously and in log order,
+   * from the next one stored (or replaying after `since`). For streams; no retries.
+   */
+  tail(patterns: string | readonly string[], listener: (event: HeraldEvent) => void, options?: TailOptions): Tail
   scope(tenant: Tenant): EventBus
+}
+
+export interface SubscriptionInfo extends SubscriptionRecord {
+  /** A handler for it is attached in this process. */
+  attached: boolean
 }
 
 export interface Bus extends EventBus {
   readonly store: Store
+  /** Durable subscriptions of every tenant (for a server restoring its webhooks at start). */
+  allSubscriptions(): Promise<SubscriptionInfo[]>
   /** Refuses new emits, waits (up to `drainTimeout`) for deliveries already due, then closes the store. */
   close(): Promise<void>
 }
@@ -121,8 +138,9 @@ const SUBSCRIBER_ID = /^[^\s\u0000-\u001f]{1,256}$/
 
 interface TenantRuntime {
   tenant: Tenant
-  index: TopicIndex<Worker>
+  index: TopicIndex<Receiver>
   workers: Map<string, Worker>
+  tails: Set<TailReceiver>
 }
 
 interface Settings {
@@ -177,7 +195,7 @@ class BusCore {
   runtime(tenant: Tenant): TenantRuntime {
     const key = tenantKey(tenant)
     let runtime = this.runtimes.get(key)
-    if (!runtime) this.runtimes.set(key, (runtime = { tenant, index: new TopicIndex(), workers: new Map() }))
+    if (!runtime) this.runtimes.set(key, (runtime = { tenant, index: new TopicIndex(), workers: new Map(), tails: new Set() }))
     return runtime
   }
 
@@ -192,9 +210,16 @@ class BusCore {
         runtime = this.runtimes.get(key)
       }
       if (!runtime || runtime.index.size === 0) continue
-      const workers = runtime.index.match(event.topic)
-      for (let i = 0; i < workers.length; i++) workers[i]!.offer(event)
+      const receivers = runtime.index.match(event.topic)
+      for (let i = 0; i < receivers.length; i++) receivers[i]!.offer(event)
     }
+  }
+
+  describe(records: SubscriptionRecord[]): SubscriptionInfo[] {
+    return records.map((record) => ({
+      ...record,
+      attached: this.runtimes.get(`${record.account}/${record.workspace}`)?.workers.get(record.id)?.durable === true,
+    }))
   }
 
   assertOpen(): void {
@@ -217,6 +242,7 @@ class BusCore {
   async close(): Promise<void> {
     this.closed = true
     const workers = [...this.runtimes.values()].flatMap((runtime) => [...runtime.workers.values()])
+    for (const runtime of this.runtimes.values()) for (const tail of [...runtime.tails]) tail.close()
     for (const worker of workers) worker.stop()
     await this.settled()
     let timer: ReturnType<typeof setTimeout> | undefined
@@ -347,7 +373,7 @@ class ScopedBus implements EventBus {
         leaseMs: settings.leaseTime,
         pollMs: settings.pollInterval,
       })
-      const opened = durable.open(Date.now())
+      const opened = durable.open(Date.now(), options.meta)
       this.core.track(opened)
       opened.catch((error: unknown) =>
         settings.logger.error({ subscriptionId: id, error: describeError(error) }, 'creating the durable subscription in the store failed'),
@@ -391,6 +417,31 @@ class ScopedBus implements EventBus {
     worker.stop()
     void worker.dispose()
     if (forget && worker.durable) this.core.track(this.core.store.deleteSubscription(this.tenant, worker.id))
+  }
+
+  tail(patterns: string | readonly string[], listener: (event: HeraldEvent) => void, options: TailOptions = {}): Tail {
+    this.core.assertOpen()
+    if (typeof listener !== 'function') throw new HeraldError('invalid_option', 'listener must be a function')
+    const list = splitPatterns(patterns)
+    const runtime = this.core.runtime(this.tenant)
+    const tail = new TailReceiver(
+      list,
+      listener,
+      options,
+      { store: this.core.store, tenant: this.tenant, logger: this.core.settings.logger },
+      (closed) => {
+        runtime.tails.delete(closed)
+        for (const pattern of list) runtime.index.remove(pattern, closed)
+      },
+    )
+    runtime.tails.add(tail)
+    for (const pattern of list) runtime.index.add(pattern, tail)
+    return tail
+  }
+
+  async subscriptions(): Promise<SubscriptionInfo[]> {
+    this.core.assertOpen()
+    return this.core.describe(await this.core.store.listSubscriptions(this.tenant))
   }
 
   async releaseGroupedEvents(groupId: string): Promise<void> {
@@ -499,6 +550,11 @@ class ScopedBus implements EventBus {
 }
 
 class RootBus extends ScopedBus implements Bus {
+  async allSubscriptions(): Promise<SubscriptionInfo[]> {
+    this.core.assertOpen()
+    return this.core.describe(await this.core.store.listSubscriptions())
+  }
+
   close(): Promise<void> {
     this.core.closing ??= this.core.close()
     return this.core.closing

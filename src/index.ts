@@ -14,8 +14,10 @@ export type {
   EventBus,
   EventStatus,
   SubscribeOptions,
+  SubscriptionInfo,
   UnsubscribeOptions,
 } from './bus.js'
+export type { Tail, TailOptions } from './tail.js'
 export { HeraldError, NonRetriableError, ERROR_CODES, isHeraldError } from './errors.js'
 export type { HeraldErrorCode } from './errors.js'
 export { DEFAULT_TENANT } from './event.js'

@@ -1,6 +1,6 @@
 import { describeError } from '../errors.js'
 import type { HeraldEvent } from '../event.js'
-import type { Settlement, Store, SubscriptionRecord } from '../stores/store.js'
+import type { Settlement, Store, SubscriptionRecord, SubscriptionSpec } from '../stores/store.js'
 import type { Attempt } from './attempt.js'
 import { Worker, type DeliveryStatus, type WorkerSpec } from './worker.js'
 
@@ -50,9 +50,12 @@ export class DurableWorker extends Worker {
   }
 
   /** Creates or updates the subscription in the store, then starts claiming. */
-  open(now: number): Promise<SubscriptionRecord> {
+  open(now: number, meta?: Record<string, unknown>): Promise<SubscriptionRecord> {
+    const spec: SubscriptionSpec = { tenant: this.tenant, id: this.id, patterns: this.patterns }
+    if (this.sender !== undefined) spec.sender = this.sender
+    if (meta !== undefined) spec.meta = meta
     this.opened ??= this.store
-      .openSubscription({ tenant: this.tenant, id: this.id, patterns: this.patterns, ...(this.sender ? { sender: this.sender } : {}) }, now)
+      .openSubscription(spec, now)
       .then((record) => {
         this.pollTimer = setInterval(this.wake, this.pollMs)
         this.pollTimer.unref?.()

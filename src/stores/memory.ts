@@ -254,7 +254,9 @@ class MemoryStore implements Store {
       existing.record.patterns = [...spec.patterns]
       if (spec.sender === undefined) delete existing.record.sender
       else existing.record.sender = spec.sender
-      return { ...existing.record }
+      if (spec.meta === undefined) delete existing.record.meta
+      else existing.record.meta = structuredClone(spec.meta)
+      return copyRecord(existing.record)
     }
     const head = state.events.length > 0 ? state.events[state.events.length - 1]!.seq! : ''
     const record: SubscriptionRecord = {
@@ -267,8 +269,9 @@ class MemoryStore implements Store {
       cursor: head,
     }
     if (spec.sender !== undefined) record.sender = spec.sender
+    if (spec.meta !== undefined) record.meta = structuredClone(spec.meta)
     state.subscriptions.set(spec.id, { record, next: state.end, active: new Map(), dead: new Map() })
-    return { ...record }
+    return copyRecord(record)
   }
 
   async deleteSubscription(tenant: Tenant, id: string): Promise<boolean> {
@@ -276,9 +279,11 @@ class MemoryStore implements Store {
     return this.tenant(tenant).subscriptions.delete(id)
   }
 
-  async listSubscriptions(tenant: Tenant): Promise<SubscriptionRecord[]> {
+  async listSubscriptions(tenant?: Tenant): Promise<SubscriptionRecord[]> {
     this.open()
-    return [...this.tenant(tenant).subscriptions.values()].map((s) => ({ ...s.record, patterns: [...s.record.patterns] }))
+    const states = tenant ? [this.tenant(tenant)] : [...this.tenants.values()]
+    const records = states.flatMap((state) => [...state.subscriptions.values()].map((s) => copyRecord(s.record)))
+    return records.sort((a, b) => compareKeys([a.account, a.workspace, a.id], [b.account, b.workspace, b.id]))
   }
 
   private subscription(tenant: Tenant, id: string): Subscription {
@@ -428,6 +433,15 @@ class MemoryStore implements Store {
     this.closed = true
     this.listeners.clear()
   }
+}
+
+function copyRecord(record: SubscriptionRecord): SubscriptionRecord {
+  return structuredClone(record)
+}
+
+function compareKeys(a: string[], b: string[]): number {
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return a[i]! < b[i]! ? -1 : 1
+  return 0
 }
 
 function publicRecord(row: Row): DeliveryRecord {

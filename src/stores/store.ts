@@ -59,11 +59,15 @@ export interface Store {
   clearGroup(tenant: Tenant, groupId: string, topics?: readonly string[]): Promise<number>
 
   // ── durable subscriptions ────────────────────────────────────────────────────────────────
-  /** Creates the subscription at the log's head, or updates patterns/sender of an existing one (its cursor is kept). */
+  /**
+   * Creates the subscription at the log's head, or updates patterns, sender and meta of an
+   * existing one (its cursor is kept).
+   */
   openSubscription(spec: SubscriptionSpec, now: number): Promise<SubscriptionRecord>
   /** Removes the subscription and all its delivery records; false when it did not exist. */
   deleteSubscription(tenant: Tenant, id: string): Promise<boolean>
-  listSubscriptions(tenant: Tenant): Promise<SubscriptionRecord[]>
+  /** The tenant's subscriptions; every tenant's when `tenant` is omitted. Ordered by tenant, then id. */
+  listSubscriptions(tenant?: Tenant): Promise<SubscriptionRecord[]>
   /**
    * Leases deliveries for one subscription to `consumer`, atomically, so that concurrent claims
    * (in this or another process) never lease the same delivery twice:
@@ -119,6 +123,8 @@ export interface SubscriptionSpec {
   id: string
   patterns: readonly string[]
   sender?: string
+  /** Opaque JSON kept with the subscription (a webhook's URL and format, say). */
+  meta?: Record<string, unknown>
 }
 
 export interface SubscriptionRecord {
@@ -127,6 +133,7 @@ export interface SubscriptionRecord {
   id: string
   patterns: string[]
   sender?: string
+  meta?: Record<string, unknown>
   createdAt: number
   /** The log's head when the subscription was created ('' for an empty log): it owes only events after it. */
   startSeq: string

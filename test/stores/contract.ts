@@ -237,6 +237,25 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
         expect((await claim('s')).deliveries.map((d) => d.event.topic)).toEqual(['b'])
       })
 
+      it('keeps meta with the subscription, and lists every tenant’s subscriptions when no tenant is given', async () => {
+        const first = fresh()
+        now = Date.now()
+        const meta = { kind: 'webhook', url: 'http://127.0.0.1:5050', retry: { retries: 3 }, tags: ['a', 'ü'] }
+        expect(await store.openSubscription({ tenant, id: 'hook', patterns: ['orders'], meta }, now)).toMatchObject({ meta })
+        const second = fresh()
+        await open('other')
+        const everything = await store.listSubscriptions()
+        const mine = everything.filter((s) => s.account === first.account || s.account === second.account)
+        const expected = [
+          [first.account, 'hook', meta],
+          [second.account, 'other', undefined],
+        ].sort((a, b) => ((a[0] as string) < (b[0] as string) ? -1 : 1))
+        expect(mine.map((s) => [s.account, s.id, s.meta])).toEqual(expected)
+        tenant = first
+        await store.openSubscription({ tenant, id: 'hook', patterns: ['orders'], meta: { kind: 'webhook', url: 'http://elsewhere' } }, now)
+        expect((await store.listSubscriptions(first))[0]!.meta).toEqual({ kind: 'webhook', url: 'http://elsewhere' })
+      })
+
       it('claims matching events in log order, up to the limit, moving past the rest', async () => {
         fresh()
         now = Date.now()

@@ -1,0 +1,139 @@
+/**
+ * `npm run bench core`: the in-memory bus against Medusa's local event bus and a raw EventEmitter.
+ * 1,000,000 events to one async handler, emitted one per `await emit()` and as arrays of 1,000,
+ * timed from the first emit to the last delivery; then the fan-out cost of 10 against 10,000
+ * subscriptions that do not match.
+ */
+import { EventEmitter } from 'node:events'
+import { createRequire } from 'node:module'
+import { createBus, silentLogger } from '../src/index.js'
+import { header, medianOf, quietLogger, table } from './lib/report.js'
+
+const N = Number(process.env.BENCH_EVENTS ?? 1_000_000)
+const BATCH = 1000
+const RUNS = Number(process.env.BENCH_RUNS ?? 3)
+const require = createRequire(new URL('./package.json', import.meta.url))
+
+interface Contender {
+  name: string
+  /** Sets up a fresh bus with one async handler; resolves the rate once all N were handled. */
+  run(mode: 'single' | 'batch'): Promise<number>
+}
+
+function deliveredAll(count: number): { handler: () => Promise<void>; done: Promise<void> } {
+  let seen = 0
+  let resolve!: () => void
+  const done = new Promise<void>((r) => (resolve = r))
+  return {
+    handler: async () => {
+      if (++seen === count) resolve()
+    },
+    done,
+  }
+}
+
+const herald: Contender = {
+  name: 'herald (memory)',
+  async run(mode) {
+    const bus = createBus({ logger: silentLogger })
+    const { handler, done } = deliveredAll(N)
+    bus.subscribe('bench/event', handler, { retry: { concurrency: 1000 } })
+    const start = performance.now()
+    if (mode === 'single') for (let i = 0; i < N; i++) await bus.emit({ topic: 'bench/event', data: { i } })
+    else {
+      for (let i = 0; i < N; i += BATCH) {
+        const batch = new Array(BATCH)
+        for (let j = 0; j < BATCH; j++) batch[j] = { topic: 'bench/event', data: { i: i + j } }
+        await bus.emit(batch)
+      }
+    }
+    await done
+    const rate = N / ((performance.now() - start) / 1000)
+    await bus.close()
+    return rate
+  },
+}
+
+const medusa: Contender = {
+  name: 'medusa event-bus-local',
+  async run(mode) {
+    const Service = require('@medusajs/event-bus-local').service
+    const bus = new Service({ logger: quietLogger }, {}, { worker_mode: 'shared' })
+    const { handler, done } = deliveredAll(N)
+    bus.subscribe('bench.event', handler, { subscriberId: 'bench-sub' })
+    const start = performance.now()
+    if (mode === 'single') for (let i = 0; i < N; i++) await bus.emit({ name: 'bench.event', data: { i } })
+    else {
+      for (let i = 0; i < N; i += BATCH) {
+        const batch = new Array(BATCH)
+        for (let j = 0; j < BATCH; j++) batch[j] = { name: 'bench.event', data: { i: i + j } }
+        await bus.emit(batch)
+      }
+    }
+    await done
+    const rate = N / ((performance.now() - start) / 1000)
+    bus.unsubscribe('bench.event', handler, { subscriberId: 'bench-sub' })
+    return rate
+  },
+}
+
+const emitter: Contender = {
+  name: 'raw EventEmitter',
+  async run(mode) {
+    const ee = new EventEmitter()
+    const { handler, done } = deliveredAll(N)
+    ee.on('bench.event', handler)
+    const start = performance.now()
+    if (mode === 'single') {
+      for (let i = 0; i < N; i++) {
+        ee.emit('bench.event', { i })
+        await undefined
+      }
+    } else {
+      for (let i = 0; i < N; i += BATCH) {
+        for (let j = 0; j < BATCH; j++) ee.emit('bench.event', { i: i + j })
+        await undefined
+      }
+    }
+    await done
+    return N / ((performance.now() - start) / 1000)
+  },
+}
+
+async function fanout(nonMatching: number): Promise<number> {
+  const bus = createBus({ logger: silentLogger })
+  const noop = async () => {}
+  for (let s = 0; s < nonMatching; s++) bus.subscribe(`other/${s}/thing`, noop)
+  const count = Math.min(N, 200_000)
+  const { handler, done } = deliveredAll(count)
+  bus.subscribe('bench/event', handler, { retry: { concurrency: 1000 } })
+  const start = performance.now()
+  for (let i = 0; i < count; i += BATCH) {
+    const batch = new Array(BATCH)
+    for (let j = 0; j < BATCH; j++) batch[j] = { topic: 'bench/event', data: { i: i + j } }
+    await bus.emit(batch)
+  }
+  await done
+  const rate = count / ((performance.now() - start) / 1000)
+  await bus.close()
+  return rate
+}
+
+header(`bench core: ${N.toLocaleString('en')} events to one async handler, median of ${RUNS} runs`)
+for (const mode of ['single', 'batch'] as const) {
+  const rows = []
+  for (const contender of [herald, medusa, emitter]) {
+    rows.push({ name: contender.name, value: await medianOf(RUNS, () => contender.run(mode)), unit: 'events/s' })
+  }
+  table(mode === 'single' ? 'one `await emit(event)` per event' : `arrays of ${BATCH} per emit`, rows, 'medusa event-bus-local')
+}
+const ten = await medianOf(RUNS, () => fanout(10))
+const tenThousand = await medianOf(RUNS, () => fanout(10_000))
+table(
+  'fan-out: one matching subscription among N that do not match (arrays of 1,000)',
+  [
+    { name: '10 non-matching', value: ten, unit: 'events/s' },
+    { name: '10,000 non-matching', value: tenThousand, unit: 'events/s', note: `${(ten / tenThousand).toFixed(2)}× slower (goal ≤ 1.5×)` },
+  ],
+  '10 non-matching',
+)

@@ -1,0 +1,103 @@
+import { describeError } from './errors.js'
+import { senderMatches, type HeraldEvent, type Tenant } from './event.js'
+import type { Logger } from './logger.js'
+import type { Store } from './stores/store.js'
+import { compileMatcher } from './topic.js'
+
+/** Receives stored events as the index routes them; implemented by subscriptions and tails. */
+export interface Receiver {
+  offer(event: HeraldEvent): void
+}
+
+export interface TailOptions {
+  /** Replay events stored after this seq (exclusive), then go live. Without it, start with the next event stored. */
+  since?: string
+  /** Only events from this sender. */
+  sender?: string
+}
+
+/** A live view of a tenant's events for one listener: what streams (WebSocket, SSE, `herald tail`) use. */
+export interface Tail {
+  /** Resolves when the replay (if any) is done and the tail is live; rejects if the replay failed. */
+  readonly ready: Promise<void>
+  /** Seq of the last event handed to the listener. */
+  readonly position: string | undefined
+  close(): void
+}
+
+const REPLAY_PAGE = 500
+
+/**
+ * Hands matching events to a listener synchronously, in log order, exactly once each: during a
+ * replay, live events are held back and released after the replayed ones, skipping any the
+ * replay already covered. No retries: a stream's client acknowledges nothing; it resumes by seq.
+ */
+export class TailReceiver implements Receiver, Tail {
+  readonly ready: Promise<void>
+  position: string | undefined
+  private readonly topicMatches: (topic: string) => boolean
+  private held: HeraldEvent[] | undefined
+  private closed = false
+
+  constructor(
+    readonly patterns: string[],
+    private readonly listener: (event: HeraldEvent) => void,
+    private readonly options: TailOptions,
+    replay: { store: Store; tenant: Tenant; logger: Logger },
+    private readonly onClose: (tail: TailReceiver) => void,
+  ) {
+    this.topicMatches = compileMatcher(patterns)
+    if (options.since === undefined) this.ready = Promise.resolve()
+    else {
+      this.held = []
+      this.position = options.since
+      this.ready = this.replay(replay.store, replay.tenant).catch((error: unknown) => {
+        replay.logger.warn({ error: describeError(error) }, 'tail replay failed')
+        this.close()
+        throw error
+      })
+    }
+  }
+
+  private matches(event: HeraldEvent): boolean {
+    return this.topicMatches(event.topic) && senderMatches(this.options.sender, event.sender)
+  }
+
+  offer(event: HeraldEvent): void {
+    if (this.closed || !this.matches(event)) return
+    if (this.held) this.held.push(event)
+    else this.emit(event)
+  }
+
+  private emit(event: HeraldEvent): void {
+    this.position = event.seq
+    this.listener(event)
+  }
+
+  private async replay(store: Store, tenant: Tenant): Promise<void> {
+    let after = this.options.since
+    for (;;) {
+      const page = await store.read(tenant, { after, limit: REPLAY_PAGE })
+      if (this.closed) return
+      for (const event of page) {
+        after = event.seq
+        if (this.matches(event)) this.emit(event)
+        if (this.closed) return
+      }
+      if (page.length < REPLAY_PAGE) break
+    }
+    const held = this.held ?? []
+    this.held = undefined
+    for (const event of held) {
+      if (this.closed) return
+      if (after === undefined || event.seq! > after) this.emit(event)
+    }
+  }
+
+  close(): void {
+    if (this.closed) return
+    this.closed = true
+    this.held = undefined
+    this.onClose(this)
+  }
+}
