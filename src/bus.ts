@@ -2,7 +2,7 @@ import { DurableWorker } from './delivery/durable.js'
 import { LiveWorker } from './delivery/live.js'
 import { DEFAULT_RETRY_POLICY, resolveRetryPolicy, type RetryPolicy } from './delivery/policy.js'
 import type { Handler } from './delivery/attempt.js'
-import type { DeliveryStatus, Worker } from './delivery/worker.js'
+import type { AttemptReport, DeliveryObserver, DeliveryStatus, Worker } from './delivery/worker.js'
 import { HeraldError, describeError } from './errors.js'
 import {
   DEFAULT_MAX_PAYLOAD_BYTES,
@@ -43,6 +43,13 @@ export interface BusOptions {
   logger?: Logger
   /** Close the store when the bus closes (default true). */
   closeStore?: boolean
+  /** Told of publishes and delivery attempts, for metrics. Must not throw or block. */
+  observer?: BusObserver
+}
+
+export interface BusObserver extends Partial<DeliveryObserver> {
+  /** Events this bus stored (by emit or by releasing a group), in log order. */
+  published?(events: readonly HeraldEvent[]): void
 }
 
 export const BUS_DEFAULTS = Object.freeze({
@@ -153,6 +160,7 @@ interface Settings {
   pollInterval: number
   logger: Logger
   closeStore: boolean
+  observer: BusObserver | undefined
 }
 
 function positive(name: string, value: number | undefined, fallback: number): number {
@@ -188,6 +196,7 @@ class BusCore {
       pollInterval: positive('pollInterval', options.pollInterval, BUS_DEFAULTS.pollInterval),
       logger: options.logger ?? consoleLogger,
       closeStore: options.closeStore ?? true,
+      observer: options.observer,
     }
     this.unwatch = this.store.watch(this.dispatch)
   }
@@ -220,6 +229,22 @@ class BusCore {
       ...record,
       attached: this.runtimes.get(`${record.account}/${record.workspace}`)?.workers.get(record.id)?.durable === true,
     }))
+  }
+
+  /** Tells the observer about events this bus stored. */
+  published(events: readonly HeraldEvent[]): void {
+    const observer = this.settings.observer
+    if (!observer?.published || events.length === 0) return
+    try {
+      observer.published(events)
+    } catch (error) {
+      this.settings.logger.warn({ error: describeError(error) }, 'bus observer threw')
+    }
+  }
+
+  deliveryObserver(): DeliveryObserver | undefined {
+    const attempted = this.settings.observer?.attempted
+    return attempted ? { attempted: (report: AttemptReport) => attempted.call(this.settings.observer, report) } : undefined
   }
 
   assertOpen(): void {
@@ -335,7 +360,10 @@ class ScopedBus implements EventBus {
     const { dedupeWindow, groupTtl } = this.core.settings
     return this.core.store
       .append(this.tenant, prepared, { now, dedupeWindowMs: dedupeWindow, groupTtlMs: groupTtl })
-      .then(() => prepared.map((input) => input.event.id))
+      .then((result) => {
+        this.core.published(result.appended)
+        return prepared.map((input) => input.event.id)
+      })
   }
 
   subscribe<T = unknown>(patterns: string | readonly string[], handler: Handler<T>, options: SubscribeOptions = {}): this {
@@ -363,6 +391,7 @@ class ScopedBus implements EventBus {
       handler: handler as Handler,
       policy: resolveRetryPolicy(options.retry, settings.policy),
       logger: settings.logger,
+      observer: this.core.deliveryObserver(),
     }
     let worker: Worker
     if (subscriberId === undefined) worker = new LiveWorker(spec)
@@ -448,7 +477,7 @@ class ScopedBus implements EventBus {
     this.core.assertOpen()
     if (typeof groupId !== 'string' || groupId === '') throw new HeraldError('invalid_option', 'groupId must be a non-empty string')
     await this.core.settled()
-    await this.core.store.releaseGroup(this.tenant, groupId, Date.now())
+    this.core.published(await this.core.store.releaseGroup(this.tenant, groupId, Date.now()))
   }
 
   async clearGroupedEvents(groupId: string, options: { eventNames?: readonly string[] } = {}): Promise<void> {

@@ -5,6 +5,7 @@
 export { createBus, BUS_DEFAULTS } from './bus.js'
 export type {
   Bus,
+  BusObserver,
   BusOptions,
   DeadLetter,
   DeadLetterQuery,
@@ -24,7 +25,7 @@ export { DEFAULT_TENANT } from './event.js'
 export type { EventInput, HeraldEvent, Tenant } from './event.js'
 export type { Handler, HandlerContext } from './delivery/attempt.js'
 export { AttemptTimeoutError } from './delivery/attempt.js'
-export type { DeliveryState, DeliveryStatus } from './delivery/worker.js'
+export type { AttemptReport, DeliveryState, DeliveryStatus } from './delivery/worker.js'
 export { DEFAULT_RETRY_POLICY } from './delivery/policy.js'
 export type { RetryPolicy } from './delivery/policy.js'
 export type { Logger } from './logger.js'

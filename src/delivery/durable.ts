@@ -134,6 +134,7 @@ export class DurableWorker extends Worker {
   }
 
   protected onSuccess(attempt: Attempt): void {
+    this.observe(attempt, undefined)
     this.record({ seq: attempt.event.seq!, outcome: 'delivered' })
   }
 

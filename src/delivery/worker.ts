@@ -14,6 +14,23 @@ export interface WorkerSpec {
   handler: Handler
   policy: RetryPolicy
   logger: Logger
+  observer: DeliveryObserver | undefined
+}
+
+/** How one attempt ended, for metrics. */
+export interface AttemptReport {
+  subscriptionId: string
+  durable: boolean
+  event: HeraldEvent
+  /** 0-based index of the attempt. */
+  attempt: number
+  outcome: 'delivered' | 'retry' | 'dead'
+  durationMs: number
+  error?: string
+}
+
+export interface DeliveryObserver {
+  attempted(report: AttemptReport): void
 }
 
 /** How a failed attempt ends: retried at a time, or dead. */
@@ -46,6 +63,7 @@ export abstract class Worker {
   readonly handler: Handler
   readonly policy: RetryPolicy
   protected readonly logger: Logger
+  private readonly observer: DeliveryObserver | undefined
   protected readonly inFlight = new Set<Attempt>()
   private readonly topicMatches: (topic: string) => boolean
   private sweepTimer: ReturnType<typeof setTimeout> | undefined
@@ -62,6 +80,7 @@ export abstract class Worker {
     this.handler = spec.handler
     this.policy = spec.policy
     this.logger = spec.logger
+    this.observer = spec.observer
     this.topicMatches = compileMatcher(spec.patterns)
   }
 
@@ -145,7 +164,26 @@ export abstract class Worker {
     return { retryAt: Date.now() + backoffDelay(this.policy, attemptsMade), error: message }
   }
 
+  protected observe(attempt: Attempt, verdict: FailureVerdict | undefined): void {
+    if (!this.observer) return
+    const report: AttemptReport = {
+      subscriptionId: this.id,
+      durable: this.durable,
+      event: attempt.event,
+      attempt: attempt.attempt,
+      outcome: verdict === undefined ? 'delivered' : 'dead' in verdict ? 'dead' : 'retry',
+      durationMs: Date.now() - (attempt.deadline - attempt.timeout),
+    }
+    if (verdict) report.error = verdict.error
+    try {
+      this.observer.attempted(report)
+    } catch (error) {
+      this.logger.warn({ error: describeError(error) }, 'delivery observer threw')
+    }
+  }
+
   protected logFailure(attempt: Attempt, verdict: FailureVerdict): void {
+    this.observe(attempt, verdict)
     const fields = {
       subscriptionId: this.id,
       eventId: attempt.event.id,
