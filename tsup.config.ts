@@ -4,14 +4,16 @@ export default defineConfig({
   entry: {
     index: 'src/index.ts',
     cli: 'src/cli.ts',
+    // In a folder of its own: Medusa's loader scans the folder of a module for services/, models/ ...
+    'medusa/index': 'src/medusa/index.ts',
   },
   format: ['esm'],
   target: 'node20',
-  dts: { entry: { index: 'src/index.ts' } },
+  dts: { entry: { index: 'src/index.ts', 'medusa/index': 'src/medusa/index.ts' } },
   sourcemap: true,
   clean: true,
   splitting: true,
   // Native and network drivers stay external so that importing 'herald' loads none of them
-  // until a store that needs one is created.
-  external: ['better-sqlite3', 'ioredis'],
+  // until a store that needs one is created. Medusa's framework is only ever imported as types.
+  external: ['better-sqlite3', 'ioredis', /^@medusajs\//],
 })

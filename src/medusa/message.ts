@@ -1,0 +1,85 @@
+import type { Event as MedusaEvent, EventMetadata, Message } from '@medusajs/framework/types'
+import { HeraldError } from '../errors.js'
+import type { EventInput, HeraldEvent } from '../event.js'
+
+/** What the module does with Medusa's loosely typed emit options. */
+export interface EmitSettings {
+  /** No info log for the event (Medusa's `internal`). */
+  internal: boolean
+  /** Store (and so deliver) the event this many ms after the emit (Medusa's `delay`). */
+  delay: number
+  /** BullMQ's `jobId`: becomes the Herald event id, so a repeat within the dedupe window is dropped. */
+  id: string | undefined
+  /** Option names Herald has no use for (BullMQ job options, per-emit `groupedEventsTTL`). */
+  ignored: string[]
+}
+
+const HONOURED = new Set(['internal', 'delay', 'jobId'])
+
+/** Emit-level options, overridden by the message's own (the order Medusa's Redis module merges them in). */
+export function emitSettings(emitLevel: Record<string, unknown> | undefined, message: Message): EmitSettings {
+  const merged: Record<string, unknown> = { ...emitLevel, ...message.options }
+  const delay = merged.delay ?? 0
+  if (typeof delay !== 'number' || !Number.isFinite(delay) || delay < 0) {
+    throw new HeraldError(
+      'invalid_option',
+      `options.delay of ${JSON.stringify(message.name)} must be a number of milliseconds >= 0`,
+    )
+  }
+  const id = merged.jobId
+  if (id !== undefined && typeof id !== 'string') {
+    throw new HeraldError(
+      'invalid_option',
+      `options.jobId of ${JSON.stringify(message.name)} must be a string`,
+    )
+  }
+  return {
+    internal: merged.internal === true,
+    delay,
+    id,
+    ignored: Object.keys(merged).filter((key) => !HONOURED.has(key) && merged[key] !== undefined),
+  }
+}
+
+/** Medusa's message as a Herald event input; `created_at` (and `published_at` unless grouped) stamped as ISO strings. */
+export function toEventInput(
+  message: Message,
+  settings: EmitSettings,
+  createdAt: Date,
+  publishedAt: Date,
+): EventInput {
+  if (typeof message !== 'object' || message === null)
+    throw new HeraldError('invalid_event', 'a Medusa message must be an object { name, data }')
+  const metadata: Record<string, unknown> = { ...message.metadata, created_at: createdAt.toISOString() }
+  if (metadata.eventGroupId === undefined) metadata.published_at = publishedAt.toISOString()
+  else delete metadata.published_at // stamped when the group is released
+  const input: EventInput = {
+    name: message.name,
+    // Herald refuses a missing payload; Medusa lets one through, so it travels as null.
+    data: message.data === undefined ? null : message.data,
+    metadata,
+  }
+  if (settings.id !== undefined) input.id = settings.id
+  return input
+}
+
+function asDate(value: unknown): Date | undefined {
+  if (value instanceof Date) return value
+  if (typeof value === 'string' || typeof value === 'number') {
+    const date = new Date(value)
+    if (!Number.isNaN(date.getTime())) return date
+  }
+  return undefined
+}
+
+/**
+ * The event as Medusa subscribers and interceptors receive it: `{ name, data, metadata }`, with
+ * the timestamps as Dates whatever the store did to them (JSON stores turn Dates into strings).
+ */
+export function toMedusaEvent(event: HeraldEvent, publishedAt: () => Date): MedusaEvent {
+  const metadata: EventMetadata = { ...event.metadata }
+  const created = asDate(metadata.created_at)
+  if (created) metadata.created_at = created
+  metadata.published_at = asDate(metadata.published_at) ?? publishedAt()
+  return { name: event.topic, data: event.data, metadata }
+}
