@@ -85,7 +85,7 @@ export class LiveWorker extends Worker {
 
   protected onSuccess(attempt: Attempt): void {
     this.observe(attempt, undefined)
-    if (attempt.attempt > 0) this.retries.delete(attempt.event.seq!)
+    if (this.retries.size > 0) this.retries.delete(attempt.event.seq!)
     this.pump()
   }
 
