@@ -51,6 +51,8 @@ export function toEventInput(
   if (typeof message !== 'object' || message === null)
     throw new HeraldError('invalid_event', 'a Medusa message must be an object { name, data }')
   const metadata: Record<string, unknown> = { ...message.metadata, created_at: createdAt.toISOString() }
+  // Medusa groups an event only when its eventGroupId is truthy; workflows pass undefined or null otherwise.
+  if (!metadata.eventGroupId) delete metadata.eventGroupId
   if (metadata.eventGroupId === undefined) metadata.published_at = publishedAt.toISOString()
   else delete metadata.published_at // stamped when the group is released
   const input: EventInput = {

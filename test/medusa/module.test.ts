@@ -13,7 +13,9 @@ function report<T>(stdout: string): T {
 }
 
 function construct(options: unknown): HeraldEventBusService {
-  return new HeraldEventBusService({ logger: captureLogger().sink }, options as never, { worker_mode: 'shared' })
+  return new HeraldEventBusService({ logger: captureLogger().sink }, options as never, {
+    worker_mode: 'shared',
+  })
 }
 
 function codeOf(fn: () => unknown): string | undefined {
@@ -32,7 +34,9 @@ describe('herald/medusa module definition', () => {
     expect(Object.keys(definition).sort()).toEqual(Object.keys(reference).sort())
     expect(definition.linkable).toEqual(reference.linkable)
     expect(EVENT_BUS_MODULE).toBe(Modules.EVENT_BUS)
-    const { idPrefixToEntityName: _ignored, ...expected } = (Probe.prototype as { __joinerConfig(): Record<string, unknown> }).__joinerConfig()
+    const { idPrefixToEntityName: _ignored, ...expected } = (
+      Probe.prototype as { __joinerConfig(): Record<string, unknown> }
+    ).__joinerConfig()
     expect(HeraldEventBusService.prototype.__joinerConfig()).toEqual(expected)
   })
 
@@ -43,8 +47,20 @@ describe('herald/medusa module definition', () => {
   })
 
   it('constructs as Medusa constructs module services and satisfies IEventBusModuleService', async () => {
-    const service: IEventBusModuleService = new HeraldEventBusService({ logger: captureLogger().sink }, {}, { worker_mode: 'worker' })
-    for (const method of ['emit', 'subscribe', 'unsubscribe', 'releaseGroupedEvents', 'clearGroupedEvents', 'addInterceptor', 'removeInterceptor']) {
+    const service: IEventBusModuleService = new HeraldEventBusService(
+      { logger: captureLogger().sink },
+      {},
+      { worker_mode: 'worker' },
+    )
+    for (const method of [
+      'emit',
+      'subscribe',
+      'unsubscribe',
+      'releaseGroupedEvents',
+      'clearGroupedEvents',
+      'addInterceptor',
+      'removeInterceptor',
+    ]) {
       expect(typeof (service as unknown as Record<string, unknown>)[method]).toBe('function')
     }
     await (service as HeraldEventBusService).__hooks.onApplicationShutdown()
@@ -52,7 +68,14 @@ describe('herald/medusa module definition', () => {
 
   it('constructs without a module declaration or a registered logger, falling back to console', async () => {
     // An awilix cradle throws on names that were never registered.
-    const cradle = new Proxy({}, { get: (_, name) => { throw new Error(`${String(name)} is not registered`) } })
+    const cradle = new Proxy(
+      {},
+      {
+        get: (_, name) => {
+          throw new Error(`${String(name)} is not registered`)
+        },
+      },
+    )
     const service = new HeraldEventBusService(cradle, undefined, undefined)
     await service.__hooks.onApplicationShutdown()
   })
@@ -60,7 +83,9 @@ describe('herald/medusa module definition', () => {
 
 describe('herald/medusa options', () => {
   it('refuses options of the Redis module with a pointer to the Herald equivalent', () => {
-    expect(() => construct({ redisUrl: 'redis://localhost:6379' })).toThrow(/unknown option "redisUrl": give the Redis URL as store/)
+    expect(() => construct({ redisUrl: 'redis://localhost:6379' })).toThrow(
+      /unknown option "redisUrl": give the Redis URL as store/,
+    )
     expect(codeOf(() => construct({ jobOptions: {} }))).toBe('invalid_option')
   })
 
@@ -68,7 +93,9 @@ describe('herald/medusa options', () => {
     expect(() => construct({ retry: { retries: -1 } })).toThrow(/retry\.retries/)
     expect(codeOf(() => construct({ groupedEventsTTL: 0 }))).toBe('invalid_option')
     expect(codeOf(() => construct({ account: 'bad account' }))).toBe('invalid_tenant')
-    expect(() => construct({ store: 'postgres://localhost/db' })).toThrow(/store must be 'memory', 'sqlite:<path>', 'redis:\/\/…'/)
+    expect(() => construct({ store: 'postgres://localhost/db' })).toThrow(
+      /store must be 'memory', 'sqlite:<path>', 'redis:\/\/…'/,
+    )
     expect(codeOf(() => construct({ store: 'sqlite:' }))).toBe('invalid_option')
   })
 
@@ -131,7 +158,12 @@ describe('herald/medusa as an installed package', () => {
         })().catch((error) => { console.error(error); process.exit(1) })
       `),
     )
-    expect(result).toEqual({ same: true, got: ['order.placed'], medusaLoaded: false, medusaResolvable: false })
+    expect(result).toEqual({
+      same: true,
+      got: ['order.placed'],
+      medusaLoaded: false,
+      medusaResolvable: false,
+    })
   })
 
   it("is found by Medusa's defineConfig under event_bus and loaded by MedusaModule.bootstrap with its lifecycle", async () => {

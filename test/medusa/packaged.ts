@@ -29,10 +29,20 @@ export interface Packaged {
  */
 export async function installPackaged(): Promise<Packaged> {
   const base = await mkdtemp(join(tmpdir(), 'herald-medusa-'))
-  const pkg = JSON.parse(await readFile(join(ROOT, 'package.json'), 'utf8')) as { dependencies?: Record<string, string> }
+  const pkg = JSON.parse(await readFile(join(ROOT, 'package.json'), 'utf8')) as {
+    dependencies?: Record<string, string>
+  }
   const built = join(base, 'herald')
-  const options = { ...(config as Options), outDir: join(built, 'dist'), dts: false, sourcemap: false, silent: true }
-  options.entry = Object.fromEntries(Object.entries(options.entry as Record<string, string>).map(([name, file]) => [name, join(ROOT, file)]))
+  const options = {
+    ...(config as Options),
+    outDir: join(built, 'dist'),
+    dts: false,
+    sourcemap: false,
+    silent: true,
+  }
+  options.entry = Object.fromEntries(
+    Object.entries(options.entry as Record<string, string>).map(([name, file]) => [name, join(ROOT, file)]),
+  )
   await build(options)
   await cp(join(ROOT, 'package.json'), join(built, 'package.json'))
   // Its dependencies sit in its own node_modules, found from its real path as npm would nest them.
@@ -54,10 +64,15 @@ export async function installPackaged(): Promise<Packaged> {
         const file = join(dir, `script-${Math.random().toString(36).slice(2)}.cjs`)
         await writeFile(file, script)
         return new Promise((resolvePromise, reject) => {
-          execFile(process.execPath, [file], { cwd: dir, timeout: 60_000, env: { ...process.env, NODE_OPTIONS: '' } }, (error, stdout, stderr) => {
-            if (error) reject(new Error(`${error.message}\n${stderr}`))
-            else resolvePromise(stdout)
-          })
+          execFile(
+            process.execPath,
+            [file],
+            { cwd: dir, timeout: 60_000, env: { ...process.env, NODE_OPTIONS: '' } },
+            (error, stdout, stderr) => {
+              if (error) reject(new Error(`${error.message}\n${stderr}`))
+              else resolvePromise(stdout)
+            },
+          )
         })
       },
     }

@@ -396,6 +396,18 @@ export function describeMedusaEventBus(target: SuiteTarget): void {
         expect(got.events.map((e) => e.data)).toEqual(['marker'])
       })
 
+      it('treats a null or empty eventGroupId as no group, as Medusa does', async () => {
+        const { service } = start()
+        const got = collector()
+        service.subscribe('test', got.subscriber)
+        await service.emit([
+          message('test', 1, { metadata: { eventGroupId: null as never } }),
+          message('test', 2, { metadata: { eventGroupId: '' } }),
+        ])
+        await waitForCount(got.events, 2, 'both deliveries without a release')
+        expect(got.events.map((e) => 'eventGroupId' in e.metadata!)).toEqual([false, false])
+      })
+
       it('delivers a released event to a subscriber that subscribed after the emit [local module behaviour]', async () => {
         const { service } = start()
         await service.emit(grouped('order.placed', { id: 'o1' }, 'checkout'))
