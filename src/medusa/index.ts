@@ -25,6 +25,6 @@ export default definition
 export { HeraldEventBusService, EVENT_BUS_MODULE }
 export type { HeraldModuleDeclaration, HeraldSubscriberContext } from './service.js'
 export type { HeraldMedusaOptions } from './options.js'
-export { DEFAULT_GROUPED_EVENTS_TTL_SECONDS } from './options.js'
+export { DEFAULT_GROUPED_EVENTS_TTL_SECONDS, MEDUSA_RETRY_POLICY } from './options.js'
 export type { StoreSpec } from './open-store.js'
 export { subscriptionIdFor } from './names.js'

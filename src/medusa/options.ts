@@ -1,6 +1,11 @@
 import { HeraldError } from '../errors.js'
 import { assertTenant, DEFAULT_TENANT, type Tenant } from '../event.js'
-import { resolveRetryPolicy, type RetryPolicy } from '../delivery/policy.js'
+import {
+  DEFAULT_RETRY_POLICY,
+  MAX_ATTEMPT_TIMEOUT,
+  resolveRetryPolicy,
+  type RetryPolicy,
+} from '../delivery/policy.js'
 import type { StoreSpec } from './open-store.js'
 
 /** The module's `options` in `medusa-config`. Every key is optional. */
@@ -9,7 +14,7 @@ export interface HeraldMedusaOptions {
   store?: StoreSpec
   /** Key prefix of a Redis store, so several apps can share one Redis. */
   prefix?: string
-  /** Retry policy of every subscriber (fields default to Herald's DEFAULT_RETRY_POLICY). */
+  /** Retry policy of every subscriber (fields default to MEDUSA_RETRY_POLICY). */
   retry?: Partial<RetryPolicy>
   /** How long grouped events wait for release, in seconds (Medusa's unit and default: 600). */
   groupedEventsTTL?: number
@@ -30,6 +35,17 @@ export interface ResolvedOptions {
 }
 
 export const DEFAULT_GROUPED_EVENTS_TTL_SECONDS = 600
+
+/**
+ * Herald's default policy with the longest attempt timeout it allows (1 hour). Medusa's
+ * subscribers were written for buses that never time an attempt out (the Index module's full
+ * sync runs for minutes); a timeout that fires while a subscriber keeps working starts a retry
+ * alongside it. Lower `retry.timeout` where subscribers are known to be quick.
+ */
+export const MEDUSA_RETRY_POLICY: Readonly<RetryPolicy> = Object.freeze({
+  ...DEFAULT_RETRY_POLICY,
+  timeout: MAX_ATTEMPT_TIMEOUT,
+})
 
 const KNOWN = new Set<string>([
   'store',
@@ -88,7 +104,7 @@ export function resolveOptions(input: unknown): ResolvedOptions {
   return {
     store: options.store as StoreSpec | undefined,
     prefix: prefix as string | undefined,
-    retry: resolveRetryPolicy(options.retry as Partial<RetryPolicy> | undefined),
+    retry: resolveRetryPolicy(options.retry as Partial<RetryPolicy> | undefined, MEDUSA_RETRY_POLICY),
     groupTtlMs: ttl * 1000,
     tenant,
     drainTimeout:
