@@ -589,6 +589,30 @@ export function describeMedusaEventBus(target: SuiteTarget): void {
         expect(got.events.map((e) => e.data)).toEqual([{ n: 1 }])
       })
 
+      it('shares a durable subscriber between worker instances: each event is handled by one of them, once', async () => {
+        const handled: number[] = []
+        const workers = [start({}, 'worker'), start({}, 'worker')]
+        workers.forEach(({ service }) =>
+          service.subscribe(
+            'order.placed',
+            async (event: MedusaEvent) => {
+              const n = (event.data as { n: number }).n
+              handled.push(n)
+            },
+            { subscriberId: 'fulfil' },
+          ),
+        )
+        const total = 60
+        for (let n = 0; n < total; n += 10) {
+          await workers[(n / 10) % 2]!.service.emit(
+            Array.from({ length: 10 }, (_, i) => message('order.placed', { n: n + i })),
+          )
+        }
+        await waitForCount(handled, total, 'deliveries across both workers', 20_000)
+        await sleep(100)
+        expect([...handled].sort((a, b) => a - b)).toEqual(Array.from({ length: total }, (_, n) => n))
+      })
+
       it('leaves no durable subscription for subscribers without an id across restarts, and one for a subscriber with an id', async () => {
         for (let run = 0; run < 3; run++) {
           const { service } = start()
