@@ -16,8 +16,16 @@ export interface EmitSettings {
 
 const HONOURED = new Set(['internal', 'delay', 'jobId'])
 
+const NO_OPTIONS: EmitSettings = Object.freeze({
+  internal: false,
+  delay: 0,
+  id: undefined,
+  ignored: [] as string[],
+})
+
 /** Emit-level options, overridden by the message's own (the order Medusa's Redis module merges them in). */
 export function emitSettings(emitLevel: Record<string, unknown> | undefined, message: Message): EmitSettings {
+  if (emitLevel === undefined && message.options === undefined) return NO_OPTIONS
   const merged: Record<string, unknown> = { ...emitLevel, ...message.options }
   const delay = merged.delay ?? 0
   if (typeof delay !== 'number' || !Number.isFinite(delay) || delay < 0) {
@@ -41,19 +49,19 @@ export function emitSettings(emitLevel: Record<string, unknown> | undefined, mes
   }
 }
 
-/** Medusa's message as a Herald event input; `created_at` (and `published_at` unless grouped) stamped as ISO strings. */
+/** Medusa's message as a Herald event input, with `created_at` (and `published_at` unless grouped) as ISO strings. */
 export function toEventInput(
   message: Message,
   settings: EmitSettings,
-  createdAt: Date,
-  publishedAt: Date,
+  createdAt: string,
+  publishedAt: string,
 ): EventInput {
   if (typeof message !== 'object' || message === null)
     throw new HeraldError('invalid_event', 'a Medusa message must be an object { name, data }')
-  const metadata: Record<string, unknown> = { ...message.metadata, created_at: createdAt.toISOString() }
+  const metadata: Record<string, unknown> = { ...message.metadata, created_at: createdAt }
   // Medusa groups an event only when its eventGroupId is truthy; workflows pass undefined or null otherwise.
   if (!metadata.eventGroupId) delete metadata.eventGroupId
-  if (metadata.eventGroupId === undefined) metadata.published_at = publishedAt.toISOString()
+  if (metadata.eventGroupId === undefined) metadata.published_at = publishedAt
   else delete metadata.published_at // stamped when the group is released
   const input: EventInput = {
     name: message.name,

@@ -56,6 +56,8 @@ interface Pending {
   message: Message
   settings: EmitSettings
   createdAt: Date
+  /** The same instant as ISO, computed once per emit call. */
+  createdIso: string
 }
 
 /** The container key Medusa resolves the Event Module by (`Modules.EVENT_BUS`). */
@@ -144,15 +146,16 @@ export class HeraldEventBusService implements IEventBusModuleService {
   async emit<T>(data: Message<T> | Message<T>[], options?: Record<string, unknown>): Promise<void> {
     const messages = (Array.isArray(data) ? data : [data]) as Message[]
     const createdAt = new Date()
+    const createdIso = createdAt.toISOString()
     const now: Pending[] = []
     const later: Pending[] = []
     for (const message of messages) {
       const settings = emitSettings(options, message)
       this.noteIgnored(settings.ignored)
-      const pending = { message, settings, createdAt }
+      const pending = { message, settings, createdAt, createdIso }
       if (settings.delay > 0) {
         // Checked now, so a bad event fails its emit rather than its timer.
-        prepareEvent(toEventInput(message, settings, createdAt, createdAt), this.tenant, {
+        prepareEvent(toEventInput(message, settings, createdIso, createdIso), this.tenant, {
           maxPayloadBytes: DEFAULT_MAX_PAYLOAD_BYTES,
           now: Date.now(),
         })
@@ -166,28 +169,39 @@ export class HeraldEventBusService implements IEventBusModuleService {
 
   private async store(batch: Pending[]): Promise<void> {
     const publishedAt = new Date()
+    const publishedIso = publishedAt.toISOString()
     const inputs: EventInput[] = batch.map((p) =>
-      toEventInput(p.message, p.settings, p.createdAt, publishedAt),
+      toEventInput(p.message, p.settings, p.createdIso, publishedIso),
     )
     if (this.opening.size > 0) await Promise.all(this.opening)
     await this.bus.emit(inputs)
+    const logging = this.infoLogged()
+    const intercepting = this.interceptors.size > 0
+    if (!logging && !intercepting) return
     for (let i = 0; i < batch.length; i++) {
       const p = batch[i]!
-      const { message, settings } = p
       const input = inputs[i]!
       if (input.metadata?.eventGroupId !== undefined) continue // staged: interceptors and the log line come with the release
       const name = input.name!
-      if (!settings.internal)
+      if (logging && !p.settings.internal) {
         this.logger.info(
           `herald: emitted ${name} (${this.subscriberCount(name)} subscribers in this process)`,
         )
-      const { options } = message
+      }
+      if (!intercepting) continue
+      const { options } = p.message
       const metadata = { ...input.metadata, created_at: p.createdAt, published_at: publishedAt }
       this.callInterceptors(
         { name, data: input.data, metadata, ...(options ? { options } : {}) },
         { isGrouped: false },
       )
     }
+  }
+
+  /** Medusa's logger can say whether info lines are wanted; building one per event is not free. */
+  private infoLogged(): boolean {
+    const { shouldLog } = this.logger as { shouldLog?: (level: string) => boolean }
+    return typeof shouldLog !== 'function' || shouldLog.call(this.logger, 'info')
   }
 
   private schedule(pending: Pending): void {

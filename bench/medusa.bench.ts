@@ -1,0 +1,104 @@
+/**
+ * `npm run bench medusa`: Medusa's Event Module API, served by Medusa's local event bus and by
+ * Herald's module (`herald/medusa`) on the memory store, with a live subscriber (no id) and a
+ * durable one (with an id). 100,000 events to one async subscriber, emitted one per
+ * `await emit()` and as arrays of 1,000, timed from the first emit to the last delivery.
+ */
+import { createRequire } from 'node:module'
+import { HeraldEventBusService } from '../src/medusa/index.js'
+import { header, medianOf, quietLogger, table } from './lib/report.js'
+
+const N = Number(process.env.BENCH_EVENTS ?? 100_000)
+const BATCH = 1000
+const RUNS = Number(process.env.BENCH_RUNS ?? 3)
+const require = createRequire(new URL('./package.json', import.meta.url))
+
+interface MedusaBus {
+  subscribe(name: string, subscriber: () => Promise<void>, context?: { subscriberId: string }): unknown
+  emit(messages: unknown): Promise<void>
+}
+
+interface Contender {
+  name: string
+  open(): { bus: MedusaBus; close(): Promise<void> }
+  subscriberId?: string
+}
+
+function deliveredAll(count: number): { subscriber: () => Promise<void>; done: Promise<void> } {
+  let seen = 0
+  let resolve!: () => void
+  const done = new Promise<void>((r) => (resolve = r))
+  return {
+    subscriber: async () => {
+      if (++seen === count) resolve()
+    },
+    done,
+  }
+}
+
+async function rate(contender: Contender, mode: 'single' | 'batch'): Promise<number> {
+  const { bus, close } = contender.open()
+  const { subscriber, done } = deliveredAll(N)
+  bus.subscribe(
+    'bench.event',
+    subscriber,
+    contender.subscriberId ? { subscriberId: contender.subscriberId } : undefined,
+  )
+  const start = performance.now()
+  if (mode === 'single') for (let i = 0; i < N; i++) await bus.emit({ name: 'bench.event', data: { i } })
+  else {
+    for (let i = 0; i < N; i += BATCH) {
+      const batch = new Array(BATCH)
+      for (let j = 0; j < BATCH; j++) batch[j] = { name: 'bench.event', data: { i: i + j } }
+      await bus.emit(batch)
+    }
+  }
+  await done
+  const result = N / ((performance.now() - start) / 1000)
+  await close()
+  return result
+}
+
+const heraldModule: Contender['open'] = () => {
+  const service = new HeraldEventBusService(
+    { logger: quietLogger },
+    { retry: { concurrency: 1000 } },
+    { worker_mode: 'shared' },
+  )
+  return { bus: service as unknown as MedusaBus, close: () => service.__hooks.onApplicationShutdown() }
+}
+
+const contenders: Contender[] = [
+  {
+    name: 'medusa event-bus-local',
+    subscriberId: 'bench-sub',
+    open: () => {
+      const Service = require('@medusajs/event-bus-local').service
+      return {
+        bus: new Service({ logger: quietLogger }, {}, { worker_mode: 'shared' }) as MedusaBus,
+        close: async () => {},
+      }
+    },
+  },
+  { name: 'herald/medusa live (memory)', open: heraldModule },
+  { name: 'herald/medusa durable (memory)', subscriberId: 'bench-sub', open: heraldModule },
+]
+
+header(
+  `medusa: ${N.toLocaleString()} events to one async subscriber through Medusa's Event Module API (median of ${RUNS})`,
+)
+for (const mode of ['single', 'batch'] as const) {
+  const rows = []
+  for (const contender of contenders) {
+    rows.push({
+      name: contender.name,
+      value: await medianOf(RUNS, () => rate(contender, mode)),
+      unit: 'events/s',
+    })
+  }
+  table(
+    mode === 'single' ? 'one event per await emit()' : `arrays of ${BATCH}`,
+    rows,
+    'medusa event-bus-local',
+  )
+}
