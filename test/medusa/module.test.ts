@@ -81,6 +81,21 @@ describe('herald/medusa module definition', () => {
   })
 })
 
+describe('herald/medusa logging', () => {
+  it("writes no info line when Medusa's logger says info is off", async () => {
+    const logs = captureLogger()
+    const sink = { ...logs.sink, shouldLog: (level: string) => level !== 'info' }
+    const service = new HeraldEventBusService(
+      { logger: sink },
+      { retry: { retries: 0 } },
+      { worker_mode: 'shared' },
+    )
+    await service.emit({ name: 'quiet.event', data: 1 })
+    expect(logs.info).toEqual([])
+    await service.__hooks.onApplicationShutdown()
+  })
+})
+
 describe('herald/medusa options', () => {
   it('refuses options of the Redis module with a pointer to the Herald equivalent', () => {
     expect(() => construct({ redisUrl: 'redis://localhost:6379' })).toThrow(
