@@ -25,7 +25,13 @@ const CONCURRENCY = 512
 const BATCH = 1000
 const Database = createRequire(import.meta.url)('better-sqlite3') as typeof BetterSqlite3
 
-const payload = (i: number) => ({ orderId: i, customer: 'c-0001234', amount: 129.95, currency: 'EUR', lines: [{ sku: 'sku-1', qty: 2 }] })
+const payload = (i: number) => ({
+  orderId: i,
+  customer: 'c-0001234',
+  amount: 129.95,
+  currency: 'EUR',
+  lines: [{ sku: 'sku-1', qty: 2 }],
+})
 
 function tempPath(): { path: string; remove: () => void } {
   const dir = mkdtempSync(join(tmpdir(), 'herald-bench-sqlite-'))
@@ -75,13 +81,26 @@ function raw(indexed: boolean): number {
   db.pragma('journal_mode = WAL')
   db.pragma('synchronous = NORMAL')
   db.pragma('cache_size = -32768')
-  db.exec('CREATE TABLE events (seq INTEGER PRIMARY KEY, tenant INTEGER NOT NULL, id TEXT NOT NULL, at INTEGER NOT NULL, body TEXT NOT NULL)')
-  if (indexed) db.exec('CREATE INDEX events_by_tenant ON events (tenant, seq); CREATE INDEX events_by_id ON events (tenant, id)')
+  db.exec(
+    'CREATE TABLE events (seq INTEGER PRIMARY KEY, tenant INTEGER NOT NULL, id TEXT NOT NULL, at INTEGER NOT NULL, body TEXT NOT NULL)',
+  )
+  if (indexed)
+    db.exec(
+      'CREATE INDEX events_by_tenant ON events (tenant, seq); CREATE INDEX events_by_id ON events (tenant, id)',
+    )
   const insert = db.prepare('INSERT INTO events (seq, tenant, id, at, body) VALUES (?, ?, ?, ?, ?)')
   const insertBatch = db.transaction((from: number, to: number) => {
     for (let i = from; i < to; i++) {
       const now = Date.now()
-      const event = { id: ulid(now), topic: 'bench/order', data: payload(i), metadata: {}, account: 'default', workspace: 'master', time: new Date(now).toISOString() }
+      const event = {
+        id: ulid(now),
+        topic: 'bench/order',
+        data: payload(i),
+        metadata: {},
+        account: 'default',
+        workspace: 'master',
+        time: new Date(now).toISOString(),
+      }
       insert.run(i + 1, 1, event.id, now, JSON.stringify(event))
     }
   })
@@ -93,13 +112,18 @@ function raw(indexed: boolean): number {
   return rate
 }
 
-header(`bench sqlite: ${N.toLocaleString('en')} events, durable emit → handler vs raw inserts, median of ${RUNS} runs`)
+header(
+  `bench sqlite: ${N.toLocaleString('en')} events, durable emit → handler vs raw inserts, median of ${RUNS} runs`,
+)
 const latencyNotes = new Map<number, string>()
 const heraldRate = async (publishers: number): Promise<number> =>
   medianOf(RUNS, async () => {
     const run = await herald(publishers)
     const sorted = run.latencies.sort((a, b) => a - b)
-    latencyNotes.set(publishers, `emit p50 ${percentile(sorted, 50).toFixed(2)} ms, p99 ${percentile(sorted, 99).toFixed(2)} ms`)
+    latencyNotes.set(
+      publishers,
+      `emit p50 ${percentile(sorted, 50).toFixed(2)} ms, p99 ${percentile(sorted, 99).toFixed(2)} ms`,
+    )
     return run.rate
   })
 const one = await heraldRate(1)
@@ -112,9 +136,24 @@ table(
   'durable emit → handler (sqliteStore, one subscriberId subscription) vs raw batched inserts',
   [
     { name: 'herald, 1 publisher', value: one, unit: 'events/s', note: oneNote },
-    { name: 'herald, 16 publishers', value: sixteen, unit: 'events/s', note: `${sixteenNote} (goal ≥ 100 k/s and ≥ 0.30×)` },
-    { name: 'raw insert, bare table', value: bare, unit: 'rows/s', note: `${BATCH} rows per transaction, no index` },
-    { name: 'raw insert, herald indexes', value: indexed, unit: 'rows/s', note: `${BATCH} rows per transaction, Herald's two indexes` },
+    {
+      name: 'herald, 16 publishers',
+      value: sixteen,
+      unit: 'events/s',
+      note: `${sixteenNote} (goal ≥ 100 k/s and ≥ 0.30×)`,
+    },
+    {
+      name: 'raw insert, bare table',
+      value: bare,
+      unit: 'rows/s',
+      note: `${BATCH} rows per transaction, no index`,
+    },
+    {
+      name: 'raw insert, herald indexes',
+      value: indexed,
+      unit: 'rows/s',
+      note: `${BATCH} rows per transaction, Herald's two indexes`,
+    },
   ],
   'raw insert, bare table',
 )

@@ -3,15 +3,17 @@ import type { HeraldEvent, PreparedEvent, Tenant } from '../event.js'
 import { tenantKey } from '../event.js'
 import { CommitQueue } from './sqlite/commit-queue.js'
 import { EventCache } from './sqlite/event-cache.js'
-import { Retention } from './sqlite/retention.js'
-import { messageOf, openDatabase, type Database } from './sqlite/schema.js'
-import { formatPosition, formatSeq, parseSeq, seqBound } from './sqlite/seq.js'
+import { DeliveryLedger } from './sqlite/ledger.js'
 import {
-  prepareStatements,
-  type DeliveryRow,
-  type Statements,
-  type SubscriptionRow,
-} from './sqlite/statements.js'
+  resolveSqliteOptions,
+  type ResolvedSqliteOptions,
+  type SqliteStoreOptions,
+} from './sqlite/options.js'
+import { Retention } from './sqlite/retention.js'
+import { parseEvent, toRecord, toSubscription } from './sqlite/rows.js'
+import { messageOf, openDatabase, type Database } from './sqlite/schema.js'
+import { formatSeq, parseSeq, seqBound } from './sqlite/seq.js'
+import { prepare, prepareStatements, type Statement, type Statements } from './sqlite/statements.js'
 import type {
   AppendOptions,
   AppendResult,
@@ -20,7 +22,6 @@ import type {
   DeadLetterQuery,
   Delivery,
   DeliveryRecord,
-  DeliveryRecordState,
   Settlement,
   Store,
   StoredDeadLetter,
@@ -28,111 +29,37 @@ import type {
   SubscriptionSpec,
 } from './store.js'
 
-export interface SqliteStoreOptions {
-  /** The database file; created (with its directory) when missing. */
-  path: string
-  /**
-   * `'normal'` (default): a committed event survives the process being killed (SIGKILL, a crash),
-   * but the last commits before a power loss or OS crash may be lost. `'full'`: every commit is
-   * flushed to the disk first, so it survives power loss too, at a much lower commit rate.
-   */
-  synchronous?: 'normal' | 'full'
-  /** How long a write waits for another process holding the database's write lock, in ms (default 5000). */
-  busyTimeout?: number
-  /** Events older than this many ms are removed, unless still owed (default 7 days; `Infinity` keeps them). */
-  maxAge?: number
-  /** Only the newest this many events are kept, unless still owed (default 1,000,000; `Infinity` keeps all). */
-  maxEvents?: number
-  /** How often retention runs, in ms (default 1000); it runs again soon after while it finds much to remove. */
-  retentionInterval?: number
-  /** Most events retention looks at in one step (default 2000). */
-  retentionBatch?: number
-  /** A group commit is written early once this many events wait (default 1000). */
-  maxBatchEvents?: number
-  /** Recently stored events kept as objects, so claims need not parse them again (default 20,000). */
-  cachedEvents?: number
-}
-
-export const SQLITE_DEFAULTS = Object.freeze({
-  synchronous: 'normal' as const,
-  busyTimeout: 5000,
-  maxAge: 7 * 24 * 60 * 60 * 1000,
-  maxEvents: 1_000_000,
-  retentionInterval: 1000,
-  retentionBatch: 2000,
-  maxBatchEvents: 1000,
-  cachedEvents: 20_000,
-})
-
-const DEFAULT_SCAN_LIMIT = 10_000
-/** Retention runs again after this long when its last step was cut short by its budget. */
-const RETENTION_CATCH_UP_MS = 10
+export type { SqliteStoreOptions } from './sqlite/options.js'
+export { SQLITE_DEFAULTS } from './sqlite/options.js'
 
 /**
  * The durable embedded store (DESIGN §6): one SQLite file in WAL mode, written through group
  * commits. An append resolves once its transaction committed, so an answered emit survives the
- * process being killed; durable subscriptions, delivery records, staged groups and dedupe ids
- * live in the same file. Several processes may open one file (a second bus, the admin CLI);
- * `watch` sees only this process's appends, so live delivery across processes needs Redis.
+ * process being killed; durable subscriptions, delivery state, staged groups and dedupe ids live
+ * in the same file. Several processes may open one file (a second bus, the admin CLI); `watch`
+ * sees only this process's appends, so live delivery across processes needs Redis.
+ *
+ * Loads better-sqlite3 when called, not when Herald is imported. Throws one HeraldError at once
+ * when the file cannot be used: `store_unavailable` (cannot be opened or written) or
+ * `store_incompatible` (not a SQLite file, another program's database, a newer schema).
  */
 export function sqliteStore(options: SqliteStoreOptions): Store {
-  return new SqliteStore(resolveOptions(options))
+  return new SqliteStore(resolveSqliteOptions(options))
 }
 
-type Resolved = Required<SqliteStoreOptions>
+const DEFAULT_SCAN_LIMIT = 10_000
+/** Columns of an events row, and most rows per INSERT (SQLite allows 32,766 parameters). */
+const COLUMNS = 5
+const ROWS_PER_INSERT = 64
+/** Retention runs again after this long when its last step was cut short by its budget. */
+const RETENTION_CATCH_UP_MS = 10
 
-function resolveOptions(options: SqliteStoreOptions): Resolved {
-  if (typeof options !== 'object' || options === null)
-    throw new HeraldError('invalid_option', 'sqliteStore needs { path }')
-  if (typeof options.path !== 'string' || options.path === '')
-    throw new HeraldError('invalid_option', 'sqliteStore path must be a non-empty string')
-  if (options.path === ':memory:')
-    throw new HeraldError(
-      'invalid_option',
-      'sqliteStore is for a file; use memoryStore() for an in-memory store',
-    )
-  const resolved: Resolved = { ...SQLITE_DEFAULTS, ...stripUndefined(options), path: options.path }
-  if (resolved.synchronous !== 'normal' && resolved.synchronous !== 'full') {
-    throw new HeraldError(
-      'invalid_option',
-      `sqliteStore synchronous must be 'normal' or 'full', got ${JSON.stringify(resolved.synchronous)}`,
-    )
-  }
-  const checks: [keyof Resolved, boolean][] = [
-    ['busyTimeout', false],
-    ['maxAge', true],
-    ['maxEvents', true],
-    ['retentionInterval', false],
-    ['retentionBatch', false],
-    ['maxBatchEvents', false],
-  ]
-  for (const [name, infinite] of checks) {
-    const value = resolved[name] as number
-    const ok =
-      typeof value === 'number' && value > 0 && (Number.isInteger(value) || (infinite && value === Infinity))
-    if (!ok)
-      throw new HeraldError(
-        'invalid_option',
-        `sqliteStore ${name} must be a positive integer${infinite ? ' or Infinity' : ''}, got ${JSON.stringify(value)}`,
-      )
-  }
-  if (!Number.isInteger(resolved.cachedEvents) || resolved.cachedEvents < 0) {
-    throw new HeraldError(
-      'invalid_option',
-      `sqliteStore cachedEvents must be a non-negative integer, got ${JSON.stringify(resolved.cachedEvents)}`,
-    )
-  }
-  return resolved
-}
-
-function stripUndefined<T extends object>(value: T): Partial<T> {
-  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as Partial<T>
-}
-
-/** What one write transaction accumulates for after its commit. */
+/** What one write transaction gathers, for the writes after it and for after its commit. */
 interface Transaction {
-  /** The last seq given out (loaded on first use). */
+  /** The last seq given out (read on first use). */
   lastSeq: number | undefined
+  /** Rows of appended events not inserted yet, flattened: inserted many per statement. */
+  rows: (string | number)[]
   appended: HeraldEvent[]
   appendedSeqs: number[]
   /** Tenants created in this transaction: cached only once it committed. */
@@ -144,18 +71,22 @@ class SqliteStore implements Store {
   readonly durable = true
   private readonly db: Database
   private readonly s: Statements
+  private readonly ledger: DeliveryLedger
+  private readonly retention: Retention
   private readonly queue: CommitQueue<Transaction>
   private readonly cache: EventCache
-  private readonly retention: Retention
+  /** INSERTs of 1..ROWS_PER_INSERT events, prepared when first needed. */
+  private readonly inserts: Statement<(string | number)[], unknown>[] = []
   private readonly tenantIds = new Map<string, number>()
   private readonly listeners = new Set<(events: readonly HeraldEvent[]) => void>()
   private retentionTimer: ReturnType<typeof setTimeout> | undefined
   private closed = false
 
-  constructor(private readonly options: Resolved) {
+  constructor(private readonly options: ResolvedSqliteOptions) {
     this.db = openDatabase(options)
     try {
       this.s = prepareStatements(this.db)
+      this.ledger = new DeliveryLedger(this.db)
       this.retention = new Retention(this.db, {
         maxAge: options.maxAge,
         maxEvents: options.maxEvents,
@@ -165,15 +96,15 @@ class SqliteStore implements Store {
       this.db.close()
       throw new HeraldError(
         'store_incompatible',
-        `sqliteStore: ${options.path}: the database does not have the expected tables: ${messageOf(error)}`,
+        `sqliteStore: ${options.path} lacks Herald's tables: ${messageOf(error)}`,
       )
     }
     this.cache = new EventCache(options.cachedEvents)
     this.queue = new CommitQueue<Transaction>(
       this.db,
       {
-        begin: () => ({ lastSeq: undefined, appended: [], appendedSeqs: [], tenants: undefined }),
-        beforeCommit: () => {},
+        begin: () => ({ lastSeq: undefined, rows: [], appended: [], appendedSeqs: [], tenants: undefined }),
+        beforeCommit: (tx) => this.insertRows(tx),
         afterCommit: (tx) => this.committed(tx),
       },
       options.maxBatchEvents,
@@ -183,9 +114,13 @@ class SqliteStore implements Store {
 
   // ── plumbing ─────────────────────────────────────────────────────────────────────────────
 
+  /** A write in the next group commit; the appends queued before it are in the log when it runs. */
   private write<T>(op: (tx: Transaction) => T, weight = 1): Promise<T> {
     if (this.closed) return Promise.reject(new HeraldError('closed', 'the store is closed'))
-    return this.queue.enqueue(op, weight)
+    return this.queue.enqueue((tx) => {
+      this.insertRows(tx)
+      return op(tx)
+    }, weight)
   }
 
   /** Reads run at once on the connection: they see every committed write. */
@@ -198,6 +133,23 @@ class SqliteStore implements Store {
       return Promise.reject(
         new HeraldError('store_unavailable', `sqliteStore: read failed: ${messageOf(error)}`),
       )
+    }
+  }
+
+  /** Inserts the events appended so far in this transaction, many rows per statement. */
+  private insertRows(tx: Transaction): void {
+    const rows = tx.rows
+    if (rows.length === 0) return
+    tx.rows = []
+    const count = rows.length / COLUMNS
+    for (let from = 0; from < count; from += ROWS_PER_INSERT) {
+      const n = Math.min(ROWS_PER_INSERT, count - from)
+      const values = `(?, ?, ?, ?, ?)${', (?, ?, ?, ?, ?)'.repeat(n - 1)}`
+      const insert = (this.inserts[n] ??= prepare(
+        this.db,
+        `INSERT INTO events (seq, tenant, id, at, body) VALUES ${values}`,
+      ))
+      insert.run(...(n === count ? rows : rows.slice(from * COLUMNS, (from + n) * COLUMNS)))
     }
   }
 
@@ -239,7 +191,12 @@ class SqliteStore implements Store {
     return id
   }
 
-  /** The stored event with this seq, from the cache when this process stored it recently. */
+  private subscriptionKey(tenant: Tenant, id: string): number | undefined {
+    const tenantId = this.tenantId(tenant)
+    return tenantId === undefined ? undefined : this.s.subscriptionKey.get(tenantId, id)
+  }
+
+  /** The stored event with this seq; from the cache when this process stored or read it lately. */
   private eventAt(seq: number): HeraldEvent | undefined {
     const cached = this.cache.get(seq)
     if (cached) return cached
@@ -248,11 +205,6 @@ class SqliteStore implements Store {
     const event = parseEvent(seq, body)
     this.cache.add(seq, event)
     return event
-  }
-
-  private subscriptionKey(tenant: Tenant, id: string): number | undefined {
-    const tenantId = this.tenantId(tenant)
-    return tenantId === undefined ? undefined : this.s.subscriptionKey.get(tenantId, id)
   }
 
   private scheduleRetention(delay: number): void {
@@ -279,10 +231,10 @@ class SqliteStore implements Store {
 
   append(tenant: Tenant, inputs: readonly PreparedEvent[], options: AppendOptions): Promise<AppendResult> {
     if (this.closed) return Promise.reject(new HeraldError('closed', 'the store is closed'))
-    // Serialized before the transaction, so the write lock is held only for the writes.
+    // Serialized outside the transaction, so that the write lock is held for the writes only.
     const bodies = new Array<string>(inputs.length)
     for (let i = 0; i < inputs.length; i++) bodies[i] = JSON.stringify(inputs[i]!.event)
-    return this.write((tx) => this.appendNow(tx, tenant, inputs, bodies, options), inputs.length)
+    return this.queue.enqueue((tx) => this.appendNow(tx, tenant, inputs, bodies, options), inputs.length)
   }
 
   private appendNow(
@@ -299,9 +251,8 @@ class SqliteStore implements Store {
     const duplicates: string[] = []
     let staged = 0
     for (let i = 0; i < inputs.length; i++) {
-      const input = inputs[i]!
-      const event = input.event
-      if (input.dedupe) {
+      const { event, dedupe, groupId } = inputs[i]!
+      if (dedupe) {
         const until = s.dedupeUntil.get(tenantId, event.id)
         if (until !== undefined && until > now) {
           duplicates.push(event.id)
@@ -309,16 +260,16 @@ class SqliteStore implements Store {
         }
         s.remember.run(tenantId, event.id, now + options.dedupeWindowMs)
       }
-      if (input.groupId !== undefined) {
-        const expiresAt = s.groupExpiry.get(tenantId, input.groupId)
-        if (expiresAt !== undefined && expiresAt <= now) s.deleteStaged.run(tenantId, input.groupId)
-        s.upsertGroup.run(tenantId, input.groupId, now + options.groupTtlMs)
-        s.stage.run(tenantId, input.groupId, event.topic, bodies[i]!)
+      if (groupId !== undefined) {
+        const expiresAt = s.groupExpiry.get(tenantId, groupId)
+        if (expiresAt !== undefined && expiresAt <= now) s.deleteStaged.run(tenantId, groupId)
+        s.upsertGroup.run(tenantId, groupId, now + options.groupTtlMs)
+        s.stage.run(tenantId, groupId, event.topic, bodies[i]!)
         staged++
         continue
       }
       const seq = this.nextSeq(tx)
-      s.insertEvent.run(seq, tenantId, event.id, now, bodies[i]!)
+      tx.rows.push(seq, tenantId, event.id, now, bodies[i]!)
       event.seq = formatSeq(seq)
       appended.push(event)
       tx.appended.push(event)
@@ -347,8 +298,8 @@ class SqliteStore implements Store {
   head(tenant: Tenant): Promise<string | undefined> {
     return this.reading(() => {
       const tenantId = this.tenantId(tenant)
-      const seq = tenantId === undefined ? null : this.s.head.get(tenantId)
-      return seq === null || seq === undefined ? undefined : formatSeq(seq)
+      const seq = tenantId === undefined ? null : (this.s.head.get(tenantId) ?? null)
+      return seq === null ? undefined : formatSeq(seq)
     })
   }
 
@@ -362,9 +313,8 @@ class SqliteStore implements Store {
   releaseGroup(tenant: Tenant, groupId: string, now: number): Promise<HeraldEvent[]> {
     return this.write((tx) => {
       const tenantId = this.tenantId(tenant)
-      if (tenantId === undefined) return []
-      const expiresAt = this.s.groupExpiry.get(tenantId, groupId)
-      if (expiresAt === undefined) return []
+      const expiresAt = tenantId === undefined ? undefined : this.s.groupExpiry.get(tenantId, groupId)
+      if (tenantId === undefined || expiresAt === undefined) return []
       const bodies = this.s.stagedBodies.all(tenantId, groupId)
       this.s.deleteStaged.run(tenantId, groupId)
       this.s.deleteGroup.run(tenantId, groupId)
@@ -373,7 +323,7 @@ class SqliteStore implements Store {
       for (const body of bodies) {
         const seq = this.nextSeq(tx)
         const event = parseEvent(seq, body)
-        this.s.insertEvent.run(seq, tenantId, event.id, now, body)
+        tx.rows.push(seq, tenantId, event.id, now, body)
         events.push(event)
         tx.appended.push(event)
         tx.appendedSeqs.push(seq)
@@ -404,9 +354,9 @@ class SqliteStore implements Store {
   openSubscription(spec: SubscriptionSpec, now: number): Promise<SubscriptionRecord> {
     const patterns = JSON.stringify(spec.patterns)
     const meta = spec.meta === undefined ? null : JSON.stringify(spec.meta)
+    const sender = spec.sender ?? null
     return this.write((tx) => {
       const tenantId = this.tenantIdForWrite(tx, spec.tenant)
-      const sender = spec.sender ?? null
       if (this.s.subscriptionKey.get(tenantId, spec.id) !== undefined) {
         this.s.updateSubscription.run(patterns, sender, meta, tenantId, spec.id)
       } else {
@@ -421,7 +371,7 @@ class SqliteStore implements Store {
     return this.write(() => {
       const key = this.subscriptionKey(tenant, id)
       if (key === undefined) return false
-      this.s.deleteRecordsOf.run(key)
+      this.ledger.removeAll(key)
       this.s.deleteSubscription.run(key)
       return true
     })
@@ -440,10 +390,9 @@ class SqliteStore implements Store {
   }
 
   private claimNow(tenant: Tenant, subscriptionId: string, request: ClaimRequest): ClaimResult {
-    const s = this.s
     const tenantId = this.tenantId(tenant)
     const subscription =
-      tenantId === undefined ? undefined : s.subscriptionForClaim.get(tenantId, subscriptionId)
+      tenantId === undefined ? undefined : this.s.subscriptionForClaim.get(tenantId, subscriptionId)
     if (tenantId === undefined || !subscription) {
       throw new HeraldError(
         'not_found',
@@ -457,32 +406,29 @@ class SqliteStore implements Store {
 
     // 1. Deliveries due again: retries whose time came, leases whose consumer went quiet.
     if (limit > 0) {
-      for (const [seq, attempts] of s.dueRecords.all(key, now, limit)) {
+      for (const [seq, attempts] of this.ledger.leaseDue(key, consumer, now, leaseUntil, limit)) {
         const event = this.eventAt(seq)
-        if (!event) {
-          s.dropRecord.run(key, seq) // cannot happen while retention keeps owed events; never lease nothing
-          continue
-        }
-        s.leaseAgain.run(consumer, leaseUntil, now, key, seq)
-        deliveries.push({ event, attempt: attempts })
+        if (event) deliveries.push({ event, attempt: attempts })
+        else this.ledger.drop(key, seq) // cannot happen while retention keeps owed events; never lease nothing
       }
     }
 
-    // 2. New events after the cursor.
+    // 2. New events after the cursor, leased as one batch.
     const scanLimit = request.scanLimit ?? DEFAULT_SCAN_LIMIT
+    const fresh: number[] = []
     let cursor = subscription.cursor
     let scanned = 0
     let endOfLog = false
     while (deliveries.length < limit && scanned < scanLimit) {
       const page = Math.min(scanLimit - scanned, Math.max(256, 2 * (limit - deliveries.length)))
-      const seqs = s.seqsAfter.all(tenantId, cursor, page)
+      const seqs = this.s.seqsAfter.all(tenantId, cursor, page)
       let looked = 0
       for (const seq of seqs) {
         looked++
         cursor = seq
         const event = this.eventAt(seq)
         if (!event || !match(event)) continue
-        s.leaseNew.run(key, seq, consumer, leaseUntil, now)
+        fresh.push(seq)
         deliveries.push({ event, attempt: 0 })
         if (deliveries.length >= limit) break
       }
@@ -493,13 +439,13 @@ class SqliteStore implements Store {
         break
       }
     }
-    if (cursor !== subscription.cursor) s.moveCursor.run(cursor, key)
+    this.ledger.leaseNew(key, fresh, consumer, leaseUntil, now)
+    if (cursor !== subscription.cursor) this.s.moveCursor.run(cursor, key)
 
-    const more = deliveries.length >= limit || (!endOfLog && s.seqsAfter.all(tenantId, cursor, 1).length > 0)
-    const nextDueAt = s.nextDue.get(key, now)
-    return nextDueAt === null || nextDueAt === undefined
-      ? { deliveries, more }
-      : { deliveries, more, nextDueAt }
+    const more =
+      deliveries.length >= limit || (!endOfLog && this.s.seqsAfter.all(tenantId, cursor, 1).length > 0)
+    const nextDueAt = this.ledger.nextDue(key, now)
+    return nextDueAt === undefined ? { deliveries, more } : { deliveries, more, nextDueAt }
   }
 
   renew(
@@ -511,11 +457,7 @@ class SqliteStore implements Store {
   ): Promise<string[]> {
     return this.write(() => {
       const key = this.subscriptionKey(tenant, subscriptionId)
-      if (key === undefined) return [...seqs]
-      return seqs.filter((seq) => {
-        const n = parseSeq(seq)
-        return n === undefined || this.s.renew.run(leaseUntil, key, n, consumer).changes === 0
-      })
+      return key === undefined ? [...seqs] : this.ledger.renew(key, consumer, seqs, leaseUntil)
     })
   }
 
@@ -528,22 +470,8 @@ class SqliteStore implements Store {
   ): Promise<void> {
     return this.write(() => {
       const key = this.subscriptionKey(tenant, subscriptionId)
-      if (key === undefined) return // unsubscribed meanwhile: nothing is owed any more
-      for (const settlement of settlements) {
-        const seq = parseSeq(settlement.seq)
-        if (seq === undefined) continue
-        switch (settlement.outcome) {
-          case 'delivered':
-            this.s.delivered.run(key, seq, consumer)
-            break
-          case 'retry':
-            this.s.retry.run(settlement.retryAt, settlement.error, now, key, seq, consumer)
-            break
-          case 'dead':
-            this.s.dead.run(settlement.error, now, key, seq, consumer)
-            break
-        }
-      }
+      // Unsubscribed meanwhile: nothing is owed any more.
+      if (key !== undefined) this.ledger.settle(key, consumer, settlements, now)
     }, settlements.length)
   }
 
@@ -552,7 +480,24 @@ class SqliteStore implements Store {
       const tenantId = this.tenantId(tenant)
       const n = parseSeq(seq)
       if (tenantId === undefined || n === undefined) return []
-      return this.s.recordsOfEvent.all(n, tenantId).map(toRecord)
+      const records = this.s.recordsOfEvent.all(n, tenantId).map(toRecord)
+      for (const [key, subscriptionId] of this.s.subscriptionKeysOf.all(tenantId)) {
+        const lease = this.ledger.batchOf(key, n)
+        if (!lease) continue
+        records.push({
+          subscriptionId,
+          seq,
+          eventId: this.eventAt(n)?.id ?? '',
+          state: 'leased',
+          attempts: 1,
+          consumer: lease.consumer,
+          leaseUntil: lease.leaseUntil,
+          updatedAt: lease.claimedAt,
+        })
+      }
+      return records.sort((a, b) =>
+        a.subscriptionId < b.subscriptionId ? -1 : a.subscriptionId > b.subscriptionId ? 1 : 0,
+      )
     })
   }
 
@@ -595,50 +540,11 @@ class SqliteStore implements Store {
     if (this.closed) return
     if (this.retentionTimer) clearTimeout(this.retentionTimer)
     this.retentionTimer = undefined
-    // Pending writes complete first; then nothing new is accepted.
-    this.queue.flush()
+    this.queue.flush() // pending writes complete first
     this.closed = true
     this.queue.abandon(new HeraldError('closed', 'the store is closed'))
     this.listeners.clear()
     this.cache.clear()
     this.db.close()
   }
-}
-
-function parseEvent(seq: number, body: string): HeraldEvent {
-  const event = JSON.parse(body) as HeraldEvent
-  event.seq = formatSeq(seq)
-  return event
-}
-
-function toSubscription(row: SubscriptionRow): SubscriptionRecord {
-  const record: SubscriptionRecord = {
-    account: row.account,
-    workspace: row.workspace,
-    id: row.id,
-    patterns: JSON.parse(row.patterns) as string[],
-    createdAt: row.created_at,
-    startSeq: formatPosition(row.start_seq),
-    cursor: formatPosition(row.cursor),
-  }
-  if (row.sender !== null) record.sender = row.sender
-  if (row.meta !== null) record.meta = JSON.parse(row.meta) as Record<string, unknown>
-  return record
-}
-
-function toRecord(row: DeliveryRow): DeliveryRecord {
-  const record: DeliveryRecord = {
-    subscriptionId: row.subscription,
-    seq: formatSeq(row.seq),
-    eventId: row.event_id ?? '',
-    state: row.state as DeliveryRecordState,
-    attempts: row.attempts,
-    updatedAt: row.updated_at,
-  }
-  if (row.last_error !== null) record.lastError = row.last_error
-  if (row.state === 'leased') {
-    if (row.due_at !== null) record.leaseUntil = row.due_at
-    if (row.consumer !== null) record.consumer = row.consumer
-  } else if (row.state === 'retrying' && row.due_at !== null) record.nextAttemptAt = row.due_at
-  return record
 }

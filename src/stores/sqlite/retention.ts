@@ -1,5 +1,5 @@
 import type { Database } from './schema.js'
-import { prepare } from './statements.js'
+import { LAST_SEQ, prepare } from './statements.js'
 
 export interface RetentionLimits {
   /** Events older than this (ms since they were stored) may go; Infinity keeps them. */
@@ -23,7 +23,8 @@ const TENANTS_PER_STEP = 256
 /**
  * Removes old events in small steps, each inside one write transaction of the store, and never
  * an event a durable subscription still owes: every event after a subscription's cursor, every
- * event at or after its oldest leased or retrying delivery, and every dead letter's event stay.
+ * event from its oldest leased or retrying delivery on (in its tenant), and every dead letter's
+ * event stay.
  * Also drops expired staged groups and forgotten dedupe ids.
  *
  * Each tenant is walked oldest first from where the last step stopped (events kept for a dead
@@ -49,11 +50,7 @@ export class Retention {
     db: Database,
     private readonly limits: RetentionLimits,
   ) {
-    this.lastSeq = prepare<[], number>(
-      db,
-      "SELECT max(coalesce((SELECT max(seq) FROM events), 0), (SELECT value FROM herald_meta WHERE key = 'last_seq'))",
-      'pluck',
-    )
+    this.lastSeq = prepare<[], number>(db, LAST_SEQ, 'pluck')
     this.keepLastSeq = prepare<[number]>(db, "UPDATE herald_meta SET value = ? WHERE key = 'last_seq'")
     this.cursorFloors = prepare<[], [number, number]>(
       db,
@@ -62,7 +59,8 @@ export class Retention {
     )
     this.activeFloors = prepare<[], [number, number]>(
       db,
-      'SELECT s.tenant, min(d.seq) FROM deliveries d JOIN subscriptions s ON s.key = d.sub WHERE d.due_at IS NOT NULL GROUP BY s.tenant',
+      `SELECT s.tenant, min(x.seq) FROM (SELECT sub, seq FROM deliveries WHERE due_at IS NOT NULL UNION ALL SELECT sub, batch + CAST(substr(seqs, 1, instr(seqs || ',', ',') - 1) AS INTEGER) FROM leases) x
+       JOIN subscriptions s ON s.key = x.sub GROUP BY s.tenant`,
       'raw',
     )
     this.tenants = prepare<[], number>(db, 'SELECT id FROM tenants ORDER BY id', 'pluck')

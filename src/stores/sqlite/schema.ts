@@ -14,9 +14,10 @@ export const SCHEMA_VERSION = 1
 /**
  * One database per store. Seqs are a counter shared by all tenants (`events.seq`), kept in
  * `herald_meta.last_seq` as well as in the table so that retention emptying the log never lets a
- * seq be given out twice. Delivery records exist only for deliveries that are not simply done;
- * `due_at` is the lease's end for a leased record and the next attempt's time for a retrying
- * one (null for a dead letter).
+ * seq be given out twice. Deliveries that are not simply done are either in a lease batch
+ * (`leases`: first attempts leased by one claim) or have a record (`deliveries`), whose `due_at`
+ * is the lease's end for a leased record and the next attempt's time for a retrying one (null
+ * for a dead letter); see ledger.ts.
  */
 const SCHEMA = `
 CREATE TABLE herald_meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
@@ -59,6 +60,15 @@ CREATE TABLE deliveries (
   PRIMARY KEY (sub, seq)
 ) WITHOUT ROWID;
 CREATE INDEX deliveries_due ON deliveries (sub, due_at) WHERE due_at IS NOT NULL;
+CREATE TABLE leases (
+  sub INTEGER NOT NULL,
+  batch INTEGER NOT NULL,
+  consumer TEXT NOT NULL,
+  lease_until INTEGER NOT NULL,
+  claimed_at INTEGER NOT NULL,
+  seqs TEXT NOT NULL,
+  PRIMARY KEY (sub, batch)
+) WITHOUT ROWID;
 CREATE INDEX dead_letters ON deliveries (seq) WHERE state = 'dead';
 CREATE TABLE groups (
   tenant INTEGER NOT NULL,

@@ -34,6 +34,10 @@ const DELIVERY_COLUMNS =
 const SUBSCRIPTION_COLUMNS =
   't.account, t.workspace, s.id, s.patterns, s.sender, s.meta, s.created_at, s.start_seq, s.cursor'
 
+/** The last seq given out: the newest event's, or the one kept when retention removed it. */
+export const LAST_SEQ =
+  "SELECT max(coalesce((SELECT max(seq) FROM events), 0), (SELECT value FROM herald_meta WHERE key = 'last_seq'))"
+
 /** The part of a prepared statement the store uses, typed by its parameters and result row. */
 export interface Statement<P extends unknown[], R> {
   run(...params: P): { changes: number }
@@ -68,15 +72,7 @@ export function prepareStatements(db: Database) {
     ),
 
     // the log
-    lastSeq: prepare<[], number>(
-      db,
-      "SELECT max(coalesce((SELECT max(seq) FROM events), 0), (SELECT value FROM herald_meta WHERE key = 'last_seq'))",
-      'pluck',
-    ),
-    insertEvent: prepare<[number, number, string, number, string]>(
-      db,
-      'INSERT INTO events (seq, tenant, id, at, body) VALUES (?, ?, ?, ?, ?)',
-    ),
+    lastSeq: prepare<[], number>(db, LAST_SEQ, 'pluck'),
     eventBody: prepare<[number], string>(db, 'SELECT body FROM events WHERE seq = ?', 'pluck'),
     readAfter: prepare<[number, number, number], [number, string]>(
       db,
@@ -143,6 +139,11 @@ export function prepareStatements(db: Database) {
       'SELECT key FROM subscriptions WHERE tenant = ? AND id = ?',
       'pluck',
     ),
+    subscriptionKeysOf: prepare<[number], [number, string]>(
+      db,
+      'SELECT key, id FROM subscriptions WHERE tenant = ? ORDER BY id',
+      'raw',
+    ),
     subscriptionForClaim: prepare<[number, string], { key: number; cursor: number }>(
       db,
       'SELECT key, cursor FROM subscriptions WHERE tenant = ? AND id = ?',
@@ -170,45 +171,9 @@ export function prepareStatements(db: Database) {
       'UPDATE subscriptions SET patterns = ?, sender = ?, meta = ? WHERE tenant = ? AND id = ?',
     ),
     deleteSubscription: prepare<[number]>(db, 'DELETE FROM subscriptions WHERE key = ?'),
-    deleteRecordsOf: prepare<[number]>(db, 'DELETE FROM deliveries WHERE sub = ?'),
     moveCursor: prepare<[number, number]>(db, 'UPDATE subscriptions SET cursor = ? WHERE key = ?'),
 
-    // delivery records
-    dueRecords: prepare<[number, number, number], [number, number]>(
-      db,
-      'SELECT seq, attempts FROM deliveries WHERE sub = ? AND due_at <= ? ORDER BY seq LIMIT ?',
-      'raw',
-    ),
-    nextDue: prepare<[number, number], number | null>(
-      db,
-      'SELECT min(due_at) FROM deliveries WHERE sub = ? AND due_at > ?',
-      'pluck',
-    ),
-    leaseAgain: prepare<[string, number, number, number, number]>(
-      db,
-      "UPDATE deliveries SET state = 'leased', attempts = attempts + 1, consumer = ?, due_at = ?, updated_at = ? WHERE sub = ? AND seq = ?",
-    ),
-    leaseNew: prepare<[number, number, string, number, number]>(
-      db,
-      "INSERT INTO deliveries (sub, seq, state, attempts, consumer, due_at, updated_at) VALUES (?, ?, 'leased', 1, ?, ?, ?)",
-    ),
-    dropRecord: prepare<[number, number]>(db, 'DELETE FROM deliveries WHERE sub = ? AND seq = ?'),
-    renew: prepare<[number, number, number, string]>(
-      db,
-      "UPDATE deliveries SET due_at = ? WHERE sub = ? AND seq = ? AND state = 'leased' AND consumer = ?",
-    ),
-    delivered: prepare<[number, number, string]>(
-      db,
-      "DELETE FROM deliveries WHERE sub = ? AND seq = ? AND state = 'leased' AND consumer = ?",
-    ),
-    retry: prepare<[number, string, number, number, number, string]>(
-      db,
-      "UPDATE deliveries SET state = 'retrying', due_at = ?, last_error = ?, consumer = NULL, updated_at = ? WHERE sub = ? AND seq = ? AND state = 'leased' AND consumer = ?",
-    ),
-    dead: prepare<[string, number, number, number, string]>(
-      db,
-      "UPDATE deliveries SET state = 'dead', due_at = NULL, last_error = ?, consumer = NULL, updated_at = ? WHERE sub = ? AND seq = ? AND state = 'leased' AND consumer = ?",
-    ),
+    // delivery records (the rest is in ledger.ts)
     recordsOfEvent: prepare<[number, number], DeliveryRow>(
       db,
       `SELECT ${DELIVERY_COLUMNS}, e.id AS event_id FROM subscriptions s JOIN deliveries d ON d.sub = s.key AND d.seq = ?

@@ -1,0 +1,269 @@
+import type { Settlement } from '../store.js'
+import type { Database } from './schema.js'
+import { parseSeq } from './seq.js'
+import { prepare } from './statements.js'
+
+/**
+ * Where a subscription's deliveries stand, in two shapes:
+ * - a **lease batch** per claim for the first attempts it leased: one row holding the seqs still
+ *   in flight, their consumer and one lease end. A claim writes one row and a settlement of the
+ *   whole batch deletes it, instead of a row written and deleted per delivery (the hot path);
+ * - a **record** per delivery that is not simply in its first attempt: leased again (a retry, or a
+ *   batch whose consumer went quiet), retrying, or dead.
+ * A delivery leaves its batch when it is settled; one that failed becomes a record.
+ *
+ * All methods run inside the store's write transactions.
+ */
+export class DeliveryLedger {
+  private readonly s
+
+  constructor(db: Database) {
+    this.s = {
+      batchAt: prepare<
+        [number, number],
+        { batch: number; consumer: string; lease_until: number; claimed_at: number; seqs: string }
+      >(
+        db,
+        'SELECT batch, consumer, lease_until, claimed_at, seqs FROM leases WHERE sub = ? AND batch <= ? ORDER BY batch DESC LIMIT 1',
+      ),
+      insertBatch: prepare<[number, number, string, number, number, string]>(
+        db,
+        'INSERT INTO leases (sub, batch, consumer, lease_until, claimed_at, seqs) VALUES (?, ?, ?, ?, ?, ?)',
+      ),
+      shrinkBatch: prepare<[string, number, number]>(
+        db,
+        'UPDATE leases SET seqs = ? WHERE sub = ? AND batch = ?',
+      ),
+      renewBatch: prepare<[number, number, number, string]>(
+        db,
+        'UPDATE leases SET lease_until = ? WHERE sub = ? AND batch = ? AND consumer = ?',
+      ),
+      deleteBatch: prepare<[number, number]>(db, 'DELETE FROM leases WHERE sub = ? AND batch = ?'),
+      expiredBatches: prepare<[number, number], [number, string, number, number, string]>(
+        db,
+        'SELECT batch, consumer, lease_until, claimed_at, seqs FROM leases WHERE sub = ? AND lease_until <= ?',
+        'raw',
+      ),
+      nextBatchDue: prepare<[number, number], number | null>(
+        db,
+        'SELECT min(lease_until) FROM leases WHERE sub = ? AND lease_until > ?',
+        'pluck',
+      ),
+
+      dueRecords: prepare<[number, number, number], [number, number]>(
+        db,
+        'SELECT seq, attempts FROM deliveries WHERE sub = ? AND due_at <= ? ORDER BY seq LIMIT ?',
+        'raw',
+      ),
+      nextRecordDue: prepare<[number, number], number | null>(
+        db,
+        'SELECT min(due_at) FROM deliveries WHERE sub = ? AND due_at > ?',
+        'pluck',
+      ),
+      insertRecord: prepare<[number, number, string, string | null, number | null, string | null, number]>(
+        db,
+        'INSERT INTO deliveries (sub, seq, state, attempts, consumer, due_at, last_error, updated_at) VALUES (?, ?, ?, 1, ?, ?, ?, ?)',
+      ),
+      leaseAgain: prepare<[string, number, number, number, number]>(
+        db,
+        "UPDATE deliveries SET state = 'leased', attempts = attempts + 1, consumer = ?, due_at = ?, updated_at = ? WHERE sub = ? AND seq = ?",
+      ),
+      dropRecord: prepare<[number, number]>(db, 'DELETE FROM deliveries WHERE sub = ? AND seq = ?'),
+      renewRecord: prepare<[number, number, number, string]>(
+        db,
+        "UPDATE deliveries SET due_at = ? WHERE sub = ? AND seq = ? AND state = 'leased' AND consumer = ?",
+      ),
+      delivered: prepare<[number, number, string]>(
+        db,
+        "DELETE FROM deliveries WHERE sub = ? AND seq = ? AND state = 'leased' AND consumer = ?",
+      ),
+      retry: prepare<[number, string, number, number, number, string]>(
+        db,
+        "UPDATE deliveries SET state = 'retrying', due_at = ?, last_error = ?, consumer = NULL, updated_at = ? WHERE sub = ? AND seq = ? AND state = 'leased' AND consumer = ?",
+      ),
+      dead: prepare<[string, number, number, number, string]>(
+        db,
+        "UPDATE deliveries SET state = 'dead', due_at = NULL, last_error = ?, consumer = NULL, updated_at = ? WHERE sub = ? AND seq = ? AND state = 'leased' AND consumer = ?",
+      ),
+      removeRecords: prepare<[number]>(db, 'DELETE FROM deliveries WHERE sub = ?'),
+      removeBatches: prepare<[number]>(db, 'DELETE FROM leases WHERE sub = ?'),
+    }
+  }
+
+  /**
+   * Leases, to `consumer`, deliveries due again: retries whose time came and leases whose
+   * consumer went quiet (a batch whose lease ran out first turns into records). Oldest first;
+   * returns [seq, attempts already started].
+   */
+  leaseDue(
+    sub: number,
+    consumer: string,
+    now: number,
+    leaseUntil: number,
+    limit: number,
+  ): [number, number][] {
+    const s = this.s
+    for (const [batch, owner, until, claimedAt, seqs] of s.expiredBatches.all(sub, now)) {
+      for (const seq of decodeBatch(batch, seqs))
+        s.insertRecord.run(sub, seq, 'leased', owner, until, null, claimedAt)
+      s.deleteBatch.run(sub, batch)
+    }
+    const due = s.dueRecords.all(sub, now, limit)
+    for (const [seq] of due) s.leaseAgain.run(consumer, leaseUntil, now, sub, seq)
+    return due
+  }
+
+  /** First attempts of `seqs` (ascending), leased to `consumer` as one batch. */
+  leaseNew(sub: number, seqs: readonly number[], consumer: string, leaseUntil: number, now: number): void {
+    if (seqs.length > 0)
+      this.s.insertBatch.run(sub, seqs[0]!, consumer, leaseUntil, now, encodeBatch(seqs[0]!, seqs))
+  }
+
+  /** A record that cannot be delivered any more (its event is gone). */
+  drop(sub: number, seq: number): void {
+    this.s.dropRecord.run(sub, seq)
+  }
+
+  /** The earliest future time a lease ends or a retry falls due. */
+  nextDue(sub: number, now: number): number | undefined {
+    const record = this.s.nextRecordDue.get(sub, now) ?? null
+    const batch = this.s.nextBatchDue.get(sub, now) ?? null
+    if (record === null) return batch ?? undefined
+    return batch === null ? record : Math.min(record, batch)
+  }
+
+  settle(sub: number, consumer: string, settlements: readonly Settlement[], now: number): void {
+    const s = this.s
+    const batches = new BatchCursor(this.s, sub, consumer)
+    for (const [seq, settlement] of bySeq(settlements, (item) => item.seq)) {
+      if (batches.take(seq)) {
+        if (settlement.outcome === 'retry')
+          s.insertRecord.run(sub, seq, 'retrying', null, settlement.retryAt, settlement.error, now)
+        else if (settlement.outcome === 'dead')
+          s.insertRecord.run(sub, seq, 'dead', null, null, settlement.error, now)
+        continue
+      }
+      if (settlement.outcome === 'delivered') s.delivered.run(sub, seq, consumer)
+      else if (settlement.outcome === 'retry')
+        s.retry.run(settlement.retryAt, settlement.error, now, sub, seq, consumer)
+      else s.dead.run(settlement.error, now, sub, seq, consumer)
+    }
+    batches.save()
+  }
+
+  /** Pushes the lease of deliveries `consumer` still holds; returns the seqs it does not. */
+  renew(sub: number, consumer: string, seqs: readonly string[], leaseUntil: number): string[] {
+    const lost: string[] = []
+    const renewed = new Set<number>()
+    const batches = new BatchCursor(this.s, sub, consumer)
+    for (const [seq, text] of bySeq(seqs, (item) => item)) {
+      const batch = batches.holding(seq)
+      if (batch !== undefined) {
+        if (!renewed.has(batch)) this.s.renewBatch.run(leaseUntil, sub, batch, consumer)
+        renewed.add(batch)
+      } else if (this.s.renewRecord.run(leaseUntil, sub, seq, consumer).changes === 0) lost.push(text)
+    }
+    for (const text of seqs) if (parseSeq(text) === undefined) lost.push(text)
+    return lost
+  }
+
+  /** The batch lease of `seq` in this subscription, if it is in one. */
+  batchOf(sub: number, seq: number): { consumer: string; leaseUntil: number; claimedAt: number } | undefined {
+    const row = this.s.batchAt.get(sub, seq)
+    if (!row || !decodeBatch(row.batch, row.seqs).includes(seq)) return undefined
+    return { consumer: row.consumer, leaseUntil: row.lease_until, claimedAt: row.claimed_at }
+  }
+
+  removeAll(sub: number): void {
+    this.s.removeRecords.run(sub)
+    this.s.removeBatches.run(sub)
+  }
+}
+
+type Statements = DeliveryLedger['s']
+
+/**
+ * Walks a subscription's lease batches in seq order for one consumer, taking deliveries out of
+ * them; `save` writes back the batches it changed.
+ */
+class BatchCursor {
+  private batch: number | undefined
+  private members: number[] = []
+  private last = -1
+  private owned = false
+  private changed = false
+
+  constructor(
+    private readonly s: Statements,
+    private readonly sub: number,
+    private readonly consumer: string,
+  ) {}
+
+  private load(seq: number): void {
+    if (this.batch !== undefined && seq <= this.last) return
+    this.save()
+    const row = this.s.batchAt.get(this.sub, seq)
+    this.batch = row?.batch
+    this.members = row ? decodeBatch(row.batch, row.seqs) : []
+    this.last = this.members.length > 0 ? this.members[this.members.length - 1]! : seq
+    this.owned = row?.consumer === this.consumer
+    this.changed = false
+  }
+
+  /** The batch of this consumer holding `seq`, if any. */
+  holding(seq: number): number | undefined {
+    this.load(seq)
+    return this.owned && this.members.includes(seq) ? this.batch : undefined
+  }
+
+  /** Removes `seq` from this consumer's batch; false when no batch of it holds `seq`. */
+  take(seq: number): boolean {
+    this.load(seq)
+    if (!this.owned) return false
+    const index = this.members.indexOf(seq)
+    if (index === -1) return false
+    this.members.splice(index, 1)
+    this.changed = true
+    return true
+  }
+
+  save(): void {
+    if (!this.changed || this.batch === undefined) return
+    if (this.members.length === 0) this.s.deleteBatch.run(this.sub, this.batch)
+    else this.s.shrinkBatch.run(encodeBatch(this.batch, this.members), this.sub, this.batch)
+    this.changed = false
+  }
+}
+
+/** Items with a valid seq, ascending by it. */
+function bySeq<T>(items: readonly T[], seqOf: (item: T) => string): [number, T][] {
+  const out: [number, T][] = []
+  for (const item of items) {
+    const seq = parseSeq(seqOf(item))
+    if (seq !== undefined) out.push([seq, item])
+  }
+  return out.sort((a, b) => a[0] - b[0])
+}
+
+/**
+ * A batch's seqs (ascending, none below `batch`) as differences from the one before, starting from
+ * `batch`, comma-separated: short, and quick to write and read. The first difference is how far
+ * the oldest seq still leased is from the batch's key (retention reads it).
+ */
+export function encodeBatch(batch: number, seqs: readonly number[]): string {
+  let text = ''
+  let previous = batch
+  for (let i = 0; i < seqs.length; i++) {
+    text += i === 0 ? `${seqs[i]! - previous}` : `,${seqs[i]! - previous}`
+    previous = seqs[i]!
+  }
+  return text
+}
+
+export function decodeBatch(batch: number, text: string): number[] {
+  const parts = text.split(',')
+  const seqs = new Array<number>(parts.length)
+  let seq = batch
+  for (let i = 0; i < parts.length; i++) seqs[i] = seq += Number(parts[i])
+  return seqs
+}
