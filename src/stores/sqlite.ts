@@ -1,6 +1,8 @@
+import { resolve } from 'node:path'
 import { HeraldError, isHeraldError } from '../errors.js'
 import type { HeraldEvent, PreparedEvent, Tenant } from '../event.js'
 import { tenantKey } from '../event.js'
+import { Checkpointer } from './sqlite/checkpointer.js'
 import { CommitQueue } from './sqlite/commit-queue.js'
 import { EventCache } from './sqlite/event-cache.js'
 import { DeliveryLedger } from './sqlite/ledger.js'
@@ -51,6 +53,8 @@ const DEFAULT_SCAN_LIMIT = 10_000
 /** Columns of an events row, and most rows per INSERT (SQLite allows 32,766 parameters). */
 const COLUMNS = 5
 const ROWS_PER_INSERT = 64
+/** How often the helper thread copies the write-ahead log into the database file. */
+const CHECKPOINT_INTERVAL_MS = 20
 /** Retention runs again after this long when its last step was cut short by its budget. */
 const RETENTION_CATCH_UP_MS = 10
 
@@ -75,8 +79,9 @@ class SqliteStore implements Store {
   private readonly retention: Retention
   private readonly queue: CommitQueue<Transaction>
   private readonly cache: EventCache
+  private readonly checkpointer: Checkpointer
   /** INSERTs of 1..ROWS_PER_INSERT events, prepared when first needed. */
-  private readonly inserts: Statement<(string | number)[], unknown>[] = []
+  private readonly inserts: Statement<[(string | number)[]], unknown>[] = []
   private readonly tenantIds = new Map<string, number>()
   private readonly listeners = new Set<(events: readonly HeraldEvent[]) => void>()
   private retentionTimer: ReturnType<typeof setTimeout> | undefined
@@ -100,6 +105,7 @@ class SqliteStore implements Store {
       )
     }
     this.cache = new EventCache(options.cachedEvents)
+    this.checkpointer = new Checkpointer(resolve(options.path), CHECKPOINT_INTERVAL_MS)
     this.queue = new CommitQueue<Transaction>(
       this.db,
       {
@@ -149,7 +155,7 @@ class SqliteStore implements Store {
         this.db,
         `INSERT INTO events (seq, tenant, id, at, body) VALUES ${values}`,
       ))
-      insert.run(...(n === count ? rows : rows.slice(from * COLUMNS, (from + n) * COLUMNS)))
+      insert.run(n === count ? rows : rows.slice(from * COLUMNS, (from + n) * COLUMNS))
     }
   }
 
@@ -405,12 +411,10 @@ class SqliteStore implements Store {
     const deliveries: Delivery[] = []
 
     // 1. Deliveries due again: retries whose time came, leases whose consumer went quiet.
-    if (limit > 0) {
-      for (const [seq, attempts] of this.ledger.leaseDue(key, consumer, now, leaseUntil, limit)) {
-        const event = this.eventAt(seq)
-        if (event) deliveries.push({ event, attempt: attempts })
-        else this.ledger.drop(key, seq) // cannot happen while retention keeps owed events; never lease nothing
-      }
+    for (const [seq, attempts] of this.ledger.leaseDue(key, consumer, now, leaseUntil, Math.max(0, limit))) {
+      const event = this.eventAt(seq)
+      if (event) deliveries.push({ event, attempt: attempts })
+      else this.ledger.drop(key, seq) // cannot happen while retention keeps owed events; never lease nothing
     }
 
     // 2. New events after the cursor, leased as one batch.
@@ -545,6 +549,7 @@ class SqliteStore implements Store {
     this.queue.abandon(new HeraldError('closed', 'the store is closed'))
     this.listeners.clear()
     this.cache.clear()
+    await this.checkpointer.close()
     this.db.close()
   }
 }

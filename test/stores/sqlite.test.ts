@@ -98,12 +98,10 @@ describe('sqliteStore', () => {
       expect(missing, `of ${printed.length} ids printed`).toEqual([])
 
       const bus = createBus({ store, logger: silentLogger, pollInterval: 20 })
-      bus
-        .scope(tenant)
-        .subscribe('crash', async (event) => void handled.add(event.id), {
-          subscriberId: 'crash-audit',
-          retry: { concurrency: 256 },
-        })
+      bus.scope(tenant).subscribe('crash', async (event) => void handled.add(event.id), {
+        subscriberId: 'crash-audit',
+        retry: { concurrency: 256 },
+      })
       await waitFor(() => printed.every((id) => handled.has(id)), 20_000, 'every printed id to be delivered')
       await bus.close()
     }, 60_000)

@@ -9,7 +9,7 @@ export interface Child {
   readonly lines: string[]
   /** Resolves with the first line (already printed or to come) that `match` accepts. */
   line(match: (line: string) => boolean, timeout?: number, what?: string): Promise<string>
-  /** Resolves with the exit code (or signal) once the process ended. */
+  /** Resolves with the exit code (or signal) once the process ended and its output was read. */
   readonly exited: Promise<number | NodeJS.Signals | null>
   /** SIGKILL, and wait for the process to be gone. */
   kill(): Promise<void>
@@ -25,7 +25,7 @@ export function runScript(script: string, args: string[], options: SpawnOptions 
   createInterface({ input: child.stdout! }).on('line', (line) => lines.push(line))
   child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()))
   const exited = new Promise<number | NodeJS.Signals | null>((resolve) =>
-    child.on('exit', (code, signal) => resolve(code ?? signal)),
+    child.on('close', (code, signal) => resolve(code ?? signal)),
   )
   let ended = false
   void exited.then(() => (ended = true))

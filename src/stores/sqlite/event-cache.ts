@@ -2,32 +2,34 @@ import type { HeraldEvent } from '../../event.js'
 
 /**
  * Recently stored events by seq, as objects, so that claiming and reading what this process just
- * appended does not parse its JSON again. Bounded; the oldest entries go first. The database
- * stays the truth: the cache is only asked for seqs a query returned.
+ * stored does not parse its JSON again. A fixed ring indexed by seq: recent seqs are dense, so an
+ * entry lives until a seq `capacity` later takes its slot. The database stays the truth: the
+ * cache is only asked for seqs a query returned.
  */
 export class EventCache {
-  private readonly events = new Map<number, HeraldEvent>()
+  private readonly seqs: Float64Array
+  private readonly events: (HeraldEvent | undefined)[]
 
-  constructor(private readonly capacity: number) {}
+  constructor(private readonly capacity: number) {
+    this.seqs = new Float64Array(capacity).fill(-1)
+    this.events = new Array<HeraldEvent | undefined>(capacity).fill(undefined)
+  }
 
   get(seq: number): HeraldEvent | undefined {
-    return this.events.get(seq)
+    if (this.capacity === 0) return undefined
+    const slot = seq % this.capacity
+    return this.seqs[slot] === seq ? this.events[slot] : undefined
   }
 
   add(seq: number, event: HeraldEvent): void {
     if (this.capacity === 0) return
-    this.events.set(seq, event)
-    if (this.events.size > this.capacity) {
-      // Map iteration is insertion order: drop the oldest eighth at once, not one per add.
-      let drop = Math.max(1, this.capacity >>> 3)
-      for (const key of this.events.keys()) {
-        this.events.delete(key)
-        if (--drop === 0) break
-      }
-    }
+    const slot = seq % this.capacity
+    this.seqs[slot] = seq
+    this.events[slot] = event
   }
 
   clear(): void {
-    this.events.clear()
+    this.seqs.fill(-1)
+    this.events.fill(undefined)
   }
 }

@@ -44,9 +44,9 @@ export class DeliveryLedger {
         'SELECT batch, consumer, lease_until, claimed_at, seqs FROM leases WHERE sub = ? AND lease_until <= ?',
         'raw',
       ),
-      nextBatchDue: prepare<[number, number], number | null>(
+      firstBatchEnd: prepare<[number], number | null>(
         db,
-        'SELECT min(lease_until) FROM leases WHERE sub = ? AND lease_until > ?',
+        'SELECT min(lease_until) FROM leases WHERE sub = ?',
         'pluck',
       ),
 
@@ -124,10 +124,10 @@ export class DeliveryLedger {
     this.s.dropRecord.run(sub, seq)
   }
 
-  /** The earliest future time a lease ends or a retry falls due. */
+  /** The earliest future time a lease ends or a retry falls due (after `leaseDue` ran at `now`). */
   nextDue(sub: number, now: number): number | undefined {
     const record = this.s.nextRecordDue.get(sub, now) ?? null
-    const batch = this.s.nextBatchDue.get(sub, now) ?? null
+    const batch = this.s.firstBatchEnd.get(sub) ?? null
     if (record === null) return batch ?? undefined
     return batch === null ? record : Math.min(record, batch)
   }

@@ -200,6 +200,8 @@ function setPragmas(db: Database, options: OpenOptions, where: string): void {
     // A bigger page cache keeps the indexes that every append and claim touch in memory.
     db.pragma('cache_size = -32768')
     db.pragma('temp_store = MEMORY')
+    // Checkpoints run on a helper thread (checkpointer.ts); this one is only the safety net.
+    db.pragma('wal_autocheckpoint = 16384')
     // Let a checkpointed WAL shrink back instead of staying at its high-water mark.
     db.pragma('journal_size_limit = 67108864')
   } catch (error) {
