@@ -202,8 +202,15 @@ class SqliteStore implements Store {
     return tenantId === undefined ? undefined : this.s.subscriptionKey.get(tenantId, id)
   }
 
-  /** The stored event with this seq; from the cache when this process stored or read it lately. */
-  private eventAt(seq: number): HeraldEvent | undefined {
+  /**
+   * The stored event with this seq: appended in this transaction, or cached because this process
+   * stored or read it lately, or else read from the database.
+   */
+  private eventAt(seq: number, tx?: Transaction): HeraldEvent | undefined {
+    if (tx && tx.appendedSeqs.length > 0) {
+      const index = seq - tx.appendedSeqs[0]! // seqs given out in one transaction are consecutive
+      if (index >= 0 && index < tx.appended.length) return tx.appended[index]
+    }
     const cached = this.cache.get(seq)
     if (cached) return cached
     const body = this.s.eventBody.get(seq)
@@ -392,10 +399,15 @@ class SqliteStore implements Store {
   }
 
   claim(tenant: Tenant, subscriptionId: string, request: ClaimRequest): Promise<ClaimResult> {
-    return this.write(() => this.claimNow(tenant, subscriptionId, request))
+    return this.write((tx) => this.claimNow(tx, tenant, subscriptionId, request))
   }
 
-  private claimNow(tenant: Tenant, subscriptionId: string, request: ClaimRequest): ClaimResult {
+  private claimNow(
+    tx: Transaction,
+    tenant: Tenant,
+    subscriptionId: string,
+    request: ClaimRequest,
+  ): ClaimResult {
     const tenantId = this.tenantId(tenant)
     const subscription =
       tenantId === undefined ? undefined : this.s.subscriptionForClaim.get(tenantId, subscriptionId)
@@ -411,8 +423,15 @@ class SqliteStore implements Store {
     const deliveries: Delivery[] = []
 
     // 1. Deliveries due again: retries whose time came, leases whose consumer went quiet.
-    for (const [seq, attempts] of this.ledger.leaseDue(key, consumer, now, leaseUntil, Math.max(0, limit))) {
-      const event = this.eventAt(seq)
+    const { due, nextDueAt: dueLater } = this.ledger.leaseDue(
+      key,
+      consumer,
+      now,
+      leaseUntil,
+      Math.max(0, limit),
+    )
+    for (const [seq, attempts] of due) {
+      const event = this.eventAt(seq, tx)
       if (event) deliveries.push({ event, attempt: attempts })
       else this.ledger.drop(key, seq) // cannot happen while retention keeps owed events; never lease nothing
     }
@@ -430,7 +449,7 @@ class SqliteStore implements Store {
       for (const seq of seqs) {
         looked++
         cursor = seq
-        const event = this.eventAt(seq)
+        const event = this.eventAt(seq, tx)
         if (!event || !match(event)) continue
         fresh.push(seq)
         deliveries.push({ event, attempt: 0 })
@@ -448,7 +467,7 @@ class SqliteStore implements Store {
 
     const more =
       deliveries.length >= limit || (!endOfLog && this.s.seqsAfter.all(tenantId, cursor, 1).length > 0)
-    const nextDueAt = this.ledger.nextDue(key, now)
+    const nextDueAt = fresh.length > 0 ? Math.min(leaseUntil, dueLater ?? Infinity) : dueLater
     return nextDueAt === undefined ? { deliveries, more } : { deliveries, more, nextDueAt }
   }
 

@@ -52,8 +52,14 @@ export class DeliveryLedger {
 
       dueRecords: prepare<[number, number, number], [number, number]>(
         db,
-        'SELECT seq, attempts FROM deliveries WHERE sub = ? AND due_at <= ? ORDER BY seq LIMIT ?',
+        // Through the index of due records: the table also holds dead letters, any number of them.
+        'SELECT seq, attempts FROM deliveries INDEXED BY deliveries_due WHERE sub = ? AND due_at <= ? ORDER BY seq LIMIT ?',
         'raw',
+      ),
+      firstRecordDue: prepare<[number], number | null>(
+        db,
+        'SELECT min(due_at) FROM deliveries WHERE sub = ? AND due_at IS NOT NULL',
+        'pluck',
       ),
       nextRecordDue: prepare<[number, number], number | null>(
         db,
@@ -92,8 +98,9 @@ export class DeliveryLedger {
 
   /**
    * Leases, to `consumer`, deliveries due again: retries whose time came and leases whose
-   * consumer went quiet (a batch whose lease ran out first turns into records). Oldest first;
-   * returns [seq, attempts already started].
+   * consumer went quiet (a batch whose lease ran out first turns into records), oldest first, as
+   * [seq, attempts already started]; and the earliest later time one of this subscription's
+   * leases or retries falls due. Two index lookups when nothing is due, the usual case.
    */
   leaseDue(
     sub: number,
@@ -101,16 +108,27 @@ export class DeliveryLedger {
     now: number,
     leaseUntil: number,
     limit: number,
-  ): [number, number][] {
+  ): { due: [number, number][]; nextDueAt: number | undefined } {
     const s = this.s
-    for (const [batch, owner, until, claimedAt, seqs] of s.expiredBatches.all(sub, now)) {
-      for (const seq of decodeBatch(batch, seqs))
-        s.insertRecord.run(sub, seq, 'leased', owner, until, null, claimedAt)
-      s.deleteBatch.run(sub, batch)
+    let batchEnd = s.firstBatchEnd.get(sub) ?? null
+    if (batchEnd !== null && batchEnd <= now) {
+      for (const [batch, owner, until, claimedAt, seqs] of s.expiredBatches.all(sub, now)) {
+        for (const seq of decodeBatch(batch, seqs))
+          s.insertRecord.run(sub, seq, 'leased', owner, until, null, claimedAt)
+        s.deleteBatch.run(sub, batch)
+      }
+      batchEnd = s.firstBatchEnd.get(sub) ?? null
     }
-    const due = s.dueRecords.all(sub, now, limit)
-    for (const [seq] of due) s.leaseAgain.run(consumer, leaseUntil, now, sub, seq)
-    return due
+    let due: [number, number][] = []
+    let recordDue = s.firstRecordDue.get(sub) ?? null
+    if (recordDue !== null && recordDue <= now) {
+      due = s.dueRecords.all(sub, now, limit)
+      for (const [seq] of due) s.leaseAgain.run(consumer, leaseUntil, now, sub, seq)
+      recordDue = s.nextRecordDue.get(sub, now) ?? null
+    }
+    const nextDueAt =
+      recordDue === null ? batchEnd : batchEnd === null ? recordDue : Math.min(recordDue, batchEnd)
+    return { due, nextDueAt: nextDueAt ?? undefined }
   }
 
   /** First attempts of `seqs` (ascending), leased to `consumer` as one batch. */
@@ -122,14 +140,6 @@ export class DeliveryLedger {
   /** A record that cannot be delivered any more (its event is gone). */
   drop(sub: number, seq: number): void {
     this.s.dropRecord.run(sub, seq)
-  }
-
-  /** The earliest future time a lease ends or a retry falls due (after `leaseDue` ran at `now`). */
-  nextDue(sub: number, now: number): number | undefined {
-    const record = this.s.nextRecordDue.get(sub, now) ?? null
-    const batch = this.s.firstBatchEnd.get(sub) ?? null
-    if (record === null) return batch ?? undefined
-    return batch === null ? record : Math.min(record, batch)
   }
 
   settle(sub: number, consumer: string, settlements: readonly Settlement[], now: number): void {
