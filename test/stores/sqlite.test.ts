@@ -106,6 +106,46 @@ describe('sqliteStore', () => {
       await bus.close()
     }, 60_000)
 
+    it('lets two processes emit into one file at once and share a durable subscription, through a crash of both', async () => {
+      const path = freshPath()
+      const tenant = freshTenant('pair')
+      const children = [0, 1].map(() => runScript(PROCESS, ['emit-loop', path, tenant.account]))
+      await Promise.all(children.map((child) => child.line((line) => line === 'ready', 20_000, 'ready')))
+      // Both have emitted, and both have handled deliveries of the shared subscription.
+      for (const child of children) {
+        await child.line((line) => line.startsWith('e '), 10_000, 'an emitted id')
+        await child.line((line) => line.startsWith('d '), 10_000, 'a delivery')
+      }
+      await Promise.all(children.map((child) => child.kill()))
+      const printed = children.flatMap((child) =>
+        child.lines.filter((line) => line.startsWith('e ')).map((line) => line.slice(2)),
+      )
+      const handled = new Set(
+        children.flatMap((child) =>
+          child.lines.filter((line) => line.startsWith('d ')).map((line) => line.slice(2)),
+        ),
+      )
+
+      const store = sqliteStore({ path })
+      const log = await store.read(tenant, { limit: 1_000_000 })
+      const stored = new Set(log.map((event) => event.id))
+      expect(
+        printed.filter((id) => !stored.has(id)),
+        `of ${printed.length} ids printed`,
+      ).toEqual([])
+      // One order for both writers: every seq given out once, increasing.
+      expect(log.every((event, i) => i === 0 || event.seq! > log[i - 1]!.seq!)).toBe(true)
+      const bus = createBus({ store, logger: silentLogger, pollInterval: 20 })
+      bus
+        .scope(tenant)
+        .subscribe('crash', async (event) => void handled.add(event.id), {
+          subscriberId: 'crash-audit',
+          retry: { concurrency: 256 },
+        })
+      await waitFor(() => printed.every((id) => handled.has(id)), 20_000, 'every printed id to be delivered')
+      await bus.close()
+    }, 60_000)
+
     it('retries a delivery that was in flight at the crash, keeping its attempt count', async () => {
       const path = freshPath()
       const tenant = freshTenant('flight')

@@ -32,111 +32,119 @@ const TENANTS_PER_STEP = 256
  */
 export class Retention {
   private readonly positions = new Map<number, number>()
-  private nextTenant = 0
-  private readonly lastSeq
-  private readonly keepLastSeq
-  private readonly cursorFloors
-  private readonly activeFloors
-  private readonly tenants
-  private readonly candidates
-  private readonly deadLetterOf
-  private readonly deleteEvent
-  private readonly expiredGroups
-  private readonly deleteStaged
-  private readonly deleteGroup
-  private readonly forgetIds
+  /** The last tenant visited: each step goes on from the next one, round the tenant list. */
+  private lastTenant = 0
+  private readonly s
 
   constructor(
     db: Database,
     private readonly limits: RetentionLimits,
   ) {
-    this.lastSeq = prepare<[], number>(db, LAST_SEQ, 'pluck')
-    this.keepLastSeq = prepare<[number]>(db, "UPDATE herald_meta SET value = ? WHERE key = 'last_seq'")
-    this.cursorFloors = prepare<[], [number, number]>(
-      db,
-      'SELECT tenant, min(cursor) FROM subscriptions GROUP BY tenant',
-      'raw',
-    )
-    this.activeFloors = prepare<[], [number, number]>(
-      db,
-      `SELECT s.tenant, min(x.seq) FROM (SELECT sub, seq FROM deliveries WHERE due_at IS NOT NULL UNION ALL SELECT sub, batch + CAST(substr(seqs, 1, instr(seqs || ',', ',') - 1) AS INTEGER) FROM leases) x
-       JOIN subscriptions s ON s.key = x.sub GROUP BY s.tenant`,
-      'raw',
-    )
-    this.tenants = prepare<[], number>(db, 'SELECT id FROM tenants ORDER BY id', 'pluck')
-    this.candidates = prepare<[number, number, number, number], [number, number]>(
-      db,
-      'SELECT seq, at FROM events WHERE tenant = ? AND seq > ? AND seq <= ? ORDER BY seq LIMIT ?',
-      'raw',
-    )
-    this.deadLetterOf = prepare<[number], number>(
-      db,
-      "SELECT 1 FROM deliveries WHERE seq = ? AND state = 'dead' LIMIT 1",
-      'pluck',
-    )
-    this.deleteEvent = prepare<[number]>(db, 'DELETE FROM events WHERE seq = ?')
-    this.expiredGroups = prepare<[number, number], [number, string]>(
-      db,
-      'SELECT tenant, group_id FROM groups WHERE expires_at <= ? LIMIT ?',
-      'raw',
-    )
-    this.deleteStaged = prepare<[number, string]>(db, 'DELETE FROM staged WHERE tenant = ? AND group_id = ?')
-    this.deleteGroup = prepare<[number, string]>(db, 'DELETE FROM groups WHERE tenant = ? AND group_id = ?')
-    this.forgetIds = prepare<[number, number]>(
-      db,
-      'DELETE FROM dedupe WHERE (tenant, id) IN (SELECT tenant, id FROM dedupe WHERE until <= ? LIMIT ?)',
-    )
+    this.s = {
+      lastSeq: prepare<[], number>(db, LAST_SEQ, 'pluck'),
+      keepLastSeq: prepare<[number]>(
+        db,
+        "UPDATE herald_meta SET value = max(value, ?) WHERE key = 'last_seq'",
+      ),
+      tenantsAfter: prepare<[number, number], number>(
+        db,
+        'SELECT id FROM tenants WHERE id > ? ORDER BY id LIMIT ?',
+        'pluck',
+      ),
+      cursorFloor: prepare<[number], number | null>(
+        db,
+        'SELECT min(cursor) FROM subscriptions WHERE tenant = ?',
+        'pluck',
+      ),
+      // The oldest delivery leased or retrying; a batch's first seq still leased is its key plus
+      // the first difference of its list (see ledger.ts).
+      activeFloor: prepare<[number, number], number | null>(
+        db,
+        `SELECT min(seq) FROM (
+           SELECT d.seq AS seq FROM subscriptions s JOIN deliveries d ON d.sub = s.key WHERE s.tenant = ? AND d.due_at IS NOT NULL
+           UNION ALL
+           SELECT l.batch + CAST(substr(l.seqs, 1, instr(l.seqs || ',', ',') - 1) AS INTEGER)
+           FROM subscriptions s JOIN leases l ON l.sub = s.key WHERE s.tenant = ?
+         )`,
+        'pluck',
+      ),
+      candidates: prepare<[number, number, number, number], [number, number]>(
+        db,
+        'SELECT seq, at FROM events WHERE tenant = ? AND seq > ? AND seq <= ? ORDER BY seq LIMIT ?',
+        'raw',
+      ),
+      deadLetterOf: prepare<[number], number>(
+        db,
+        "SELECT 1 FROM deliveries WHERE seq = ? AND state = 'dead' LIMIT 1",
+        'pluck',
+      ),
+      deleteEvent: prepare<[number]>(db, 'DELETE FROM events WHERE seq = ?'),
+      expiredGroups: prepare<[number, number], [number, string]>(
+        db,
+        'SELECT tenant, group_id FROM groups WHERE expires_at <= ? LIMIT ?',
+        'raw',
+      ),
+      deleteStaged: prepare<[number, string]>(db, 'DELETE FROM staged WHERE tenant = ? AND group_id = ?'),
+      deleteGroup: prepare<[number, string]>(db, 'DELETE FROM groups WHERE tenant = ? AND group_id = ?'),
+      forgetIds: prepare<[number, number]>(
+        db,
+        'DELETE FROM dedupe WHERE (tenant, id) IN (SELECT tenant, id FROM dedupe WHERE until <= ? LIMIT ?)',
+      ),
+    }
   }
 
   /** One bounded step; runs inside a write transaction. */
   step(now: number): RetentionStep {
-    const { batch } = this.limits
-    for (const [tenant, groupId] of this.expiredGroups.all(now, batch)) {
-      this.deleteStaged.run(tenant, groupId)
-      this.deleteGroup.run(tenant, groupId)
+    const { s } = this
+    const { batch, maxAge, maxEvents } = this.limits
+    for (const [tenant, groupId] of s.expiredGroups.all(now, batch)) {
+      s.deleteStaged.run(tenant, groupId)
+      s.deleteGroup.run(tenant, groupId)
     }
-    this.forgetIds.run(now, batch)
-    if (this.limits.maxAge === Infinity && this.limits.maxEvents === Infinity)
-      return { deleted: 0, more: false }
+    s.forgetIds.run(now, batch)
+    if (maxAge === Infinity && maxEvents === Infinity) return { deleted: 0, more: false }
 
-    const lastSeq = this.lastSeq.get() ?? 0
-    const overCount = this.limits.maxEvents === Infinity ? 0 : lastSeq - this.limits.maxEvents
-    const tooOld = now - this.limits.maxAge
-    const floors = this.floors()
-    const tenants = this.tenants.all()
+    const lastSeq = s.lastSeq.get() ?? 0
+    const overCount = maxEvents === Infinity ? 0 : lastSeq - maxEvents
+    const tooOld = now - maxAge
     let budget = batch
     let deleted = 0
-    for (let visited = 0; visited < Math.min(tenants.length, TENANTS_PER_STEP) && budget > 0; visited++) {
-      const tenant = tenants[this.nextTenant++ % tenants.length]!
-      const floor = floors.get(tenant) ?? NO_BOUND
+    let tenants = s.tenantsAfter.all(this.lastTenant, TENANTS_PER_STEP)
+    if (tenants.length === 0) tenants = s.tenantsAfter.all(0, TENANTS_PER_STEP)
+    for (const tenant of tenants) {
+      if (budget <= 0) break
+      this.lastTenant = tenant
+      const floor = this.floor(tenant)
       let position = this.positions.get(tenant) ?? 0
-      const rows = this.candidates.all(tenant, position, floor, budget)
+      const rows = s.candidates.all(tenant, position, floor, budget)
       budget -= rows.length
-      let done = rows.length === 0 || budget > 0
+      let done = budget > 0
       for (const [seq, at] of rows) {
         if (seq > overCount && at > tooOld) {
           done = true
           break
         }
         position = seq
-        if (this.deadLetterOf.get(seq) !== undefined) continue
-        if (deleted === 0) this.keepLastSeq.run(lastSeq) // the counter outlives the newest event
-        this.deleteEvent.run(seq)
+        if (s.deadLetterOf.get(seq) !== undefined) continue
+        if (deleted === 0) s.keepLastSeq.run(lastSeq) // the counter outlives the newest event
+        s.deleteEvent.run(seq)
         deleted++
       }
       if (done) this.positions.delete(tenant)
-      else this.positions.set(tenant, position)
+      else {
+        this.positions.set(tenant, position)
+        this.lastTenant = tenant - 1 // the next step goes on with this tenant
+      }
     }
-    this.nextTenant %= Math.max(1, tenants.length)
+    if (tenants.length < TENANTS_PER_STEP && budget > 0) this.lastTenant = 0 // round the list again
     return { deleted, more: budget <= 0 && deleted > 0 }
   }
 
-  /** Per tenant, the last seq no subscription owes (Infinity-like when it has none). */
-  private floors(): Map<number, number> {
-    const floors = new Map<number, number>()
-    for (const [tenant, cursor] of this.cursorFloors.all()) floors.set(tenant, cursor)
-    for (const [tenant, oldest] of this.activeFloors.all())
-      floors.set(tenant, Math.min(floors.get(tenant) ?? NO_BOUND, oldest - 1))
-    return floors
+  /** The tenant's last seq no subscription owes (no bound when it has no subscription). */
+  private floor(tenant: number): number {
+    const cursor = this.s.cursorFloor.get(tenant) ?? null
+    if (cursor === null) return NO_BOUND
+    const active = this.s.activeFloor.get(tenant, tenant) ?? null
+    return active === null ? cursor : Math.min(cursor, active - 1)
   }
 }
