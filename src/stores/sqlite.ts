@@ -247,10 +247,13 @@ class SqliteStore implements Store {
     // Serialized outside the transaction, so that the write lock is held for the writes only.
     const bodies = new Array<string>(inputs.length)
     for (let i = 0; i < inputs.length; i++) bodies[i] = JSON.stringify(inputs[i]!.event)
-    return this.queue.enqueue((tx) => this.appendNow(tx, tenant, inputs, bodies, options), inputs.length)
+    return this.queue.enqueue(
+      (tx) => this.appendInTransaction(tx, tenant, inputs, bodies, options),
+      inputs.length,
+    )
   }
 
-  private appendNow(
+  private appendInTransaction(
     tx: Transaction,
     tenant: Tenant,
     inputs: readonly PreparedEvent[],

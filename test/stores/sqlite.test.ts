@@ -136,12 +136,10 @@ describe('sqliteStore', () => {
       // One order for both writers: every seq given out once, increasing.
       expect(log.every((event, i) => i === 0 || event.seq! > log[i - 1]!.seq!)).toBe(true)
       const bus = createBus({ store, logger: silentLogger, pollInterval: 20 })
-      bus
-        .scope(tenant)
-        .subscribe('crash', async (event) => void handled.add(event.id), {
-          subscriberId: 'crash-audit',
-          retry: { concurrency: 256 },
-        })
+      bus.scope(tenant).subscribe('crash', async (event) => void handled.add(event.id), {
+        subscriberId: 'crash-audit',
+        retry: { concurrency: 256 },
+      })
       await waitFor(() => printed.every((id) => handled.has(id)), 20_000, 'every printed id to be delivered')
       await bus.close()
     }, 60_000)
@@ -487,6 +485,70 @@ describe('sqliteStore', () => {
         { id: 'sub', patterns: ['a'], sender: 'x.app', meta: { url: 'http://127.0.0.1:1' } },
       ])
       await again.close()
+    })
+  })
+
+  describe('delivery state', () => {
+    it('settles one claim’s deliveries a few at a time, and hands what its consumer left to another', async () => {
+      const store = sqliteStore({ path: freshPath() })
+      const tenant = freshTenant('parts')
+      let now = Date.now()
+      await store.openSubscription({ tenant, id: 's', patterns: ['*'] }, now)
+      const events = await append(
+        store,
+        tenant,
+        Array.from({ length: 8 }, (_, i) => `p/${i}`),
+        now,
+      )
+      const seq = (i: number) => events[i]!.seq!
+      const claim = (consumer: string, leaseMs = 1000) =>
+        store.claim(tenant, 's', { consumer, limit: 100, leaseMs, now, match: () => true })
+      expect((await claim('c1')).deliveries).toHaveLength(8)
+      await store.settle(
+        tenant,
+        's',
+        'c1',
+        [
+          { seq: seq(5), outcome: 'delivered' },
+          { seq: seq(0), outcome: 'delivered' },
+        ],
+        now,
+      )
+      await store.settle(
+        tenant,
+        's',
+        'c1',
+        [
+          { seq: seq(1), outcome: 'retry', retryAt: now + 60_000, error: 'later' },
+          { seq: seq(2), outcome: 'dead', error: 'never' },
+          { seq: seq(3), outcome: 'delivered' },
+        ],
+        now,
+      )
+      expect(await store.renew(tenant, 's', 'c1', [seq(4), seq(5), seq(6)], now + 5000)).toEqual([seq(5)])
+      const state = async (i: number) =>
+        (await store.deliveryRecords(tenant, seq(i))).map((r) => [r.state, r.attempts, r.consumer])
+      expect(await Promise.all([0, 1, 2, 3, 4, 5, 6, 7].map(state))).toEqual([
+        [],
+        [['retrying', 1, undefined]],
+        [['dead', 1, undefined]],
+        [],
+        [['leased', 1, 'c1']],
+        [],
+        [['leased', 1, 'c1']],
+        [['leased', 1, 'c1']],
+      ])
+      // c1 goes quiet: after its lease, what it still held goes to c2, as second attempts.
+      now += 5000
+      const taken = await claim('c2')
+      expect(taken.deliveries.map((d) => [d.event.topic, d.attempt])).toEqual([
+        ['p/4', 1],
+        ['p/6', 1],
+        ['p/7', 1],
+      ])
+      await store.settle(tenant, 's', 'c1', [{ seq: seq(4), outcome: 'delivered' }], now) // too late: ignored
+      expect(await state(4)).toEqual([['leased', 2, 'c2']])
+      await store.close()
     })
   })
 

@@ -199,9 +199,13 @@ type Statements = DeliveryLedger['s']
 class BatchCursor {
   private batch: number | undefined
   private members: number[] = []
+  /** Members taken out so far, as a parallel array. */
+  private taken: boolean[] = []
+  private takenCount = 0
+  /** Seqs come in ascending order: members before this index are below the last one asked. */
+  private index = 0
   private last = -1
   private owned = false
-  private changed = false
 
   constructor(
     private readonly s: Statements,
@@ -209,39 +213,47 @@ class BatchCursor {
     private readonly consumer: string,
   ) {}
 
-  private load(seq: number): void {
-    if (this.batch !== undefined && seq <= this.last) return
-    this.save()
-    const row = this.s.batchAt.get(this.sub, seq)
-    this.batch = row?.batch
-    this.members = row ? decodeBatch(row.batch, row.seqs) : []
-    this.last = this.members.length > 0 ? this.members[this.members.length - 1]! : seq
-    this.owned = row?.consumer === this.consumer
-    this.changed = false
+  /** The position of `seq` among the members of the batch that would hold it, or -1. */
+  private find(seq: number): number {
+    if (this.batch === undefined || seq > this.last) {
+      this.save()
+      const row = this.s.batchAt.get(this.sub, seq)
+      this.batch = row?.batch
+      this.members = row ? decodeBatch(row.batch, row.seqs) : []
+      this.taken = new Array<boolean>(this.members.length).fill(false)
+      this.takenCount = 0
+      this.index = 0
+      this.last = this.members.length > 0 ? this.members[this.members.length - 1]! : seq
+      this.owned = row?.consumer === this.consumer
+    }
+    if (!this.owned) return -1
+    while (this.index < this.members.length && this.members[this.index]! < seq) this.index++
+    return this.members[this.index] === seq ? this.index : -1
   }
 
   /** The batch of this consumer holding `seq`, if any. */
   holding(seq: number): number | undefined {
-    this.load(seq)
-    return this.owned && this.members.includes(seq) ? this.batch : undefined
+    return this.find(seq) === -1 ? undefined : this.batch
   }
 
-  /** Removes `seq` from this consumer's batch; false when no batch of it holds `seq`. */
+  /** Takes `seq` out of this consumer's batch; false when no batch of it holds `seq`. */
   take(seq: number): boolean {
-    this.load(seq)
-    if (!this.owned) return false
-    const index = this.members.indexOf(seq)
-    if (index === -1) return false
-    this.members.splice(index, 1)
-    this.changed = true
+    const at = this.find(seq)
+    if (at === -1 || this.taken[at]) return false
+    this.taken[at] = true
+    this.takenCount++
     return true
   }
 
+  /** Writes back the batch, smaller or deleted, if deliveries were taken out of it. */
   save(): void {
-    if (!this.changed || this.batch === undefined) return
-    if (this.members.length === 0) this.s.deleteBatch.run(this.sub, this.batch)
-    else this.s.shrinkBatch.run(encodeBatch(this.batch, this.members), this.sub, this.batch)
-    this.changed = false
+    if (this.takenCount === 0 || this.batch === undefined) return
+    if (this.takenCount === this.members.length) this.s.deleteBatch.run(this.sub, this.batch)
+    else {
+      const remaining = this.members.filter((_, i) => !this.taken[i])
+      this.s.shrinkBatch.run(encodeBatch(this.batch, remaining), this.sub, this.batch)
+    }
+    this.takenCount = 0
   }
 }
 
