@@ -14,7 +14,7 @@ import {
   type Store,
   type Tenant,
 } from '../../src/index.js'
-import { runScript } from '../support/child.js'
+import { runScript, type Child } from '../support/child.js'
 import { freshTenant, prepared, recorder, waitFor } from '../helpers.js'
 import { describeStoreContract } from './contract.js'
 
@@ -34,6 +34,29 @@ afterAll(() => {
 })
 
 describeStoreContract('sqlite', { create: () => sqliteStore({ path: freshPath() }) })
+
+/** What the child printed after `prefix` on its lines that start with it (ids, here). */
+const printedAfter = (child: Child, prefix: string): string[] =>
+  child.lines.filter((line) => line.startsWith(prefix)).map((line) => line.slice(prefix.length))
+
+/**
+ * Attaches the emit-loop processes' durable subscription in a bus over `store` and waits until
+ * every id of `printed` was handled, here or (as `handled` says) in the processes before.
+ */
+async function deliverEvery(
+  store: Store,
+  tenant: Tenant,
+  printed: string[],
+  handled: Set<string>,
+): Promise<void> {
+  const bus = createBus({ store, logger: silentLogger, pollInterval: 20 })
+  bus.scope(tenant).subscribe('crash', async (event) => void handled.add(event.id), {
+    subscriberId: 'crash-audit',
+    retry: { concurrency: 256 },
+  })
+  await waitFor(() => printed.every((id) => handled.has(id)), 20_000, 'every printed id to be delivered')
+  await bus.close()
+}
 
 /** Opening `path` fails with a HeraldError; returns it. */
 function openError(path: string): { code: string; message: string } {
@@ -83,13 +106,13 @@ describe('sqliteStore', () => {
         const delay = 50 + Math.floor(Math.random() * 400)
         await new Promise((resolve) => setTimeout(resolve, delay))
         await child.kill()
-        const emitted = child.lines.filter((line) => line.startsWith('e ')).map((line) => line.slice(2))
+        const emitted = printedAfter(child, 'e ')
         expect(
           emitted.length,
           `round ${round}: ids printed before the kill after ${delay} ms`,
         ).toBeGreaterThan(0)
         printed.push(...emitted)
-        for (const line of child.lines) if (line.startsWith('d ')) handled.add(line.slice(2))
+        for (const id of printedAfter(child, 'd ')) handled.add(id)
       }
 
       const store = sqliteStore({ path })
@@ -97,13 +120,7 @@ describe('sqliteStore', () => {
       for (const id of printed) if (!(await store.getEvent(tenant, id))) missing.push(id)
       expect(missing, `of ${printed.length} ids printed`).toEqual([])
 
-      const bus = createBus({ store, logger: silentLogger, pollInterval: 20 })
-      bus.scope(tenant).subscribe('crash', async (event) => void handled.add(event.id), {
-        subscriberId: 'crash-audit',
-        retry: { concurrency: 256 },
-      })
-      await waitFor(() => printed.every((id) => handled.has(id)), 20_000, 'every printed id to be delivered')
-      await bus.close()
+      await deliverEvery(store, tenant, printed, handled)
     }, 60_000)
 
     it('lets two processes emit into one file at once and share a durable subscription, through a crash of both', async () => {
@@ -117,14 +134,8 @@ describe('sqliteStore', () => {
         await child.line((line) => line.startsWith('d '), 10_000, 'a delivery')
       }
       await Promise.all(children.map((child) => child.kill()))
-      const printed = children.flatMap((child) =>
-        child.lines.filter((line) => line.startsWith('e ')).map((line) => line.slice(2)),
-      )
-      const handled = new Set(
-        children.flatMap((child) =>
-          child.lines.filter((line) => line.startsWith('d ')).map((line) => line.slice(2)),
-        ),
-      )
+      const printed = children.flatMap((child) => printedAfter(child, 'e '))
+      const handled = new Set(children.flatMap((child) => printedAfter(child, 'd ')))
 
       const store = sqliteStore({ path })
       const log = await store.read(tenant, { limit: 1_000_000 })
@@ -135,13 +146,7 @@ describe('sqliteStore', () => {
       ).toEqual([])
       // One order for both writers: every seq given out once, increasing.
       expect(log.every((event, i) => i === 0 || event.seq! > log[i - 1]!.seq!)).toBe(true)
-      const bus = createBus({ store, logger: silentLogger, pollInterval: 20 })
-      bus.scope(tenant).subscribe('crash', async (event) => void handled.add(event.id), {
-        subscriberId: 'crash-audit',
-        retry: { concurrency: 256 },
-      })
-      await waitFor(() => printed.every((id) => handled.has(id)), 20_000, 'every printed id to be delivered')
-      await bus.close()
+      await deliverEvery(store, tenant, printed, handled)
     }, 60_000)
 
     it('retries a delivery that was in flight at the crash, keeping its attempt count', async () => {

@@ -167,7 +167,10 @@ function checkOwnership(db: Database, where: string): void {
   } catch (error) {
     if (sqliteCode(error) === 'SQLITE_NOTADB')
       throw new HeraldError('store_incompatible', `${where} is not a SQLite database`)
-    throw new HeraldError('store_unavailable', `${where}: cannot read: ${messageOf(error)}`)
+    throw new HeraldError(
+      'store_unavailable',
+      `${where}: cannot open it for reading and writing: ${messageOf(error)}`,
+    )
   }
   if (applicationId === HERALD_APPLICATION_ID) {
     if (version > SCHEMA_VERSION) {
