@@ -1,6 +1,7 @@
 import { HeraldError } from '../errors.js'
 import * as herald from '../index.js'
 import { memoryStore } from '../stores/memory.js'
+import { sqliteStore } from '../stores/sqlite.js'
 import type { Store } from '../stores/store.js'
 
 /** Where the Medusa module keeps its events: a store URL from `medusa-config`, or a Store already built. */
@@ -15,16 +16,16 @@ export interface OpenedStore {
 type StoreFactory = (options: Record<string, unknown>) => Store
 
 /**
- * The SQLite and Redis stores are looked up by export name rather than imported by name: the
- * module then builds whether or not this build of Herald includes them, and says so clearly
- * when a URL asks for one that is missing.
+ * The Redis store is looked up by export name rather than imported by name: the module then
+ * builds whether or not this build of Herald includes it, and says so clearly when a URL asks
+ * for it while it is missing.
  */
-function factory(name: 'sqliteStore' | 'redisStore', kind: string): StoreFactory {
+function factory(name: 'redisStore', kind: string): StoreFactory {
   const found = (herald as unknown as Record<string, unknown>)[name]
   if (typeof found !== 'function') {
     throw new HeraldError(
       'invalid_option',
-      `store: the ${kind} store is not part of this build of Herald yet; use store: 'memory'`,
+      `store: the ${kind} store is not part of this build of Herald yet; use store: 'memory' or 'sqlite:<path>'`,
     )
   }
   return found as StoreFactory
@@ -55,7 +56,7 @@ export function openStore(spec: StoreSpec | undefined, options: { prefix?: strin
           'invalid_option',
           "store: 'sqlite:' needs a file path, as in 'sqlite:./herald-data/medusa.db'",
         )
-      return { store: factory('sqliteStore', 'SQLite')({ path }), owned: true }
+      return { store: sqliteStore({ path }), owned: true }
     }
     if (spec.startsWith('redis://') || spec.startsWith('rediss://')) {
       const redisOptions: Record<string, unknown> = { url: spec }

@@ -114,6 +114,12 @@ describe('herald/medusa options', () => {
     expect(codeOf(() => construct({ store: 'sqlite:' }))).toBe('invalid_option')
   })
 
+  it('says clearly that a Redis URL needs the Redis store, which this build does not include yet', () => {
+    expect(() => construct({ store: 'redis://127.0.0.1:6379' })).toThrow(
+      /the Redis store is not part of this build of Herald yet/,
+    )
+  })
+
   it('uses a Store object handed in without closing it at shutdown', async () => {
     const store = memoryStore()
     const service = construct({ store })
@@ -162,6 +168,13 @@ describe('herald/medusa as an installed package', () => {
           await service.emit({ name: 'order.placed', data: { id: 1 } })
           while (got.length === 0) await new Promise((resolve) => setTimeout(resolve, 5))
           await service.__hooks.onApplicationShutdown()
+          // The SQLite store loads better-sqlite3 from herald's own dependencies.
+          const path = require('node:path').join(process.cwd(), 'medusa.db')
+          const durable = new Service({}, { store: 'sqlite:' + path }, { worker_mode: 'shared' })
+          durable.subscribe('order.placed', async (event) => { got.push('sqlite:' + event.name) }, { subscriberId: 'probe' })
+          await durable.emit({ name: 'order.placed', data: { id: 2 } })
+          while (got.length === 1) await new Promise((resolve) => setTimeout(resolve, 5))
+          await durable.__hooks.onApplicationShutdown()
           let medusaResolvable = true
           try { require.resolve('@medusajs/framework') } catch { medusaResolvable = false }
           console.log(JSON.stringify({
@@ -175,7 +188,7 @@ describe('herald/medusa as an installed package', () => {
     )
     expect(result).toEqual({
       same: true,
-      got: ['order.placed'],
+      got: ['order.placed', 'sqlite:order.placed'],
       medusaLoaded: false,
       medusaResolvable: false,
     })
