@@ -20,6 +20,7 @@ export const ERROR_CODES = {
   closed: { status: 503, meaning: 'the bus or store is closed' },
   store_unavailable: { status: 503, meaning: 'the store cannot be reached or written' },
   store_incompatible: { status: 500, meaning: 'the store holds data Herald cannot use (not a Herald database, wrong schema version)' },
+  internal: { status: 500, meaning: 'an unexpected failure inside the server; its log has the details' },
 } as const satisfies Record<string, { status: number; meaning: string }>
 
 export type HeraldErrorCode = keyof typeof ERROR_CODES
