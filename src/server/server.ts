@@ -84,7 +84,15 @@ export async function createServer(input: ServerConfigInput | ServerConfig = {},
     close() {
       closing ??= (async () => {
         context.accepting = false
-        await app.close()
+        // A connection that never sends a request (a preconnecting client) would hold the
+        // shutdown until the client gives up: past the drain timeout, every connection is cut.
+        const deadline = setTimeout(() => app.server.closeAllConnections(), config.drainTimeout)
+        deadline.unref()
+        try {
+          await app.close()
+        } finally {
+          clearTimeout(deadline)
+        }
       })()
       return closing
     },

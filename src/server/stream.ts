@@ -35,20 +35,26 @@ export const MAX_PATTERNS_PER_CONNECTION = 1000
 /** Events in one batch frame at most. */
 const MAX_BATCH = 1000
 
-/** Decodes a text frame as JSON of the declared shape, or throws `invalid_request` with the reason. */
-export function decodeFrame<T>(text: string, isBinary: boolean, check: { Check(value: unknown): value is T; Errors(value: unknown): { First(): { path: string; message: string } | undefined } }): T {
+interface FrameCheck<T> {
+  Check(value: unknown): value is T
+  Errors(value: unknown): { First(): { path: string; message: string } | undefined }
+}
+
+/** Parses a text frame as JSON, or throws `invalid_request` with the parser's reason. */
+export function parseFrame(text: string, isBinary: boolean): unknown {
   if (isBinary) throw new HeraldError('invalid_request', 'frames must be JSON text frames')
-  let value: unknown
   try {
-    value = JSON.parse(text)
+    return JSON.parse(text)
   } catch (error) {
     throw new HeraldError('invalid_request', `frame is not JSON: ${(error as Error).message}`)
   }
-  if (!check.Check(value)) {
-    const first = check.Errors(value).First()
-    throw new HeraldError('invalid_request', `frame ${first ? `${first.path || '/'}: ${first.message}` : 'has the wrong shape'}`)
-  }
-  return value
+}
+
+/** Checks a parsed frame against its declared shape, or throws `invalid_request` naming the first problem. */
+export function checkFrame<T>(value: unknown, check: FrameCheck<T>): T {
+  if (check.Check(value)) return value
+  const first = check.Errors(value).First()
+  throw new HeraldError('invalid_request', `frame ${first ? `${first.path || '/'}: ${first.message}` : 'has the wrong shape'}`)
 }
 
 /** The native protocol on one connection (DESIGN §7 "Native stream frames"). */
@@ -84,8 +90,9 @@ class NativeStream {
   private async frame(text: string, isBinary: boolean): Promise<void> {
     let ref: unknown
     try {
-      const frame = decodeFrame(text, isBinary, clientFrame)
-      ref = frame.ref
+      const value = parseFrame(text, isBinary)
+      if (typeof value === 'object' && value !== null) ref = (value as { ref?: unknown }).ref
+      const frame = checkFrame(value, clientFrame)
       this.principal.charge()
       if (frame.subscribe === undefined && frame.unsubscribe === undefined && frame.events === undefined) {
         throw new HeraldError('invalid_request', 'a frame carries subscribe, unsubscribe or events')

@@ -11,7 +11,7 @@ import { toHeraldError } from './errors.js'
 import { IdsSchema } from './events.js'
 import { voltmxEventFrame } from './frames.js'
 import { partitionByPermission, publish, type WireEvent } from './publish.js'
-import { decodeFrame, MAX_PATTERNS_PER_CONNECTION } from './stream.js'
+import { checkFrame, MAX_PATTERNS_PER_CONNECTION, parseFrame } from './stream.js'
 import { StreamSubscriptions } from './subscriptions.js'
 import { openConnection, type WsConnection } from './ws-connection.js'
 
@@ -106,7 +106,7 @@ class VoltmxStream {
   private async frame(text: string, isBinary: boolean): Promise<void> {
     let frame: Static<typeof VoltmxFrame>
     try {
-      frame = decodeFrame(text, isBinary, voltmxFrame)
+      frame = checkFrame(parseFrame(text, isBinary), voltmxFrame)
     } catch (error) {
       return this.send({ code: VOLTMX_CODES.badPayload, message: `Invalid request payload: ${(error as Error).message}` })
     }

@@ -35,7 +35,7 @@ export async function startTestServer(config: ServerConfigInput = {}): Promise<T
     },
   })
   const server = await createServer(
-    { host: '127.0.0.1', port: 0, store: 'memory', logLevel: 'info', ...config },
+    { host: '127.0.0.1', port: 0, store: 'memory', logLevel: 'info', drainTimeout: 500, ...config },
     { logger: createLogger(config.logLevel ?? 'info', sink) },
   )
   const url = await server.listen()
