@@ -47,19 +47,31 @@ program
   .option('-c, --config <path>', 'configuration file (env HERALD_CONFIG)')
   .option('--host <host>', 'address to bind (default 127.0.0.1)')
   .option('-p, --port <port>', 'port (default 8080)', integer)
-  .option('--store <url>', 'memory | sqlite:<path> | redis://host:port (default sqlite:./herald-data/herald.db)')
+  .option(
+    '--store <url>',
+    'memory | sqlite:<path> | redis://host:port (default sqlite:./herald-data/herald.db)',
+  )
   .option('--ping-interval <ms>', 'WebSocket ping interval in ms (default 30000)', integer)
   .option('--log-level <level>', 'fatal | error | warn | info | debug | trace | silent')
-  .action(async (options: { config?: string; host?: string; port?: number; store?: string; pingInterval?: number; logLevel?: string }) => {
-    const { startServer } = await import('./server/index.js')
-    const flags: ServerConfigInput = {}
-    if (options.host !== undefined) flags.host = options.host
-    if (options.port !== undefined) flags.port = options.port
-    if (options.store !== undefined) flags.store = options.store
-    if (options.pingInterval !== undefined) flags.pingInterval = options.pingInterval
-    if (options.logLevel !== undefined) flags.logLevel = options.logLevel as ServerConfigInput['logLevel']
-    await startServer({ flags, ...(options.config !== undefined ? { configPath: options.config } : {}) })
-  })
+  .action(
+    async (options: {
+      config?: string
+      host?: string
+      port?: number
+      store?: string
+      pingInterval?: number
+      logLevel?: string
+    }) => {
+      const { startServer } = await import('./server/index.js')
+      const flags: ServerConfigInput = {}
+      if (options.host !== undefined) flags.host = options.host
+      if (options.port !== undefined) flags.port = options.port
+      if (options.store !== undefined) flags.store = options.store
+      if (options.pingInterval !== undefined) flags.pingInterval = options.pingInterval
+      if (options.logLevel !== undefined) flags.logLevel = options.logLevel as ServerConfigInput['logLevel']
+      await startServer({ flags, ...(options.config !== undefined ? { configPath: options.config } : {}) })
+    },
+  )
 
 program
   .command('publish <topic> [json]')
@@ -98,26 +110,39 @@ program
   .description('list dead letters (default), or redrive <id>, or delete <id> (admin token)')
   .option('--subscription <id>', 'only this subscription (list)')
   .option('--limit <n>', 'at most this many (list)', integer)
-  .action(async (action: string | undefined, id: string | undefined, options: { subscription?: string; limit?: number }) => {
-    const verb = action ?? 'list'
-    if (verb === 'list') {
-      const query = new URLSearchParams()
-      if (options.subscription) query.set('subscriptionId', options.subscription)
-      if (options.limit !== undefined) query.set('limit', String(options.limit))
-      const { deadLetters } = await call<{ deadLetters: unknown[] }>(target(), 'GET', `v1/dead-letters${query.size ? `?${query}` : ''}`)
-      for (const dead of deadLetters) print(dead)
-      return
-    }
-    if (verb !== 'redrive' && verb !== 'delete') throw new CliError(`unknown dead-letters action ${JSON.stringify(verb)}: use list, redrive <id> or delete <id>`)
-    if (!id) throw new CliError(`dead-letters ${verb} needs the dead letter's id`)
-    if (verb === 'redrive') {
-      await call(target(), 'POST', `v1/dead-letters/${encodeURIComponent(id)}/redrive`)
-      print(`redriven ${id}`)
-    } else {
-      await call(target(), 'DELETE', `v1/dead-letters/${encodeURIComponent(id)}`)
-      print(`deleted ${id}`)
-    }
-  })
+  .action(
+    async (
+      action: string | undefined,
+      id: string | undefined,
+      options: { subscription?: string; limit?: number },
+    ) => {
+      const verb = action ?? 'list'
+      if (verb === 'list') {
+        const query = new URLSearchParams()
+        if (options.subscription) query.set('subscriptionId', options.subscription)
+        if (options.limit !== undefined) query.set('limit', String(options.limit))
+        const { deadLetters } = await call<{ deadLetters: unknown[] }>(
+          target(),
+          'GET',
+          `v1/dead-letters${query.size ? `?${query}` : ''}`,
+        )
+        for (const dead of deadLetters) print(dead)
+        return
+      }
+      if (verb !== 'redrive' && verb !== 'delete')
+        throw new CliError(
+          `unknown dead-letters action ${JSON.stringify(verb)}: use list, redrive <id> or delete <id>`,
+        )
+      if (!id) throw new CliError(`dead-letters ${verb} needs the dead letter's id`)
+      if (verb === 'redrive') {
+        await call(target(), 'POST', `v1/dead-letters/${encodeURIComponent(id)}/redrive`)
+        print(`redriven ${id}`)
+      } else {
+        await call(target(), 'DELETE', `v1/dead-letters/${encodeURIComponent(id)}`)
+        print(`deleted ${id}`)
+      }
+    },
+  )
 
 program.parseAsync(process.argv).catch((error: unknown) => {
   const message = error instanceof Error ? error.message : String(error)

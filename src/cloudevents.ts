@@ -46,7 +46,10 @@ function parseMetadata(text: string | undefined, where: string): Record<string, 
   try {
     value = JSON.parse(text)
   } catch (error) {
-    throw new HeraldError('invalid_event', `heraldmetadata must be a JSON object: ${(error as Error).message}${where}`)
+    throw new HeraldError(
+      'invalid_event',
+      `heraldmetadata must be a JSON object: ${(error as Error).message}${where}`,
+    )
   }
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
     throw new HeraldError('invalid_event', `heraldmetadata must be a JSON object${where}`)
@@ -66,12 +69,19 @@ export function fromCloudEvent(input: unknown, index = 0): EventInput {
   }
   const ce = input as Record<string, unknown>
   if (ce.specversion !== SPEC_VERSION) {
-    throw new HeraldError('invalid_event', `CloudEvents specversion must be "1.0", got ${JSON.stringify(ce.specversion)}${where}`)
+    throw new HeraldError(
+      'invalid_event',
+      `CloudEvents specversion must be "1.0", got ${JSON.stringify(ce.specversion)}${where}`,
+    )
   }
   const type = stringAttribute(ce, 'type', where)
-  if (type === undefined) throw new HeraldError('invalid_topic', `a CloudEvent needs a type (its topic)${where}`)
+  if (type === undefined)
+    throw new HeraldError('invalid_topic', `a CloudEvent needs a type (its topic)${where}`)
   if (ce.data_base64 !== undefined) {
-    throw new HeraldError('invalid_event', `data_base64 is not accepted: Herald events carry JSON data${where}`)
+    throw new HeraldError(
+      'invalid_event',
+      `data_base64 is not accepted: Herald events carry JSON data${where}`,
+    )
   }
   const event: EventInput = { topic: type, data: ce.data === undefined ? null : ce.data }
   const id = stringAttribute(ce, 'id', where)
@@ -100,7 +110,10 @@ export function isBinaryCloudEvent(headers: Record<string, string | string[] | u
  * The event input of a binary-mode request: attributes from its `ce-*` headers, `data` from
  * its body (already decoded by the caller from the content type).
  */
-export function fromBinaryCloudEvent(headers: Record<string, string | string[] | undefined>, data: unknown): EventInput {
+export function fromBinaryCloudEvent(
+  headers: Record<string, string | string[] | undefined>,
+  data: unknown,
+): EventInput {
   const ce: Record<string, unknown> = { data }
   for (const [name, value] of Object.entries(headers)) {
     if (!name.startsWith(BINARY_PREFIX) || value === undefined) continue

@@ -31,10 +31,16 @@ export async function call<T>(target: Target, method: string, path: string, body
   const url = endpoint(target, path)
   let response: Response
   try {
-    response = await fetch(url, { method, headers: headers(target, body !== undefined), body: body === undefined ? undefined : JSON.stringify(body) })
+    response = await fetch(url, {
+      method,
+      headers: headers(target, body !== undefined),
+      body: body === undefined ? undefined : JSON.stringify(body),
+    })
   } catch (error) {
     const cause = (error as { cause?: { code?: string; message?: string } }).cause
-    throw new CliError(`cannot reach ${target.url}: ${cause?.code ?? cause?.message ?? (error as Error).message}`)
+    throw new CliError(
+      `cannot reach ${target.url}: ${cause?.code ?? cause?.message ?? (error as Error).message}`,
+    )
   }
   const text = await response.text()
   let parsed: unknown
@@ -45,7 +51,11 @@ export async function call<T>(target: Target, method: string, path: string, body
   }
   if (!response.ok) {
     const error = (parsed as { error?: { code?: string; message?: string } } | undefined)?.error
-    throw new CliError(error ? `${response.status} ${error.code}: ${error.message}` : `${response.status} ${response.statusText}`)
+    throw new CliError(
+      error
+        ? `${response.status} ${error.code}: ${error.message}`
+        : `${response.status} ${response.statusText}`,
+    )
   }
   return parsed as T
 }
@@ -58,7 +68,12 @@ export interface TailHandlers {
  * Streams events matching `patterns` over the native WebSocket until the server closes it;
  * rejects with a CliError when the handshake, a subscribe, or the connection fails.
  */
-export function tail(target: Target, patterns: string[], since: string | undefined, handlers: TailHandlers): { done: Promise<void>; stop(): void } {
+export function tail(
+  target: Target,
+  patterns: string[],
+  since: string | undefined,
+  handlers: TailHandlers,
+): { done: Promise<void>; stop(): void } {
   const url = endpoint(target, 'v1/stream').replace(/^http/, 'ws')
   const socket = new WebSocket(url, { headers: headers(target, false) })
   let stop = (): void => {}
@@ -78,8 +93,14 @@ export function tail(target: Target, patterns: string[], since: string | undefin
         reject(new CliError(message))
       })
     })
-    socket.on('error', (error: NodeJS.ErrnoException) => reject(new CliError(`cannot reach ${target.url}: ${error.code ?? error.message}`)))
-    socket.on('open', () => socket.send(JSON.stringify(since === undefined ? { subscribe: patterns } : { subscribe: patterns, since })))
+    socket.on('error', (error: NodeJS.ErrnoException) =>
+      reject(new CliError(`cannot reach ${target.url}: ${error.code ?? error.message}`)),
+    )
+    socket.on('open', () =>
+      socket.send(
+        JSON.stringify(since === undefined ? { subscribe: patterns } : { subscribe: patterns, since }),
+      ),
+    )
     socket.on('message', (data) => {
       const frame = JSON.parse(data.toString()) as Record<string, unknown>
       if (frame.event) handlers.onEvent(frame.event as Record<string, unknown>)
@@ -92,7 +113,9 @@ export function tail(target: Target, patterns: string[], since: string | undefin
     })
     socket.on('close', (code, reason) => {
       if (stopped) return resolve()
-      reject(new CliError(`the server closed the stream (${code}${reason.length ? ` ${reason.toString()}` : ''})`))
+      reject(
+        new CliError(`the server closed the stream (${code}${reason.length ? ` ${reason.toString()}` : ''})`),
+      )
     })
     stop = () => {
       stopped = true

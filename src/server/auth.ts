@@ -70,7 +70,11 @@ class TokenPrincipal implements Principal {
   charge(): void {
     if (this.bucket && !this.bucket.take()) {
       const retryAfter = this.bucket.retryAfter()
-      throw new HeraldError('rate_limited', `${this.name} exceeded its rate limit; retry in ${retryAfter} s`, { retryAfter })
+      throw new HeraldError(
+        'rate_limited',
+        `${this.name} exceeded its rate limit; retry in ${retryAfter} s`,
+        { retryAfter },
+      )
     }
   }
 }
@@ -97,7 +101,10 @@ export class Authenticator {
       const where = `tokens[${i}]`
       let tenant: Tenant
       try {
-        tenant = assertTenant({ account: entry.account ?? DEFAULT_TENANT.account, workspace: entry.workspace ?? DEFAULT_TENANT.workspace })
+        tenant = assertTenant({
+          account: entry.account ?? DEFAULT_TENANT.account,
+          workspace: entry.workspace ?? DEFAULT_TENANT.workspace,
+        })
       } catch (error) {
         throw new HeraldError('invalid_option', `${where}: ${(error as Error).message}`)
       }
@@ -110,12 +117,21 @@ export class Authenticator {
         }
       }
       const key = digest(entry.token)
-      if (this.principals.has(key)) throw new HeraldError('invalid_option', `${where} repeats an earlier token`)
+      if (this.principals.has(key))
+        throw new HeraldError('invalid_option', `${where} repeats an earlier token`)
       const name = `token ${i} (${tenant.account}/${tenant.workspace})`
       const rate = entry.requestsPerSecond ?? defaultRate
       this.principals.set(
         key,
-        new TokenPrincipal(name, tenant, entry.admin === true, entry.sender, lists.publish.length ? splitPatterns(lists.publish) : [], lists.subscribe.length ? splitPatterns(lists.subscribe) : [], rate),
+        new TokenPrincipal(
+          name,
+          tenant,
+          entry.admin === true,
+          entry.sender,
+          lists.publish.length ? splitPatterns(lists.publish) : [],
+          lists.subscribe.length ? splitPatterns(lists.subscribe) : [],
+          rate,
+        ),
       )
     })
   }
@@ -132,7 +148,10 @@ export class Authenticator {
   inTenant(principal: Principal, tenant: Tenant): Principal {
     if (this.open) return openPrincipal(tenant)
     if (principal.tenant.account !== tenant.account || principal.tenant.workspace !== tenant.workspace) {
-      throw new HeraldError('forbidden', `${principal.name} may not act in ${tenant.account}/${tenant.workspace}`)
+      throw new HeraldError(
+        'forbidden',
+        `${principal.name} may not act in ${tenant.account}/${tenant.workspace}`,
+      )
     }
     return principal
   }
@@ -141,7 +160,10 @@ export class Authenticator {
   resolve(token: string | undefined): Principal {
     if (this.open) return OPEN
     if (token === undefined || token === '') {
-      throw new HeraldError('unauthorized', 'a token is required: send Authorization: Bearer <token> or X-VoltMX-Authorization')
+      throw new HeraldError(
+        'unauthorized',
+        'a token is required: send Authorization: Bearer <token> or X-VoltMX-Authorization',
+      )
     }
     const principal = this.principals.get(digest(token))
     if (!principal) throw new HeraldError('unauthorized', 'unknown token')

@@ -36,16 +36,23 @@ export interface EventsBody {
   events: WireEvent[]
 }
 
-type JsonParser = (request: FastifyRequest, body: string, done: (error: Error | null, value?: unknown) => void) => void
+type JsonParser = (
+  request: FastifyRequest,
+  body: string,
+  done: (error: Error | null, value?: unknown) => void,
+) => void
 
 function parseWith(parser: JsonParser, request: FastifyRequest, body: string): Promise<unknown> {
-  return new Promise((resolve, reject) => parser(request, body, (error, value) => (error ? reject(error) : resolve(value))))
+  return new Promise((resolve, reject) =>
+    parser(request, body, (error, value) => (error ? reject(error) : resolve(value))),
+  )
 }
 
 /** One event, an array, or `{"events":[...]}` (Volt MX and Herald) → `{ events }`. */
 export function normaliseEvents(body: unknown): EventsBody {
   if (Array.isArray(body)) return { events: body as WireEvent[] }
-  if (typeof body === 'object' && body !== null && Array.isArray((body as { events?: unknown }).events)) return body as EventsBody
+  if (typeof body === 'object' && body !== null && Array.isArray((body as { events?: unknown }).events))
+    return body as EventsBody
   return { events: [body as WireEvent] }
 }
 
@@ -62,25 +69,49 @@ export function registerEventBodyParsers(app: FastifyInstance): void {
     json(request, body as string, (error, value) => {
       if (error) return done(error)
       try {
-        done(null, isBinaryCloudEvent(request.headers) ? { events: [fromBinaryCloudEvent(request.headers, value)] } : normaliseEvents(value))
+        done(
+          null,
+          isBinaryCloudEvent(request.headers)
+            ? { events: [fromBinaryCloudEvent(request.headers, value)] }
+            : normaliseEvents(value),
+        )
       } catch (failure) {
         done(failure as Error)
       }
     })
   })
-  app.addContentTypeParser(CLOUDEVENTS_JSON, { parseAs: 'string' }, async (request: FastifyRequest, body: string | Buffer) => ({
-    events: [fromCloudEvent(await parseWith(json, request, body as string))],
-  }))
-  app.addContentTypeParser(CLOUDEVENTS_BATCH_JSON, { parseAs: 'string' }, async (request: FastifyRequest, body: string | Buffer) => {
-    const value = await parseWith(json, request, body as string)
-    if (!Array.isArray(value)) throw new HeraldError('invalid_request', `${CLOUDEVENTS_BATCH_JSON} must be a JSON array of CloudEvents`)
-    return { events: value.map((ce, i) => fromCloudEvent(ce, i + 1)) }
-  })
+  app.addContentTypeParser(
+    CLOUDEVENTS_JSON,
+    { parseAs: 'string' },
+    async (request: FastifyRequest, body: string | Buffer) => ({
+      events: [fromCloudEvent(await parseWith(json, request, body as string))],
+    }),
+  )
+  app.addContentTypeParser(
+    CLOUDEVENTS_BATCH_JSON,
+    { parseAs: 'string' },
+    async (request: FastifyRequest, body: string | Buffer) => {
+      const value = await parseWith(json, request, body as string)
+      if (!Array.isArray(value))
+        throw new HeraldError(
+          'invalid_request',
+          `${CLOUDEVENTS_BATCH_JSON} must be a JSON array of CloudEvents`,
+        )
+      return { events: value.map((ce, i) => fromCloudEvent(ce, i + 1)) }
+    },
+  )
   // Binary mode with text data: the body is the data, as a string.
-  app.addContentTypeParser(/^text\//, { parseAs: 'string' }, async (request: FastifyRequest, body: string | Buffer) => {
-    if (!isBinaryCloudEvent(request.headers)) {
-      throw new HeraldError('unsupported_media_type', `${request.headers['content-type']} is accepted only as CloudEvents binary mode (with ce-* headers)`)
-    }
-    return { events: [fromBinaryCloudEvent(request.headers, body)] }
-  })
+  app.addContentTypeParser(
+    /^text\//,
+    { parseAs: 'string' },
+    async (request: FastifyRequest, body: string | Buffer) => {
+      if (!isBinaryCloudEvent(request.headers)) {
+        throw new HeraldError(
+          'unsupported_media_type',
+          `${request.headers['content-type']} is accepted only as CloudEvents binary mode (with ce-* headers)`,
+        )
+      }
+      return { events: [fromBinaryCloudEvent(request.headers, body)] }
+    },
+  )
 }

@@ -34,7 +34,9 @@ const FileSchema = Type.Object({
   pingInterval: Type.Optional(Type.Integer({ minimum: 1000 })),
   sseHeartbeatInterval: Type.Optional(Type.Integer({ minimum: 1000 })),
   drainTimeout: Type.Optional(Type.Integer({ minimum: 1 })),
-  logLevel: Type.Optional(Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)))),
+  logLevel: Type.Optional(
+    Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l))),
+  ),
   limits: Type.Optional(LimitsSchema),
   tokens: Type.Optional(Type.Array(TokenSchema)),
 })
@@ -74,7 +76,12 @@ export const DEFAULT_CONFIG: Readonly<ServerConfig> = Object.freeze({
   sseHeartbeatInterval: 15_000,
   drainTimeout: 10_000,
   logLevel: 'info',
-  limits: Object.freeze({ bodyBytes: 256 * 1024, eventsPerRequest: 1000, wsBufferBytes: 8 * 1024 * 1024, requestsPerSecond: 10_000 }),
+  limits: Object.freeze({
+    bodyBytes: 256 * 1024,
+    eventsPerRequest: 1000,
+    wsBufferBytes: 8 * 1024 * 1024,
+    requestsPerSecond: 10_000,
+  }),
   tokens: [],
 })
 
@@ -91,7 +98,10 @@ export function readConfigFile(path: string): ServerConfigInput {
   try {
     text = readFileSync(path, 'utf8')
   } catch (error) {
-    throw new HeraldError('invalid_option', `cannot read the configuration file ${path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`)
+    throw new HeraldError(
+      'invalid_option',
+      `cannot read the configuration file ${path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`,
+    )
   }
   let parsed: unknown
   try {
@@ -127,7 +137,8 @@ export function configFromEnv(env: NodeJS.ProcessEnv): ServerConfigInput {
     const value = env[name]
     if (value === undefined || value === '') continue
     const number = Number(value)
-    if (!Number.isFinite(number)) throw new HeraldError('invalid_option', `${name} must be a number, got ${JSON.stringify(value)}`)
+    if (!Number.isFinite(number))
+      throw new HeraldError('invalid_option', `${name} must be a number, got ${JSON.stringify(value)}`)
     if (path.length === 2) limits[path[1]] = number
     else out[path[0]] = number
   }
@@ -136,7 +147,10 @@ export function configFromEnv(env: NodeJS.ProcessEnv): ServerConfigInput {
     try {
       out.tokens = JSON.parse(env.HERALD_TOKENS)
     } catch (error) {
-      throw new HeraldError('invalid_option', `HERALD_TOKENS must be a JSON array of tokens: ${(error as Error).message}`)
+      throw new HeraldError(
+        'invalid_option',
+        `HERALD_TOKENS must be a JSON array of tokens: ${(error as Error).message}`,
+      )
     }
   }
   return check(out, 'environment')
@@ -148,8 +162,11 @@ export function resolveConfig(...layers: (ServerConfigInput | undefined)[]): Ser
   for (const layer of layers) {
     if (!layer) continue
     const { limits, tokens, ...rest } = check(layer, 'configuration')
-    for (const [key, value] of Object.entries(rest)) if (value !== undefined) (config as unknown as Record<string, unknown>)[key] = value
-    if (limits) for (const [key, value] of Object.entries(limits)) if (value !== undefined) (config.limits as unknown as Record<string, unknown>)[key] = value
+    for (const [key, value] of Object.entries(rest))
+      if (value !== undefined) (config as unknown as Record<string, unknown>)[key] = value
+    if (limits)
+      for (const [key, value] of Object.entries(limits))
+        if (value !== undefined) (config.limits as unknown as Record<string, unknown>)[key] = value
     if (tokens) config.tokens = tokens
   }
   return config

@@ -15,7 +15,11 @@ export function courierSender(principal: Principal, userAgent: string | undefine
   return userAgent === undefined ? undefined : APP_USER_AGENT.exec(userAgent)?.[1]
 }
 
-const CourierParams = Type.Object({ account: Type.String(), workspace: Type.String(), key: Type.String({ minLength: 1 }) })
+const CourierParams = Type.Object({
+  account: Type.String(),
+  workspace: Type.String(),
+  key: Type.String({ minLength: 1 }),
+})
 
 /**
  * `PUT /courier/v0/:account/:workspace/events/:key` (VTEX IO compatible): the body is the
@@ -39,7 +43,11 @@ export const courierPlugin: FastifyPluginAsync<{ context: ServerContext }> = asy
       const tenant = assertTenant({ account: request.params.account, workspace: request.params.workspace })
       const acting = context.auth.inTenant(principal, tenant)
       const sender = courierSender(principal, request.headers['user-agent'])
-      const event = { topic: request.params.key, data: request.body === undefined ? null : request.body, ...(sender ? { sender } : {}) }
+      const event = {
+        topic: request.params.key,
+        data: request.body === undefined ? null : request.body,
+        ...(sender ? { sender } : {}),
+      }
       const ids = await publish(context.bus, acting, [event], 1)
       return reply.code(202).send({ ids })
     },

@@ -26,7 +26,8 @@ export function toHeraldError(error: unknown): HeraldError {
   const code = fastify.code !== undefined ? FASTIFY_CODES[fastify.code] : undefined
   if (code) return new HeraldError(code, fastify.message ?? code)
   // The JSON parser's SyntaxError: its message says where the body broke.
-  if (error instanceof SyntaxError || fastify.statusCode === 400) return new HeraldError('invalid_request', (error as Error).message)
+  if (error instanceof SyntaxError || fastify.statusCode === 400)
+    return new HeraldError('invalid_request', (error as Error).message)
   if (fastify.statusCode === 413) return new HeraldError('payload_too_large', (error as Error).message)
   if (fastify.statusCode === 415) return new HeraldError('unsupported_media_type', (error as Error).message)
   return new HeraldError('internal', 'internal error')

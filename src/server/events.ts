@@ -30,7 +30,14 @@ export const eventsPlugin: FastifyPluginAsync<{ context: ServerContext }> = asyn
       const { principal } = request
       const status = await bus.scope(principal.tenant).status(request.params.id)
       // An event the token may neither publish nor read is as invisible as another tenant's.
-      if (!status || !(principal.admin || principal.maySubscribe(status.event.topic) || principal.mayPublish(status.event.topic))) {
+      if (
+        !status ||
+        !(
+          principal.admin ||
+          principal.maySubscribe(status.event.topic) ||
+          principal.mayPublish(status.event.topic)
+        )
+      ) {
         throw new HeraldError('not_found', `no event ${JSON.stringify(request.params.id)} in this tenant`)
       }
       return status

@@ -10,10 +10,19 @@ export function createLogger(level: string, destination?: pino.DestinationStream
     level,
     base: { name: 'herald' },
     serializers: {
-      req: (request: { method?: string; url?: string; id?: unknown }) => ({ id: request.id, method: request.method, url: request.url && redactUrl(request.url) }),
+      req: (request: { method?: string; url?: string; id?: unknown }) => ({
+        id: request.id,
+        method: request.method,
+        url: request.url && redactUrl(request.url),
+      }),
     },
     redact: {
-      paths: ['req.headers.authorization', 'req.headers["x-voltmx-authorization"]', 'headers.authorization', 'headers["x-voltmx-authorization"]'],
+      paths: [
+        'req.headers.authorization',
+        'req.headers["x-voltmx-authorization"]',
+        'headers.authorization',
+        'headers["x-voltmx-authorization"]',
+      ],
       censor: '[redacted]',
     },
   }

@@ -28,10 +28,30 @@ export class Metrics {
 
   constructor() {
     const registers = [this.registry]
-    this.publishedTotal = new Counter({ name: 'herald_events_published_total', help: 'Events stored, by topic root', labelNames: ['root'], registers })
-    this.deliveredTotal = new Counter({ name: 'herald_events_delivered_total', help: 'Deliveries that succeeded, by topic root', labelNames: ['root'], registers })
-    this.retriedTotal = new Counter({ name: 'herald_events_retried_total', help: 'Failed attempts scheduled for a retry, by topic root', labelNames: ['root'], registers })
-    this.deadTotal = new Counter({ name: 'herald_events_dead_lettered_total', help: 'Deliveries that became dead letters, by topic root', labelNames: ['root'], registers })
+    this.publishedTotal = new Counter({
+      name: 'herald_events_published_total',
+      help: 'Events stored, by topic root',
+      labelNames: ['root'],
+      registers,
+    })
+    this.deliveredTotal = new Counter({
+      name: 'herald_events_delivered_total',
+      help: 'Deliveries that succeeded, by topic root',
+      labelNames: ['root'],
+      registers,
+    })
+    this.retriedTotal = new Counter({
+      name: 'herald_events_retried_total',
+      help: 'Failed attempts scheduled for a retry, by topic root',
+      labelNames: ['root'],
+      registers,
+    })
+    this.deadTotal = new Counter({
+      name: 'herald_events_dead_lettered_total',
+      help: 'Deliveries that became dead letters, by topic root',
+      labelNames: ['root'],
+      registers,
+    })
     this.latency = new Histogram({
       name: 'herald_delivery_duration_seconds',
       help: 'How long one delivery attempt took, by outcome',
@@ -39,7 +59,12 @@ export class Metrics {
       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
       registers,
     })
-    this.connections = new Gauge({ name: 'herald_connections', help: 'Open stream connections, by transport', labelNames: ['transport'], registers })
+    this.connections = new Gauge({
+      name: 'herald_connections',
+      help: 'Open stream connections, by transport',
+      labelNames: ['transport'],
+      registers,
+    })
     const streamedCounts = this.streamedCounts
     new Counter({
       name: 'herald_stream_events_total',
@@ -51,7 +76,12 @@ export class Metrics {
         for (const [transport, count] of Object.entries(streamedCounts)) this.inc({ transport }, count)
       },
     })
-    this.slowClosed = new Counter({ name: 'herald_stream_slow_closed_total', help: 'Stream clients closed because they read too slowly', labelNames: ['transport'], registers })
+    this.slowClosed = new Counter({
+      name: 'herald_stream_slow_closed_total',
+      help: 'Stream clients closed because they read too slowly',
+      labelNames: ['transport'],
+      registers,
+    })
     for (const transport of ['websocket', 'voltmx', 'sse'] as const) this.connections.set({ transport }, 0)
     collectDefaultMetrics({ register: this.registry })
   }

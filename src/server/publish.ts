@@ -17,13 +17,18 @@ export function assertMayPublish(principal: Principal, inputs: readonly WireEven
   for (const input of inputs) {
     const topic = topicOf(input)
     if (topic !== undefined && !principal.mayPublish(topic)) {
-      throw new HeraldError('forbidden', `${principal.name} may not publish ${JSON.stringify(topic)}`, { topic })
+      throw new HeraldError('forbidden', `${principal.name} may not publish ${JSON.stringify(topic)}`, {
+        topic,
+      })
     }
   }
 }
 
 /** Splits inputs into those the principal may publish and the topics of the rest (Volt MX answers partially). */
-export function partitionByPermission(principal: Principal, inputs: readonly WireEvent[]): { allowed: WireEvent[]; refusedTopics: string[] } {
+export function partitionByPermission(
+  principal: Principal,
+  inputs: readonly WireEvent[],
+): { allowed: WireEvent[]; refusedTopics: string[] } {
   const allowed: WireEvent[] = []
   const refusedTopics: string[] = []
   for (const input of inputs) {
@@ -39,15 +44,27 @@ export function partitionByPermission(principal: Principal, inputs: readonly Wir
  * publish list (all or nothing), stamps the token's sender, and resolves with the ids once the
  * store has the events.
  */
-export function publish(bus: EventBus, principal: Principal, inputs: WireEvent[], eventsPerRequest: number): Promise<string[]> {
+export function publish(
+  bus: EventBus,
+  principal: Principal,
+  inputs: WireEvent[],
+  eventsPerRequest: number,
+): Promise<string[]> {
   if (inputs.length > eventsPerRequest) {
-    return Promise.reject(new HeraldError('invalid_request', `${inputs.length} events in one request; the limit is ${eventsPerRequest}`))
+    return Promise.reject(
+      new HeraldError(
+        'invalid_request',
+        `${inputs.length} events in one request; the limit is ${eventsPerRequest}`,
+      ),
+    )
   }
   try {
     assertMayPublish(principal, inputs)
   } catch (error) {
     return Promise.reject(error)
   }
-  if (principal.sender !== undefined) for (const input of inputs) if (typeof input === 'object' && input !== null) input.sender = principal.sender
+  if (principal.sender !== undefined)
+    for (const input of inputs)
+      if (typeof input === 'object' && input !== null) input.sender = principal.sender
   return bus.scope(principal.tenant).emit(inputs as never[])
 }

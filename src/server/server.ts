@@ -5,7 +5,13 @@ import { HeraldError } from '../errors.js'
 import type { Store } from '../stores/store.js'
 import { buildApp } from './app.js'
 import { Authenticator } from './auth.js'
-import { loadConfig, resolveConfig, type LoadOptions, type ServerConfig, type ServerConfigInput } from './config.js'
+import {
+  loadConfig,
+  resolveConfig,
+  type LoadOptions,
+  type ServerConfig,
+  type ServerConfigInput,
+} from './config.js'
 import type { ServerContext } from './context.js'
 import { Heartbeat } from './heartbeat.js'
 import { createLogger } from './logger.js'
@@ -39,15 +45,33 @@ export function isLoopback(host: string): boolean {
 }
 
 /** Builds a server from settings (defaults filled in); it listens once `listen()` is called. */
-export async function createServer(input: ServerConfigInput | ServerConfig = {}, options: CreateServerOptions = {}): Promise<HeraldServer> {
+export async function createServer(
+  input: ServerConfigInput | ServerConfig = {},
+  options: CreateServerOptions = {},
+): Promise<HeraldServer> {
   const config = resolveConfig(input)
   const logger = options.logger ?? createLogger(config.logLevel)
   const auth = new Authenticator(config.tokens, config.limits.requestsPerSecond)
   const store = options.store ?? (await openStore(config.store))
   const metrics = new Metrics()
-  const bus = createBus({ store, logger, observer: metrics.observer, drainTimeout: config.drainTimeout, maxPayloadBytes: config.limits.bodyBytes })
+  const bus = createBus({
+    store,
+    logger,
+    observer: metrics.observer,
+    drainTimeout: config.drainTimeout,
+    maxPayloadBytes: config.limits.bodyBytes,
+  })
   const heartbeat = new Heartbeat(config.pingInterval)
-  const context: ServerContext = { config, bus, auth, metrics, logger, heartbeat, streams: new Set(), accepting: true }
+  const context: ServerContext = {
+    config,
+    bus,
+    auth,
+    metrics,
+    logger,
+    heartbeat,
+    streams: new Set(),
+    accepting: true,
+  }
   let app: FastifyInstance
   try {
     app = await buildApp(context, logger)
@@ -73,11 +97,18 @@ export async function createServer(input: ServerConfigInput | ServerConfig = {},
     },
     async listen() {
       if (auth.open && !isLoopback(config.host)) {
-        throw new HeraldError('invalid_option', `no tokens are configured, so the server only listens on loopback; ${config.host} needs tokens (see docs/configuration.md)`)
+        throw new HeraldError(
+          'invalid_option',
+          `no tokens are configured, so the server only listens on loopback; ${config.host} needs tokens (see docs/configuration.md)`,
+        )
       }
       const address = await app.listen({ host: config.host, port: config.port })
       url = address
-      if (auth.open) logger.warn({ host: config.host }, 'no tokens configured: serving OPEN (every request acts as admin in default/master), on loopback only')
+      if (auth.open)
+        logger.warn(
+          { host: config.host },
+          'no tokens configured: serving OPEN (every request acts as admin in default/master), on loopback only',
+        )
       logger.info({ url: address, store: store.kind, tokens: config.tokens.length }, 'herald listening')
       return address
     },

@@ -31,7 +31,9 @@ class SseConnection implements Closable {
     private readonly principal: Principal,
     private readonly context: ServerContext,
   ) {
-    this.subscriptions = new StreamSubscriptions(context.bus.scope(principal.tenant), (event) => this.write(sseMessage(event), 1))
+    this.subscriptions = new StreamSubscriptions(context.bus.scope(principal.tenant), (event) =>
+      this.write(sseMessage(event), 1),
+    )
     this.heartbeat = setInterval(() => this.write(HEARTBEAT, 0), context.config.sseHeartbeatInterval)
     this.heartbeat.unref()
     context.streams.add(this)
@@ -52,7 +54,10 @@ class SseConnection implements Closable {
     if (events > 0) this.context.metrics.eventsStreamed('sse', events)
     if (this.response.writableLength > this.context.config.limits.wsBufferBytes) {
       this.context.metrics.slowClientClosed('sse')
-      this.context.logger.warn({ principal: this.principal.name, transport: 'sse', buffered: this.response.writableLength }, 'closing a stream client that reads too slowly')
+      this.context.logger.warn(
+        { principal: this.principal.name, transport: 'sse', buffered: this.response.writableLength },
+        'closing a stream client that reads too slowly',
+      )
       // An SSE client has no close code: the stream just ends; it resumes with Last-Event-ID.
       this.response.destroy()
     }
@@ -81,24 +86,34 @@ class SseConnection implements Closable {
 /** `GET /v1/sse?topics=a;b`: Server-Sent Events, resumable with Last-Event-ID. */
 export const ssePlugin: FastifyPluginAsync<{ context: ServerContext }> = async (app, { context }) => {
   app.addHook('onRequest', authenticate(context.auth, { query: true }))
-  app.get<{ Querystring: { topics: string; since?: string } }>('/v1/sse', { schema: { querystring: SseQuery } }, (request, reply) => {
-    const { principal } = request
-    const patterns = splitPatterns(request.query.topics)
-    const refused = patterns.filter((pattern) => !principal.maySubscribe(pattern))
-    if (refused.length > 0) {
-      throw new HeraldError('forbidden', `${principal.name} may not subscribe to ${refused.map((p) => JSON.stringify(p)).join(', ')}`, { patterns: refused })
-    }
-    const lastEventId = request.headers['last-event-id']
-    const since = (typeof lastEventId === 'string' && lastEventId !== '' ? lastEventId : undefined) ?? request.query.since
-    reply.hijack()
-    const response = reply.raw
-    response.writeHead(200, {
-      'content-type': 'text/event-stream; charset=utf-8',
-      'cache-control': 'no-cache',
-      connection: 'keep-alive',
-      'x-accel-buffering': 'no',
-    })
-    response.write(': connected\n\n')
-    new SseConnection(response, principal, context).start(patterns, since)
-  })
+  app.get<{ Querystring: { topics: string; since?: string } }>(
+    '/v1/sse',
+    { schema: { querystring: SseQuery } },
+    (request, reply) => {
+      const { principal } = request
+      const patterns = splitPatterns(request.query.topics)
+      const refused = patterns.filter((pattern) => !principal.maySubscribe(pattern))
+      if (refused.length > 0) {
+        throw new HeraldError(
+          'forbidden',
+          `${principal.name} may not subscribe to ${refused.map((p) => JSON.stringify(p)).join(', ')}`,
+          { patterns: refused },
+        )
+      }
+      const lastEventId = request.headers['last-event-id']
+      const since =
+        (typeof lastEventId === 'string' && lastEventId !== '' ? lastEventId : undefined) ??
+        request.query.since
+      reply.hijack()
+      const response = reply.raw
+      response.writeHead(200, {
+        'content-type': 'text/event-stream; charset=utf-8',
+        'cache-control': 'no-cache',
+        connection: 'keep-alive',
+        'x-accel-buffering': 'no',
+      })
+      response.write(': connected\n\n')
+      new SseConnection(response, principal, context).start(patterns, since)
+    },
+  )
 }

@@ -21,21 +21,31 @@ export function parseStoreUrl(url: string): StoreLocation {
     const maxEvents = params.get('maxEvents')
     if (maxEvents === null) return { kind: 'memory' }
     const value = Number(maxEvents)
-    if (!Number.isInteger(value) || value < 1) throw new HeraldError('invalid_option', `store ${url}: maxEvents must be a positive integer`)
+    if (!Number.isInteger(value) || value < 1)
+      throw new HeraldError('invalid_option', `store ${url}: maxEvents must be a positive integer`)
     return { kind: 'memory', maxEvents: value }
   }
   if (text.startsWith('sqlite:')) {
     const path = text.slice('sqlite:'.length).replace(/^\/\/(?=\/)/, '')
-    if (path === '') throw new HeraldError('invalid_option', `store ${url}: give a file path, as in sqlite:./herald-data/herald.db`)
+    if (path === '')
+      throw new HeraldError(
+        'invalid_option',
+        `store ${url}: give a file path, as in sqlite:./herald-data/herald.db`,
+      )
     return { kind: 'sqlite', path }
   }
   if (text.startsWith('redis://') || text.startsWith('rediss://')) {
     const parsed = new URL(text)
     const prefix = parsed.searchParams.get('prefix') ?? undefined
     parsed.searchParams.delete('prefix')
-    return prefix === undefined ? { kind: 'redis', url: parsed.toString() } : { kind: 'redis', url: parsed.toString(), prefix }
+    return prefix === undefined
+      ? { kind: 'redis', url: parsed.toString() }
+      : { kind: 'redis', url: parsed.toString(), prefix }
   }
-  throw new HeraldError('invalid_option', `store ${JSON.stringify(url)} is not a store URL: use memory, sqlite:<path> or redis://host:port`)
+  throw new HeraldError(
+    'invalid_option',
+    `store ${JSON.stringify(url)} is not a store URL: use memory, sqlite:<path> or redis://host:port`,
+  )
 }
 
 /** Opens the store a URL names. */

@@ -54,7 +54,10 @@ export function parseFrame(text: string, isBinary: boolean): unknown {
 export function checkFrame<T>(value: unknown, check: FrameCheck<T>): T {
   if (check.Check(value)) return value
   const first = check.Errors(value).First()
-  throw new HeraldError('invalid_request', `frame ${first ? `${first.path || '/'}: ${first.message}` : 'has the wrong shape'}`)
+  throw new HeraldError(
+    'invalid_request',
+    `frame ${first ? `${first.path || '/'}: ${first.message}` : 'has the wrong shape'}`,
+  )
 }
 
 /** The native protocol on one connection (DESIGN §7 "Native stream frames"). */
@@ -68,7 +71,9 @@ class NativeStream {
     private readonly principal: Principal,
     private readonly context: ServerContext,
   ) {
-    this.subscriptions = new StreamSubscriptions(context.bus.scope(principal.tenant), (event) => this.deliver(event))
+    this.subscriptions = new StreamSubscriptions(context.bus.scope(principal.tenant), (event) =>
+      this.deliver(event),
+    )
     connection.onFrame((text, isBinary) => this.frame(text, isBinary))
     connection.onClose(() => this.subscriptions.close())
   }
@@ -103,12 +108,18 @@ class NativeStream {
         this.connection.reply(replyFrame({ unsubscribed: removed }, ref))
       }
       if (frame.events !== undefined) {
-        const ids = await publish(this.context.bus, this.principal, frame.events as WireEvent[], this.context.config.limits.eventsPerRequest)
+        const ids = await publish(
+          this.context.bus,
+          this.principal,
+          frame.events as WireEvent[],
+          this.context.config.limits.eventsPerRequest,
+        )
         this.connection.reply(replyFrame({ published: ids }, ref))
       }
     } catch (error) {
       const herald = toHeraldError(error)
-      if (herald.code === 'internal') this.context.logger.error({ error: String(error) }, 'stream frame failed')
+      if (herald.code === 'internal')
+        this.context.logger.error({ error: String(error) }, 'stream frame failed')
       this.connection.reply(errorFrame(herald, ref))
     }
   }
@@ -118,13 +129,20 @@ class NativeStream {
     const allowed = requested.filter((pattern) => this.principal.maySubscribe(pattern))
     const refused = requested.filter((pattern) => !allowed.includes(pattern))
     if (refused.length > 0) {
-      const error = new HeraldError('forbidden', `${this.principal.name} may not subscribe to ${refused.map((p) => JSON.stringify(p)).join(', ')}`, {
-        patterns: refused,
-      })
+      const error = new HeraldError(
+        'forbidden',
+        `${this.principal.name} may not subscribe to ${refused.map((p) => JSON.stringify(p)).join(', ')}`,
+        {
+          patterns: refused,
+        },
+      )
       this.connection.reply(errorFrame(error, ref))
     }
     if (new Set([...this.subscriptions.list, ...allowed]).size > MAX_PATTERNS_PER_CONNECTION) {
-      throw new HeraldError('invalid_request', `a connection holds at most ${MAX_PATTERNS_PER_CONNECTION} patterns`)
+      throw new HeraldError(
+        'invalid_request',
+        `a connection holds at most ${MAX_PATTERNS_PER_CONNECTION} patterns`,
+      )
     }
     if (frame.batch !== undefined) {
       this.flush()
@@ -145,6 +163,10 @@ class NativeStream {
 export const streamPlugin: FastifyPluginAsync<{ context: ServerContext }> = async (app, { context }) => {
   app.addHook('onRequest', authenticate(context.auth, { query: true }))
   app.get('/v1/stream', { websocket: true }, (socket: WebSocket, request) => {
-    new NativeStream(openConnection(context, socket, request.principal, 'websocket'), request.principal, context)
+    new NativeStream(
+      openConnection(context, socket, request.principal, 'websocket'),
+      request.principal,
+      context,
+    )
   })
 }

@@ -40,7 +40,11 @@ export class StreamSubscriptions {
   /** Removes patterns (those subscribed); returns the ones removed. */
   remove(patterns: readonly string[]): string[] {
     const removed = patterns.filter((pattern) => this.patterns.includes(pattern))
-    if (removed.length > 0) void this.replace(this.patterns.filter((pattern) => !removed.includes(pattern)), undefined)
+    if (removed.length > 0)
+      void this.replace(
+        this.patterns.filter((pattern) => !removed.includes(pattern)),
+        undefined,
+      )
     return removed
   }
 

@@ -39,7 +39,12 @@ const TopicSelection = Type.Union([
   Type.Object({
     'X-Voltmx-Authorization': Type.Optional(Type.String()),
     clientUUID: Type.Optional(Type.String()),
-    topics: Type.Optional(Type.Object({ private: Type.Optional(Type.Array(Type.String())), public: Type.Optional(Type.Array(Type.String())) })),
+    topics: Type.Optional(
+      Type.Object({
+        private: Type.Optional(Type.Array(Type.String())),
+        public: Type.Optional(Type.Array(Type.String())),
+      }),
+    ),
   }),
 ])
 
@@ -75,11 +80,19 @@ interface Outcome {
   failedTopics: string[]
 }
 
-function outcome(codes: readonly [number, number, number], verb: string, success: string[], failed: string[], reason?: string): Outcome {
+function outcome(
+  codes: readonly [number, number, number],
+  verb: string,
+  success: string[],
+  failed: string[],
+  reason?: string,
+): Outcome {
   const [all, none, partly] = codes
-  if (failed.length === 0) return { code: all, message: `${verb} successfully`, successTopics: success, failedTopics: [] }
+  if (failed.length === 0)
+    return { code: all, message: `${verb} successfully`, successTopics: success, failedTopics: [] }
   const why = reason ? `: ${reason}` : ''
-  if (success.length === 0) return { code: none, message: `${verb} failed${why}`, successTopics: [], failedTopics: failed }
+  if (success.length === 0)
+    return { code: none, message: `${verb} failed${why}`, successTopics: [], failedTopics: failed }
   return { code: partly, message: `${verb} partially${why}`, successTopics: success, failedTopics: failed }
 }
 
@@ -108,11 +121,23 @@ class VoltmxStream {
     try {
       frame = checkFrame(parseFrame(text, isBinary), voltmxFrame)
     } catch (error) {
-      return this.send({ code: VOLTMX_CODES.badPayload, message: `Invalid request payload: ${(error as Error).message}` })
+      return this.send({
+        code: VOLTMX_CODES.badPayload,
+        message: `Invalid request payload: ${(error as Error).message}`,
+      })
     }
-    if (frame.ack !== undefined && frame.subscribe === undefined && frame.unsubscribe === undefined && frame.events === undefined) return
+    if (
+      frame.ack !== undefined &&
+      frame.subscribe === undefined &&
+      frame.unsubscribe === undefined &&
+      frame.events === undefined
+    )
+      return
     if (frame.subscribe === undefined && frame.unsubscribe === undefined && frame.events === undefined) {
-      return this.send({ code: VOLTMX_CODES.badPayload, message: 'Invalid request payload: expected subscribe, unsubscribe, events or ack' })
+      return this.send({
+        code: VOLTMX_CODES.badPayload,
+        message: 'Invalid request payload: expected subscribe, unsubscribe, events or ack',
+      })
     }
     if (frame.subscribe !== undefined) this.subscribe(frame.subscribe)
     if (frame.unsubscribe !== undefined) this.unsubscribe(frame.unsubscribe)
@@ -127,7 +152,10 @@ class VoltmxStream {
     else {
       const token = selection['X-Voltmx-Authorization']
       if (token !== undefined && !this.sameToken(token)) {
-        this.send({ code: VOLTMX_CODES.authenticationFailed, message: 'Authentication failed, Please Re-Subscribe/Unsubscribe.' })
+        this.send({
+          code: VOLTMX_CODES.authenticationFailed,
+          message: 'Authentication failed, Please Re-Subscribe/Unsubscribe.',
+        })
         return undefined
       }
       topics = [...(selection.topics?.private ?? []), ...(selection.topics?.public ?? [])]
@@ -175,10 +203,25 @@ class VoltmxStream {
       else failed.push(topic)
     }
     if (new Set([...this.subscriptions.list, ...success]).size > MAX_PATTERNS_PER_CONNECTION) {
-      return this.send(outcome([VOLTMX_CODES.subscribed, VOLTMX_CODES.subscribeFailed, VOLTMX_CODES.subscribedPartly], 'Subscribed', [], topics, 'too many topics'))
+      return this.send(
+        outcome(
+          [VOLTMX_CODES.subscribed, VOLTMX_CODES.subscribeFailed, VOLTMX_CODES.subscribedPartly],
+          'Subscribed',
+          [],
+          topics,
+          'too many topics',
+        ),
+      )
     }
     if (success.length > 0) void this.subscriptions.add(success)
-    this.send(outcome([VOLTMX_CODES.subscribed, VOLTMX_CODES.subscribeFailed, VOLTMX_CODES.subscribedPartly], 'Subscribed', success, failed))
+    this.send(
+      outcome(
+        [VOLTMX_CODES.subscribed, VOLTMX_CODES.subscribeFailed, VOLTMX_CODES.subscribedPartly],
+        'Subscribed',
+        success,
+        failed,
+      ),
+    )
   }
 
   private unsubscribe(selection: TopicSelection): void {
@@ -186,7 +229,14 @@ class VoltmxStream {
     if (!topics || !this.charged(VOLTMX_CODES.unsubscribeFailed)) return
     const removed = this.subscriptions.remove(topics)
     const failed = topics.filter((topic) => !removed.includes(topic))
-    this.send(outcome([VOLTMX_CODES.unsubscribed, VOLTMX_CODES.unsubscribeFailed, VOLTMX_CODES.unsubscribedPartly], 'Unsubscribed', removed, failed))
+    this.send(
+      outcome(
+        [VOLTMX_CODES.unsubscribed, VOLTMX_CODES.unsubscribeFailed, VOLTMX_CODES.unsubscribedPartly],
+        'Unsubscribed',
+        removed,
+        failed,
+      ),
+    )
   }
 
   private async publish(events: VoltmxEvent[]): Promise<void> {
@@ -196,8 +246,17 @@ class VoltmxStream {
     const codes = [VOLTMX_CODES.published, VOLTMX_CODES.publishFailed, VOLTMX_CODES.publishedPartly] as const
     const allowedTopics = allowed.map((event) => String(event.topic))
     try {
-      if (allowed.length > 0) await publish(this.context.bus, this.principal, allowed, this.context.config.limits.eventsPerRequest)
-      this.send(outcome(codes, 'Published', allowedTopics, refusedTopics, refusedTopics.length ? 'topics not allowed for this token' : undefined))
+      if (allowed.length > 0)
+        await publish(this.context.bus, this.principal, allowed, this.context.config.limits.eventsPerRequest)
+      this.send(
+        outcome(
+          codes,
+          'Published',
+          allowedTopics,
+          refusedTopics,
+          refusedTopics.length ? 'topics not allowed for this token' : undefined,
+        ),
+      )
     } catch (error) {
       const herald = toHeraldError(error)
       if (!isHeraldError(error)) this.context.logger.error({ error: String(error) }, 'Volt MX publish failed')
@@ -227,7 +286,11 @@ export const voltmxPlugin: FastifyPluginAsync<{ context: ServerContext }> = asyn
   app.register(async (ws) => {
     ws.addHook('onRequest', authenticate(context.auth, { query: true }))
     ws.get('/services/ServerEvents/Stream', { websocket: true }, (socket: WebSocket, request) => {
-      new VoltmxStream(openConnection(context, socket, request.principal, 'voltmx'), request.principal, context)
+      new VoltmxStream(
+        openConnection(context, socket, request.principal, 'voltmx'),
+        request.principal,
+        context,
+      )
     })
   })
 }

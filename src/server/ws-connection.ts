@@ -81,12 +81,17 @@ export class WsConnection implements Pingable, Closable {
   private received(data: RawData, isBinary: boolean): void {
     if (this.closing || !this.handler) return
     const handler = this.handler
-    const text = Array.isArray(data) ? Buffer.concat(data).toString('utf8') : Buffer.from(data as ArrayBuffer).toString('utf8')
+    const text = Array.isArray(data)
+      ? Buffer.concat(data).toString('utf8')
+      : Buffer.from(data as ArrayBuffer).toString('utf8')
     if (++this.pending >= MAX_PENDING_FRAMES) this.socket.pause()
     this.queue = this.queue
       .then(() => (this.closing ? undefined : handler(text, isBinary)))
       .catch((error: unknown) => {
-        this.options.logger.error({ error: describeError(error), transport: this.options.transport }, 'stream frame failed')
+        this.options.logger.error(
+          { error: describeError(error), transport: this.options.transport },
+          'stream frame failed',
+        )
         this.close(CLOSE_CODES.internal, 'internal error')
       })
       .finally(() => {
@@ -111,10 +116,17 @@ export class WsConnection implements Pingable, Closable {
     if (this.socket.bufferedAmount > this.options.bufferLimit) {
       this.options.metrics.slowClientClosed(this.options.transport)
       this.options.logger.warn(
-        { principal: this.principal.name, transport: this.options.transport, buffered: this.socket.bufferedAmount },
+        {
+          principal: this.principal.name,
+          transport: this.options.transport,
+          buffered: this.socket.bufferedAmount,
+        },
         'closing a stream client that reads too slowly',
       )
-      this.close(CLOSE_CODES.slowConsumer, `slow consumer: more than ${this.options.bufferLimit} bytes waiting to be sent`)
+      this.close(
+        CLOSE_CODES.slowConsumer,
+        `slow consumer: more than ${this.options.bufferLimit} bytes waiting to be sent`,
+      )
     }
   }
 
@@ -143,7 +155,10 @@ export class WsConnection implements Pingable, Closable {
   /** Server shutdown: let frames in progress finish (a publish gets its answer), then close with 1001. */
   async shutdown(): Promise<void> {
     let timer: ReturnType<typeof setTimeout> | undefined
-    await Promise.race([this.queue, new Promise<void>((resolve) => (timer = setTimeout(resolve, SHUTDOWN_FRAME_WAIT_MS)))])
+    await Promise.race([
+      this.queue,
+      new Promise<void>((resolve) => (timer = setTimeout(resolve, SHUTDOWN_FRAME_WAIT_MS))),
+    ])
     clearTimeout(timer)
     this.close(CLOSE_CODES.goingAway, 'server shutting down')
     if (this.socket.readyState === this.socket.CLOSED) return
@@ -168,7 +183,12 @@ export class WsConnection implements Pingable, Closable {
 }
 
 /** A connection with the server's limits, metrics and heartbeat. */
-export function openConnection(context: ServerContext, socket: WebSocket, principal: Principal, transport: Transport): WsConnection {
+export function openConnection(
+  context: ServerContext,
+  socket: WebSocket,
+  principal: Principal,
+  transport: Transport,
+): WsConnection {
   return new WsConnection({
     socket,
     transport,

@@ -1,6 +1,15 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { waitFor } from '../helpers.js'
-import { ACME, ADMIN, ORDERS_ONLY, StreamClient, TOKENS, request, startTestServer, type TestServer } from './helpers.js'
+import {
+  ACME,
+  ADMIN,
+  ORDERS_ONLY,
+  StreamClient,
+  TOKENS,
+  request,
+  startTestServer,
+  type TestServer,
+} from './helpers.js'
 
 let t: TestServer
 const LIMITED = 'rate-limited-token-0123456789'
@@ -19,15 +28,23 @@ const events = `/v1/events`
 
 describe('limits and errors, with their statuses', () => {
   it('413 for a body over limits.bodyBytes', async () => {
-    const answer = await request(`${t.url}${events}`, { token: ACME, body: { topic: 'big', data: 'x'.repeat(5000) } })
+    const answer = await request(`${t.url}${events}`, {
+      token: ACME,
+      body: { topic: 'big', data: 'x'.repeat(5000) },
+    })
     expect(answer.status).toBe(413)
     expect(answer.body).toMatchObject({ error: { code: 'payload_too_large' } })
   })
 
   it('400 for more events than limits.eventsPerRequest', async () => {
-    const answer = await request(`${t.url}${events}`, { token: ACME, body: Array.from({ length: 6 }, () => ({ topic: 'a', data: 1 })) })
+    const answer = await request(`${t.url}${events}`, {
+      token: ACME,
+      body: Array.from({ length: 6 }, () => ({ topic: 'a', data: 1 })),
+    })
     expect(answer.status).toBe(400)
-    expect(answer.body).toMatchObject({ error: { code: 'invalid_request', message: expect.stringMatching(/more than 5 items/) } })
+    expect(answer.body).toMatchObject({
+      error: { code: 'invalid_request', message: expect.stringMatching(/more than 5 items/) },
+    })
   })
 
   it("400 for malformed JSON, with the parser's message", async () => {
@@ -58,10 +75,18 @@ describe('limits and errors, with their statuses', () => {
   })
 
   it('415 for a content type Herald does not accept', async () => {
-    const answer = await request(`${t.url}${events}`, { token: ACME, raw: 'topic=a', headers: { 'content-type': 'application/x-www-form-urlencoded' } })
+    const answer = await request(`${t.url}${events}`, {
+      token: ACME,
+      raw: 'topic=a',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    })
     expect(answer.status).toBe(415)
     expect(answer.body).toMatchObject({ error: { code: 'unsupported_media_type' } })
-    const text = await request(`${t.url}${events}`, { token: ACME, raw: 'hello', headers: { 'content-type': 'text/plain' } })
+    const text = await request(`${t.url}${events}`, {
+      token: ACME,
+      raw: 'hello',
+      headers: { 'content-type': 'text/plain' },
+    })
     expect(text.status).toBe(415)
   })
 
@@ -87,11 +112,19 @@ describe('limits and errors, with their statuses', () => {
   it('refuses a WebSocket handshake without a valid token with HTTP 401', async () => {
     await expect(StreamClient.open(`${t.wsUrl}/v1/stream`)).rejects.toThrow(/401/)
     await expect(StreamClient.open(`${t.wsUrl}/v1/stream?token=wrong-token-value`)).rejects.toThrow(/401/)
-    await expect(StreamClient.open(`${t.wsUrl}/services/ServerEvents/Stream?X-Voltmx-Authorization=wrong`)).rejects.toThrow(/401/)
+    await expect(
+      StreamClient.open(`${t.wsUrl}/services/ServerEvents/Stream?X-Voltmx-Authorization=wrong`),
+    ).rejects.toThrow(/401/)
   })
 
   it('403 for a topic outside the publish list, and for admin endpoints without admin', async () => {
-    const answer = await request(`${t.url}${events}`, { token: ORDERS_ONLY, body: [{ topic: 'orders/1', data: 1 }, { topic: 'invoice/1', data: 1 }] })
+    const answer = await request(`${t.url}${events}`, {
+      token: ORDERS_ONLY,
+      body: [
+        { topic: 'orders/1', data: 1 },
+        { topic: 'invoice/1', data: 1 },
+      ],
+    })
     expect(answer.status).toBe(403)
     expect(answer.body).toMatchObject({ error: { code: 'forbidden' } })
     for (const path of ['/metrics', '/v1/dead-letters']) {
@@ -103,14 +136,19 @@ describe('limits and errors, with their statuses', () => {
 
   it('429 with retry-after past the per-token rate limit, other tokens unaffected', async () => {
     const statuses: number[] = []
-    for (let i = 0; i < 6; i++) statuses.push((await request(`${t.url}${events}`, { token: LIMITED, body: { topic: 'r', data: i } })).status)
+    for (let i = 0; i < 6; i++)
+      statuses.push(
+        (await request(`${t.url}${events}`, { token: LIMITED, body: { topic: 'r', data: i } })).status,
+      )
     expect(statuses.slice(0, 3)).toEqual([202, 202, 202])
     expect(statuses).toContain(429)
     const limited = await request(`${t.url}${events}`, { token: LIMITED, body: { topic: 'r', data: 0 } })
     expect(limited.status).toBe(429)
     expect(limited.body).toMatchObject({ error: { code: 'rate_limited' } })
     expect(Number(limited.headers.get('retry-after'))).toBeGreaterThanOrEqual(1)
-    expect((await request(`${t.url}${events}`, { token: ACME, body: { topic: 'r', data: 0 } })).status).toBe(202)
+    expect((await request(`${t.url}${events}`, { token: ACME, body: { topic: 'r', data: 0 } })).status).toBe(
+      202,
+    )
   })
 
   it('404 for an unknown event and an unknown route', async () => {
@@ -121,7 +159,9 @@ describe('limits and errors, with their statuses', () => {
   })
 
   it('closes a WebSocket whose frame is over limits.bodyBytes with 1009', async () => {
-    const client = await StreamClient.open(`${t.wsUrl}/v1/stream`, { headers: { authorization: `Bearer ${ACME}` } })
+    const client = await StreamClient.open(`${t.wsUrl}/v1/stream`, {
+      headers: { authorization: `Bearer ${ACME}` },
+    })
     client.send({ events: [{ topic: 'big', data: 'x'.repeat(5000) }] })
     expect((await client.closed).code).toBe(1009)
   })
@@ -129,16 +169,24 @@ describe('limits and errors, with their statuses', () => {
   it('rate-limits stream frames with an error frame, keeping the connection', async () => {
     // The handshake counts too (and is refused with 429 while the bucket is empty): wait for it to refill.
     let client: StreamClient | undefined
-    await waitFor(async () => {
-      client = await StreamClient.open(`${t.wsUrl}/v1/stream`, { headers: { authorization: `Bearer ${LIMITED}` } }).catch((error: Error) => {
-        expect(error.message).toMatch(/429/)
-        return undefined
-      })
-      return client !== undefined
-    }, 5000, 'the rate limit to let a handshake through')
+    await waitFor(
+      async () => {
+        client = await StreamClient.open(`${t.wsUrl}/v1/stream`, {
+          headers: { authorization: `Bearer ${LIMITED}` },
+        }).catch((error: Error) => {
+          expect(error.message).toMatch(/429/)
+          return undefined
+        })
+        return client !== undefined
+      },
+      5000,
+      'the rate limit to let a handshake through',
+    )
     const replies = []
     for (let i = 0; i < 6; i++) replies.push(await client!.call({ subscribe: [`rl${i}`] }))
-    expect(replies.some((reply) => (reply.error as { code?: string } | undefined)?.code === 'rate_limited')).toBe(true)
+    expect(
+      replies.some((reply) => (reply.error as { code?: string } | undefined)?.code === 'rate_limited'),
+    ).toBe(true)
     client!.close()
   })
 

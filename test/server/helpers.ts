@@ -13,7 +13,14 @@ export const TOKENS: ServerConfigInput['tokens'] = [
   { token: ADMIN, account: 'acme', workspace: 'master', admin: true },
   { token: ACME, account: 'acme', workspace: 'master' },
   { token: GLOBEX, account: 'globex', workspace: 'master' },
-  { token: ORDERS_ONLY, account: 'acme', workspace: 'master', publish: ['orders'], subscribe: ['orders'], sender: 'acme.orders' },
+  {
+    token: ORDERS_ONLY,
+    account: 'acme',
+    workspace: 'master',
+    publish: ['orders'],
+    subscribe: ['orders'],
+    sender: 'acme.orders',
+  },
 ]
 
 export interface TestServer {
@@ -50,7 +57,13 @@ export interface Answer<T = unknown> {
 
 export async function request<T = Record<string, unknown>>(
   url: string,
-  options: { method?: string; token?: string; body?: unknown; raw?: string; headers?: Record<string, string> } = {},
+  options: {
+    method?: string
+    token?: string
+    body?: unknown
+    raw?: string
+    headers?: Record<string, string>
+  } = {},
 ): Promise<Answer<T>> {
   const headers: Record<string, string> = { ...options.headers }
   if (options.token) headers.authorization = `Bearer ${options.token}`
@@ -59,7 +72,11 @@ export async function request<T = Record<string, unknown>>(
     body = JSON.stringify(options.body)
     headers['content-type'] ??= 'application/json'
   }
-  const response = await fetch(url, { method: options.method ?? (body !== undefined ? 'POST' : 'GET'), headers, body })
+  const response = await fetch(url, {
+    method: options.method ?? (body !== undefined ? 'POST' : 'GET'),
+    headers,
+    body,
+  })
   const text = await response.text()
   let parsed: unknown = text
   try {
@@ -83,7 +100,9 @@ export class StreamClient {
       this.frames.push(JSON.parse(data.toString()) as Frame)
       for (const wake of this.waiters.splice(0)) wake()
     })
-    this.closed = new Promise((resolve) => socket.on('close', (code, reason) => resolve({ code, reason: reason.toString() })))
+    this.closed = new Promise((resolve) =>
+      socket.on('close', (code, reason) => resolve({ code, reason: reason.toString() })),
+    )
     socket.on('error', () => {})
   }
 
@@ -91,7 +110,9 @@ export class StreamClient {
     return new Promise((resolve, reject) => {
       const socket = new WebSocket(url, options)
       socket.once('open', () => resolve(new StreamClient(socket)))
-      socket.once('unexpected-response', (_request, response) => reject(new Error(`handshake refused: ${response.statusCode}`)))
+      socket.once('unexpected-response', (_request, response) =>
+        reject(new Error(`handshake refused: ${response.statusCode}`)),
+      )
       socket.once('error', reject)
     })
   }
@@ -107,7 +128,10 @@ export class StreamClient {
       const index = this.frames.findIndex(match)
       if (index !== -1) return this.frames.splice(index, 1)[0]!
       const left = until - Date.now()
-      if (left <= 0) throw new Error(`no matching frame within ${timeout} ms; have ${JSON.stringify(this.frames).slice(0, 500)}`)
+      if (left <= 0)
+        throw new Error(
+          `no matching frame within ${timeout} ms; have ${JSON.stringify(this.frames).slice(0, 500)}`,
+        )
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, left)
         this.waiters.push(() => {
@@ -127,7 +151,7 @@ export class StreamClient {
   /** Events received so far (from `event` and batch `events` frames), removing those frames. */
   takeEvents(): Frame[] {
     const out: Frame[] = []
-    for (let i = 0; i < this.frames.length; ) {
+    for (let i = 0; i < this.frames.length;) {
       const frame = this.frames[i]!
       if (frame.event) out.push(frame.event as Frame)
       else if (Array.isArray(frame.events)) out.push(...(frame.events as Frame[]))
@@ -148,7 +172,10 @@ export class StreamClient {
       got.push(...this.takeEvents())
       if (got.length >= count) break
       if (Date.now() > until) throw new Error(`got ${got.length} of ${count} events`)
-      await this.next((frame) => frame.event !== undefined || Array.isArray(frame.events), until - Date.now()).then((frame) => this.frames.unshift(frame))
+      await this.next(
+        (frame) => frame.event !== undefined || Array.isArray(frame.events),
+        until - Date.now(),
+      ).then((frame) => this.frames.unshift(frame))
     }
     return got
   }

@@ -22,7 +22,9 @@ describe('herald serve as a process', () => {
     await client.call({ subscribe: ['*'] })
     const accepted: string[] = []
     const publishers = Array.from({ length: 40 }, (_, i) =>
-      request<{ ids: string[] }>(`${server!.url}/v1/events`, { body: Array.from({ length: 25 }, (_, j) => ({ topic: `shutdown/${i}`, data: j })) })
+      request<{ ids: string[] }>(`${server!.url}/v1/events`, {
+        body: Array.from({ length: 25 }, (_, j) => ({ topic: `shutdown/${i}`, data: j })),
+      })
         .then((answer) => {
           if (answer.status === 202) accepted.push(...answer.body.ids)
         })
@@ -41,11 +43,17 @@ describe('herald serve as a process', () => {
 
   it('closes a client that stops reading with 4008 and keeps its memory bounded while 50,000 events are published', async () => {
     server = await spawnServer(['--store', 'memory:?maxEvents=1000', '--log-level', 'info'], {
-      env: { HERALD_WS_BUFFER_BYTES: String(256 * 1024), HERALD_BODY_BYTES: String(4 * 1024 * 1024), HERALD_EVENTS_PER_REQUEST: '1000' },
+      env: {
+        HERALD_WS_BUFFER_BYTES: String(256 * 1024),
+        HERALD_BODY_BYTES: String(4 * 1024 * 1024),
+        HERALD_EVENTS_PER_REQUEST: '1000',
+      },
     })
     const payload = 'x'.repeat(2000)
     const publishBatch = async (from: number) => {
-      const answer = await request(`${server!.url}/v1/events`, { body: Array.from({ length: 1000 }, (_, i) => ({ topic: 'flood', data: { i: from + i, payload } })) })
+      const answer = await request(`${server!.url}/v1/events`, {
+        body: Array.from({ length: 1000 }, (_, i) => ({ topic: 'flood', data: { i: from + i, payload } })),
+      })
       expect(answer.status).toBe(202)
     }
     // Warm up the publish path so the baseline includes its steady-state memory.

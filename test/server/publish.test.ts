@@ -1,5 +1,14 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { ACME, ORDERS_ONLY, StreamClient, TOKENS, request, startTestServer, type Frame, type TestServer } from './helpers.js'
+import {
+  ACME,
+  ORDERS_ONLY,
+  StreamClient,
+  TOKENS,
+  request,
+  startTestServer,
+  type Frame,
+  type TestServer,
+} from './helpers.js'
 
 let t: TestServer
 let watcher: StreamClient
@@ -22,13 +31,23 @@ async function published(ids: string[]): Promise<Frame[]> {
 
 describe('POST /v1/events', () => {
   it('accepts one event and answers 202 with its id once stored', async () => {
-    const answer = await request<{ ids: string[] }>(`${t.url}/v1/events`, { token: ACME, body: { topic: 'orders/created', data: { n: 1 } } })
+    const answer = await request<{ ids: string[] }>(`${t.url}/v1/events`, {
+      token: ACME,
+      body: { topic: 'orders/created', data: { n: 1 } },
+    })
     expect(answer.status).toBe(202)
     expect(answer.body.ids).toHaveLength(1)
     const [event] = await published(answer.body.ids)
-    expect(event).toMatchObject({ topic: 'orders/created', data: { n: 1 }, account: 'acme', workspace: 'master' })
+    expect(event).toMatchObject({
+      topic: 'orders/created',
+      data: { n: 1 },
+      account: 'acme',
+      workspace: 'master',
+    })
     expect(typeof event!.seq).toBe('string')
-    const status = await request<{ event: Frame }>(`${t.url}/v1/events/${answer.body.ids[0]}`, { token: ACME })
+    const status = await request<{ event: Frame }>(`${t.url}/v1/events/${answer.body.ids[0]}`, {
+      token: ACME,
+    })
     expect(status.status).toBe(200)
     expect(status.body.event).toMatchObject({ id: answer.body.ids[0], topic: 'orders/created' })
   })
@@ -60,12 +79,24 @@ describe('POST /v1/events', () => {
     const answer = await request<{ ids: string[] }>(`${t.url}/v1/events`, {
       token: ACME,
       headers: { 'content-type': 'application/cloudevents+json' },
-      body: { specversion: '1.0', id: 'ce-1', source: 'acme.billing', type: 'invoice/paid', data: { total: 3 }, heraldmetadata: '{"k":"v"}' },
+      body: {
+        specversion: '1.0',
+        id: 'ce-1',
+        source: 'acme.billing',
+        type: 'invoice/paid',
+        data: { total: 3 },
+        heraldmetadata: '{"k":"v"}',
+      },
     })
     expect(answer.status).toBe(202)
     expect(answer.body.ids).toEqual(['ce-1'])
     const [event] = await published(['ce-1'])
-    expect(event).toMatchObject({ topic: 'invoice/paid', sender: 'acme.billing', data: { total: 3 }, metadata: { k: 'v' } })
+    expect(event).toMatchObject({
+      topic: 'invoice/paid',
+      sender: 'acme.billing',
+      data: { total: 3 },
+      metadata: { k: 'v' },
+    })
   })
 
   it('accepts a CloudEvents batch', async () => {
@@ -84,13 +115,25 @@ describe('POST /v1/events', () => {
   it('accepts a CloudEvent in binary mode, JSON or text data', async () => {
     const json = await request<{ ids: string[] }>(`${t.url}/v1/events`, {
       token: ACME,
-      headers: { 'ce-specversion': '1.0', 'ce-type': 'bin/json', 'ce-id': 'ce-4', 'ce-source': 'acme.bin', 'content-type': 'application/json' },
+      headers: {
+        'ce-specversion': '1.0',
+        'ce-type': 'bin/json',
+        'ce-id': 'ce-4',
+        'ce-source': 'acme.bin',
+        'content-type': 'application/json',
+      },
       raw: '{"amount":5}',
     })
     expect(json.status).toBe(202)
     const text = await request<{ ids: string[] }>(`${t.url}/v1/events`, {
       token: ACME,
-      headers: { 'ce-specversion': '1.0', 'ce-type': 'bin/text', 'ce-id': 'ce-5', 'ce-source': 'acme.bin', 'content-type': 'text/plain' },
+      headers: {
+        'ce-specversion': '1.0',
+        'ce-type': 'bin/text',
+        'ce-id': 'ce-5',
+        'ce-source': 'acme.bin',
+        'content-type': 'text/plain',
+      },
       raw: 'hello',
     })
     expect(text.status).toBe(202)
@@ -114,11 +157,19 @@ describe('POST /services/ServerEvents (Volt MX)', () => {
   it('publishes {"events":[{topic,data,additionalMetadata}]} with the X-VoltMX-Authorization header', async () => {
     const answer = await request<{ ids: string[] }>(`${t.url}/services/ServerEvents`, {
       headers: { 'x-voltmx-authorization': ACME },
-      body: { events: [{ topic: 'transaction/credit', data: { amount: 10 }, additionalMetadata: { channel: 'mobile' } }] },
+      body: {
+        events: [
+          { topic: 'transaction/credit', data: { amount: 10 }, additionalMetadata: { channel: 'mobile' } },
+        ],
+      },
     })
     expect(answer.status).toBe(202)
     const [event] = await published(answer.body.ids)
-    expect(event).toMatchObject({ topic: 'transaction/credit', data: { amount: 10 }, metadata: { channel: 'mobile' } })
+    expect(event).toMatchObject({
+      topic: 'transaction/credit',
+      data: { amount: 10 },
+      metadata: { channel: 'mobile' },
+    })
   })
 })
 
@@ -132,7 +183,11 @@ describe('PUT /courier/v0/:account/:workspace/events/:key (VTEX)', () => {
     })
     expect(answer.status).toBe(202)
     const [event] = await published(answer.body.ids)
-    expect(event).toMatchObject({ topic: 'send-event', data: { relayed: { n: 1 } }, sender: 'vtex.events-example@0.0.1' })
+    expect(event).toMatchObject({
+      topic: 'send-event',
+      data: { relayed: { n: 1 } },
+      sender: 'vtex.events-example@0.0.1',
+    })
   })
 
   it("prefers the token's app over the user agent", async () => {

@@ -1,6 +1,15 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { waitFor } from '../helpers.js'
-import { ACME, ORDERS_ONLY, SseClient, StreamClient, TOKENS, request, startTestServer, type TestServer } from './helpers.js'
+import {
+  ACME,
+  ORDERS_ONLY,
+  SseClient,
+  StreamClient,
+  TOKENS,
+  request,
+  startTestServer,
+  type TestServer,
+} from './helpers.js'
 
 let t: TestServer
 
@@ -48,7 +57,9 @@ describe('native WebSocket /v1/stream', () => {
   it('stops events after unsubscribe', async () => {
     const client = await StreamClient.open(`${t.wsUrl}/v1/stream`, auth)
     await client.call({ subscribe: ['ws3/a', 'ws3/b'] })
-    expect(await client.call({ unsubscribe: ['ws3/a', 'ws3/never'] })).toMatchObject({ unsubscribed: ['ws3/a'] })
+    expect(await client.call({ unsubscribe: ['ws3/a', 'ws3/never'] })).toMatchObject({
+      unsubscribed: ['ws3/a'],
+    })
     await publish('ws3/a', 1)
     const b = await publish('ws3/b', 2)
     const events = await client.events(1)
@@ -60,7 +71,15 @@ describe('native WebSocket /v1/stream', () => {
     const watcher = await StreamClient.open(`${t.wsUrl}/v1/stream`, auth)
     await watcher.call({ subscribe: ['ws4'] })
     const client = await StreamClient.open(`${t.wsUrl}/v1/stream`, auth)
-    const reply = await client.call({ events: [{ topic: 'ws4/x', data: 1 }, { topic: 'ws4/y', data: 2 }] }, 7 as unknown as string)
+    const reply = await client.call(
+      {
+        events: [
+          { topic: 'ws4/x', data: 1 },
+          { topic: 'ws4/y', data: 2 },
+        ],
+      },
+      7 as unknown as string,
+    )
     expect(reply.ref).toBe(7)
     const ids = reply.published as string[]
     expect(ids).toHaveLength(2)
@@ -100,10 +119,15 @@ describe('native WebSocket /v1/stream', () => {
   })
 
   it('refuses patterns outside the token list with a forbidden error frame and honours the rest', async () => {
-    const client = await StreamClient.open(`${t.wsUrl}/v1/stream`, { headers: { authorization: `Bearer ${ORDERS_ONLY}` } })
+    const client = await StreamClient.open(`${t.wsUrl}/v1/stream`, {
+      headers: { authorization: `Bearer ${ORDERS_ONLY}` },
+    })
     client.send({ subscribe: ['orders', 'invoice'], ref: 'f' })
     const error = await client.next((f) => f.error !== undefined)
-    expect(error).toMatchObject({ ref: 'f', error: { code: 'forbidden', details: { patterns: ['invoice'] } } })
+    expect(error).toMatchObject({
+      ref: 'f',
+      error: { code: 'forbidden', details: { patterns: ['invoice'] } },
+    })
     expect(await client.next((f) => f.subscribed !== undefined)).toEqual({ subscribed: ['orders'], ref: 'f' })
     const id = await publish('orders/1', 1)
     await publish('invoice/1', 1)
@@ -119,8 +143,12 @@ describe('native WebSocket /v1/stream', () => {
     expect(String((error.error as { message: string }).message)).toMatch(/not JSON/)
     expect(await client.call({ subscribe: 5 })).toMatchObject({ error: { code: 'invalid_request' } })
     expect(await client.call({ hello: 1 })).toMatchObject({ error: { code: 'invalid_request' } })
-    expect(await client.call({ subscribe: ['bad//pattern'] })).toMatchObject({ error: { code: 'invalid_pattern' } })
-    expect(await client.call({ events: [{ topic: 'x' }] })).toMatchObject({ error: { code: 'invalid_event' } })
+    expect(await client.call({ subscribe: ['bad//pattern'] })).toMatchObject({
+      error: { code: 'invalid_pattern' },
+    })
+    expect(await client.call({ events: [{ topic: 'x' }] })).toMatchObject({
+      error: { code: 'invalid_event' },
+    })
     expect(await client.call({ subscribe: ['still-open'] })).toMatchObject({ subscribed: ['still-open'] })
     client.close()
   })
@@ -137,14 +165,29 @@ describe('Volt MX WebSocket /services/ServerEvents/Stream', () => {
 
   it('subscribes with the SDK frame, pushes 620010 events, takes acks', async () => {
     const client = await StreamClient.open(url())
-    client.send({ subscribe: { 'X-Voltmx-Authorization': ACME, clientUUID: 'c-1', topics: { private: ['vmx/transaction'] } } })
-    expect(await client.next()).toEqual({ code: 620001, message: 'Subscribed successfully', successTopics: ['vmx/transaction'], failedTopics: [] })
+    client.send({
+      subscribe: {
+        'X-Voltmx-Authorization': ACME,
+        clientUUID: 'c-1',
+        topics: { private: ['vmx/transaction'] },
+      },
+    })
+    expect(await client.next()).toEqual({
+      code: 620001,
+      message: 'Subscribed successfully',
+      successTopics: ['vmx/transaction'],
+      failedTopics: [],
+    })
     const id = await publish('vmx/transaction/credit', { amount: 5 })
     const event = await client.next()
     expect(event).toEqual({ code: 620010, eventId: id, topic: 'vmx/transaction/credit', data: { amount: 5 } })
     client.send({ ack: { eventId: id } })
     client.send({ unsubscribe: ['vmx/transaction', 'vmx/nope'] })
-    expect(await client.next()).toMatchObject({ code: 620009, successTopics: ['vmx/transaction'], failedTopics: ['vmx/nope'] })
+    expect(await client.next()).toMatchObject({
+      code: 620009,
+      successTopics: ['vmx/transaction'],
+      failedTopics: ['vmx/nope'],
+    })
     client.send({ unsubscribe: ['vmx/nope'] })
     expect(await client.next()).toMatchObject({ code: 620008, successTopics: [], failedTopics: ['vmx/nope'] })
     client.close()
@@ -163,11 +206,26 @@ describe('Volt MX WebSocket /services/ServerEvents/Stream', () => {
     watcher.close()
     client.close()
 
-    const limited = await StreamClient.open(`${t.wsUrl}/services/ServerEvents/Stream?X-Voltmx-Authorization=${ORDERS_ONLY}`)
-    limited.send({ events: [{ topic: 'orders/1', data: 1 }, { topic: 'invoice/1', data: 1 }] })
-    expect(await limited.next()).toMatchObject({ code: 620006, successTopics: ['orders/1'], failedTopics: ['invoice/1'] })
+    const limited = await StreamClient.open(
+      `${t.wsUrl}/services/ServerEvents/Stream?X-Voltmx-Authorization=${ORDERS_ONLY}`,
+    )
+    limited.send({
+      events: [
+        { topic: 'orders/1', data: 1 },
+        { topic: 'invoice/1', data: 1 },
+      ],
+    })
+    expect(await limited.next()).toMatchObject({
+      code: 620006,
+      successTopics: ['orders/1'],
+      failedTopics: ['invoice/1'],
+    })
     limited.send({ subscribe: ['orders', 'invoice'] })
-    expect(await limited.next()).toMatchObject({ code: 620003, successTopics: ['orders'], failedTopics: ['invoice'] })
+    expect(await limited.next()).toMatchObject({
+      code: 620003,
+      successTopics: ['orders'],
+      failedTopics: ['invoice'],
+    })
     limited.send({ subscribe: ['invoice'] })
     expect(await limited.next()).toMatchObject({ code: 620002, successTopics: [], failedTopics: ['invoice'] })
     limited.close()
@@ -189,7 +247,9 @@ describe('Volt MX WebSocket /services/ServerEvents/Stream', () => {
 
 describe('SSE /v1/sse', () => {
   it('streams one message per event with its seq as id, and heartbeats as comments', async () => {
-    const sse = await SseClient.open(`${t.url}/v1/sse?topics=sse1/a;sse1/b`, { authorization: `Bearer ${ACME}` })
+    const sse = await SseClient.open(`${t.url}/v1/sse?topics=sse1/a;sse1/b`, {
+      authorization: `Bearer ${ACME}`,
+    })
     expect(sse.response.status).toBe(200)
     expect(sse.response.headers.get('content-type')).toMatch(/^text\/event-stream/)
     await waitFor(() => sse.comments.includes('connected'), 5000, 'the stream to open')
@@ -210,7 +270,9 @@ describe('SSE /v1/sse', () => {
     await waitFor(() => first.messages.length === 1)
     first.close()
     const missed = [await publish('sse2/b', 2), await publish('sse2/c', 3)]
-    const second = await SseClient.open(`${t.url}/v1/sse?topics=sse2&token=${ACME}`, { 'last-event-id': first.messages[0]!.id! })
+    const second = await SseClient.open(`${t.url}/v1/sse?topics=sse2&token=${ACME}`, {
+      'last-event-id': first.messages[0]!.id!,
+    })
     await waitFor(() => second.messages.length === 2)
     const live = await publish('sse2/d', 4)
     await waitFor(() => second.messages.length === 3)

@@ -10,7 +10,10 @@ export interface CliRun {
 }
 
 /** Runs `herald <args>` from the sources (tsx), to completion. */
-export function runCli(args: string[], options: { env?: NodeJS.ProcessEnv; input?: string; cwd?: string } = {}): Promise<CliRun> {
+export function runCli(
+  args: string[],
+  options: { env?: NodeJS.ProcessEnv; input?: string; cwd?: string } = {},
+): Promise<CliRun> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, ['--import', 'tsx', `${ROOT}/src/cli.ts`, ...args], {
       cwd: options.cwd ?? ROOT,
@@ -36,22 +39,38 @@ export interface ServerProcess {
 }
 
 /** Starts `herald serve` as a child process (port 0) and resolves once it listens. */
-export function spawnServer(args: string[], options: { env?: NodeJS.ProcessEnv; cwd?: string; execArgv?: string[] } = {}): Promise<ServerProcess> {
-  const child = spawn(process.execPath, [...(options.execArgv ?? []), '--import', 'tsx', `${ROOT}/src/cli.ts`, 'serve', '--port', '0', ...args], {
-    cwd: options.cwd ?? ROOT,
-    env: { ...process.env, ...options.env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  })
+export function spawnServer(
+  args: string[],
+  options: { env?: NodeJS.ProcessEnv; cwd?: string; execArgv?: string[] } = {},
+): Promise<ServerProcess> {
+  const child = spawn(
+    process.execPath,
+    [...(options.execArgv ?? []), '--import', 'tsx', `${ROOT}/src/cli.ts`, 'serve', '--port', '0', ...args],
+    {
+      cwd: options.cwd ?? ROOT,
+      env: { ...process.env, ...options.env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  )
   let output = ''
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)))
   return new Promise((resolve, reject) => {
     const onData = (chunk: Buffer) => {
       output += chunk.toString()
       const match = /"url":"(http:\/\/[^"]+)","store"/.exec(output)
-      if (match) resolve({ child, url: match[1]!, output: () => output, exited, kill: () => child.exitCode === null && child.kill('SIGKILL') })
+      if (match)
+        resolve({
+          child,
+          url: match[1]!,
+          output: () => output,
+          exited,
+          kill: () => child.exitCode === null && child.kill('SIGKILL'),
+        })
     }
     child.stdout!.on('data', onData)
     child.stderr!.on('data', onData)
-    void exited.then((code) => reject(new Error(`herald serve exited (${code}) before listening:\n${output}`)))
+    void exited.then((code) =>
+      reject(new Error(`herald serve exited (${code}) before listening:\n${output}`)),
+    )
   })
 }
