@@ -9,7 +9,7 @@ import { eventsPlugin } from './events.js'
 import { healthPlugin } from './health.js'
 import { ssePlugin } from './sse.js'
 import { streamPlugin } from './stream.js'
-import { voltmxPlugin } from './voltmx.js'
+import { voltmxPublishPlugin, voltmxStreamPlugin } from './voltmx.js'
 
 /**
  * Builds the Fastify app: one plugin per endpoint family, each with its own auth hook and body
@@ -29,21 +29,25 @@ export async function buildApp(context: ServerContext, logger: PinoLogger): Prom
   app.decorateRequest('principal', null as never)
   installErrorHandling(app, context.logger)
 
-  await app.register(websocket, {
-    options: { maxPayload: limits.bodyBytes },
-    // Shutdown: every stream (WebSocket and SSE) finishes its frames in progress, then closes with 1001.
-    preClose: async function closeStreams(this: FastifyInstance) {
-      await Promise.all([...context.streams].map((stream) => stream.shutdown()))
-      this.websocketServer.close()
-    },
-  })
   const options = { context }
   await app.register(healthPlugin, options)
   await app.register(eventsPlugin, options)
-  await app.register(streamPlugin, options)
   await app.register(ssePlugin, options)
   await app.register(deadLettersPlugin, options)
-  await app.register(voltmxPlugin, options)
+  await app.register(voltmxPublishPlugin, options)
   await app.register(courierPlugin, options)
+  // WebSocket routes in a context of their own: the websocket plugin's hooks then run for them only, not on every publish.
+  await app.register(async (streams) => {
+    await streams.register(websocket, {
+      options: { maxPayload: limits.bodyBytes },
+      // Shutdown: every stream (WebSocket and SSE) finishes its frames in progress, then closes with 1001.
+      preClose: async function closeStreams(this: FastifyInstance) {
+        await Promise.all([...context.streams].map((stream) => stream.shutdown()))
+        this.websocketServer.close()
+      },
+    })
+    await streams.register(streamPlugin, options)
+    await streams.register(voltmxStreamPlugin, options)
+  })
   return app
 }

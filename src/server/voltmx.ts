@@ -265,32 +265,26 @@ class VoltmxStream {
   }
 }
 
-/** `POST /services/ServerEvents` and the `/services/ServerEvents/Stream` WebSocket (Volt MX compatible). */
-export const voltmxPlugin: FastifyPluginAsync<{ context: ServerContext }> = async (app, { context }) => {
+/** `POST /services/ServerEvents` (Volt MX compatible publish; answers like `POST /v1/events`). */
+export const voltmxPublishPlugin: FastifyPluginAsync<{ context: ServerContext }> = async (app, { context }) => {
   const { bus, config } = context
   registerEventBodyParsers(app)
+  app.addHook('onRequest', authenticate(context.auth))
+  app.post<{ Body: EventsBody }>(
+    '/services/ServerEvents',
+    { schema: { body: eventsBodySchema(config.limits.eventsPerRequest), response: { 202: IdsSchema } } },
+    async (request, reply) => {
+      const events = request.body.events.map((event) => fromVoltmx(event as VoltmxEvent & WireEvent))
+      const ids = await publish(bus, request.principal, events, config.limits.eventsPerRequest)
+      return reply.code(202).send({ ids })
+    },
+  )
+}
 
-  app.register(async (http) => {
-    http.addHook('onRequest', authenticate(context.auth))
-    http.post<{ Body: EventsBody }>(
-      '/services/ServerEvents',
-      { schema: { body: eventsBodySchema(config.limits.eventsPerRequest), response: { 202: IdsSchema } } },
-      async (request, reply) => {
-        const events = request.body.events.map((event) => fromVoltmx(event as VoltmxEvent & WireEvent))
-        const ids = await publish(bus, request.principal, events, config.limits.eventsPerRequest)
-        return reply.code(202).send({ ids })
-      },
-    )
-  })
-
-  app.register(async (ws) => {
-    ws.addHook('onRequest', authenticate(context.auth, { query: true }))
-    ws.get('/services/ServerEvents/Stream', { websocket: true }, (socket: WebSocket, request) => {
-      new VoltmxStream(
-        openConnection(context, socket, request.principal, 'voltmx'),
-        request.principal,
-        context,
-      )
-    })
+/** The `/services/ServerEvents/Stream` WebSocket (Volt MX compatible). */
+export const voltmxStreamPlugin: FastifyPluginAsync<{ context: ServerContext }> = async (app, { context }) => {
+  app.addHook('onRequest', authenticate(context.auth, { query: true }))
+  app.get('/services/ServerEvents/Stream', { websocket: true }, (socket: WebSocket, request) => {
+    new VoltmxStream(openConnection(context, socket, request.principal, 'voltmx'), request.principal, context)
   })
 }
