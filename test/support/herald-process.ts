@@ -55,22 +55,29 @@ export function spawnServer(
   let output = ''
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)))
   return new Promise((resolve, reject) => {
+    // A server that never says it listens is killed, never left behind.
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL')
+      reject(new Error(`herald serve did not listen within 20 s:\n${output}`))
+    }, 20_000)
     const onData = (chunk: Buffer) => {
       output += chunk.toString()
       const match = /"url":"(http:\/\/[^"]+)","store"/.exec(output)
-      if (match)
-        resolve({
-          child,
-          url: match[1]!,
-          output: () => output,
-          exited,
-          kill: () => child.exitCode === null && child.kill('SIGKILL'),
-        })
+      if (!match) return
+      clearTimeout(timer)
+      resolve({
+        child,
+        url: match[1]!,
+        output: () => output,
+        exited,
+        kill: () => child.exitCode === null && child.kill('SIGKILL'),
+      })
     }
     child.stdout!.on('data', onData)
     child.stderr!.on('data', onData)
-    void exited.then((code) =>
-      reject(new Error(`herald serve exited (${code}) before listening:\n${output}`)),
-    )
+    void exited.then((code) => {
+      clearTimeout(timer)
+      reject(new Error(`herald serve exited (${code}) before listening:\n${output}`))
+    })
   })
 }
