@@ -151,6 +151,17 @@ describe('limits and errors, with their statuses', () => {
     )
   })
 
+  it('404 for an event whose topic the token may neither publish nor read', async () => {
+    const answer = await request<{ ids: string[] }>(`${t.url}${events}`, {
+      token: ACME,
+      body: { topic: 'invoice/9', data: 1 },
+    })
+    expect((await request(`${t.url}${events}/${answer.body.ids[0]}`, { token: ORDERS_ONLY })).status).toBe(
+      404,
+    )
+    expect((await request(`${t.url}${events}/${answer.body.ids[0]}`, { token: ACME })).status).toBe(200)
+  })
+
   it('404 for an unknown event and an unknown route', async () => {
     expect((await request(`${t.url}${events}/01NOPE`, { token: ACME })).status).toBe(404)
     const route = await request(`${t.url}/v2/nothing`, { token: ACME })
