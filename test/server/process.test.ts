@@ -63,11 +63,22 @@ describe('herald serve as a process', () => {
     const client = await StreamClient.open(`${server.url.replace('http', 'ws')}/v1/stream`)
     await client.call({ subscribe: ['flood'] })
     client.socket.pause()
-    for (let i = 0; i < 50; i++) await publishBatch(i * 1000)
+    let resumed = false
+    for (let i = 0; i < 50; i++) {
+      await publishBatch(i * 1000)
+      // Once the server has given up on the client, let it read again: it then finds the close
+      // frame behind what was buffered (a client that stays away is cut after a grace period).
+      if (
+        !resumed &&
+        (await metric(server.url, 'herald_stream_slow_closed_total{transport="websocket"}')) === 1
+      ) {
+        client.socket.resume()
+        resumed = true
+      }
+    }
     const rssAfter = await metric(server.url, 'process_resident_memory_bytes')
+    expect(resumed).toBe(true)
     expect(await metric(server.url, 'herald_stream_slow_closed_total{transport="websocket"}')).toBe(1)
-
-    client.socket.resume()
     const closed = await client.closed
     expect(closed.code).toBe(4008)
     expect(closed.reason).toMatch(/slow consumer/)
