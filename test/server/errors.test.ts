@@ -206,3 +206,20 @@ describe('limits and errors, with their statuses', () => {
     for (const token of [ACME, ADMIN, ORDERS_ONLY, LIMITED]) expect(logs).not.toContain(token)
   })
 })
+
+describe('WebSocket upgrades aimed at plain routes', () => {
+  it('are refused or closed, and leave nothing that holds up shutdown', async () => {
+    const other = await startTestServer({ tokens: TOKENS })
+    await expect(StreamClient.open(`${other.wsUrl}/nowhere?token=${ACME}`)).rejects.toThrow(/404/)
+    await expect(StreamClient.open(`${other.wsUrl}/v1/events?token=${ACME}`)).rejects.toThrow(/40\d/)
+    const health = await StreamClient.open(`${other.wsUrl}/healthz`).then(
+      (client) => client.closed,
+      (error: Error) => error.message,
+    )
+    expect(health).toBeDefined()
+    const started = Date.now()
+    await other.close()
+    // Well before the drain timeout (500 ms in tests) would cut what is left.
+    expect(Date.now() - started).toBeLessThan(400)
+  })
+})
