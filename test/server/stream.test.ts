@@ -149,6 +149,7 @@ describe('native WebSocket /v1/stream', () => {
     expect(await client.call({ events: [{ topic: 'x' }] })).toMatchObject({
       error: { code: 'invalid_event' },
     })
+    expect(await client.call({ events: [null, 5] })).toMatchObject({ error: { code: 'invalid_event' } })
     expect(await client.call({ subscribe: ['still-open'] })).toMatchObject({ subscribed: ['still-open'] })
     client.close()
   })
