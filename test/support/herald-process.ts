@@ -2,6 +2,8 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url))
+/** tsx's loader by URL, so a child started in another directory still finds it. */
+export const TSX = new URL('../../node_modules/tsx/dist/loader.mjs', import.meta.url).href
 
 export interface CliRun {
   code: number | null
@@ -15,7 +17,7 @@ export function runCli(
   options: { env?: NodeJS.ProcessEnv; input?: string; cwd?: string } = {},
 ): Promise<CliRun> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', `${ROOT}/src/cli.ts`, ...args], {
+    const child = spawn(process.execPath, ['--import', TSX, `${ROOT}/src/cli.ts`, ...args], {
       cwd: options.cwd ?? ROOT,
       env: { ...process.env, HERALD_URL: '', HERALD_TOKEN: '', ...options.env },
     })
@@ -45,7 +47,7 @@ export function spawnServer(
 ): Promise<ServerProcess> {
   const child = spawn(
     process.execPath,
-    [...(options.execArgv ?? []), '--import', 'tsx', `${ROOT}/src/cli.ts`, 'serve', '--port', '0', ...args],
+    [...(options.execArgv ?? []), '--import', TSX, `${ROOT}/src/cli.ts`, 'serve', '--port', '0', ...args],
     {
       cwd: options.cwd ?? ROOT,
       env: { ...process.env, ...options.env },
