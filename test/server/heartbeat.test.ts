@@ -9,6 +9,10 @@ afterAll(async () => {
   await t.close()
 })
 
+it('says at start that it runs open when no tokens are configured', () => {
+  expect(t.logs()).toMatch(/no tokens configured: serving OPEN/)
+})
+
 it('closes a client that never answers pings after about 3 intervals with 4000, and keeps one that answers', async () => {
   const answering = await StreamClient.open(`${t.wsUrl}/v1/stream`)
   const voltmxSilent = await StreamClient.open(`${t.wsUrl}/services/ServerEvents/Stream`, { autoPong: false })
