@@ -1,0 +1,89 @@
+import type { HeraldEvent } from '../../event.js'
+import type { DeliveryRecord, DeliveryRecordState, StoredDeadLetter, SubscriptionRecord } from '../store.js'
+import { seqOf } from './seq.js'
+
+/** A log entry as XRANGE returns it: stream id and fields ['i', event id, 'e', event JSON]. */
+export type StreamEntry = [id: string, fields: string[]]
+
+/** The event of a log entry; its seq is the entry's id. */
+export function parseEntry(entry: StreamEntry): HeraldEvent {
+  return parseEvent(entry[1][3]!, seqOf(entry[0]))
+}
+
+export function parseEvent(json: string, seq: string): HeraldEvent {
+  const event = JSON.parse(json) as HeraldEvent
+  event.seq = seq
+  return event
+}
+
+/** The JSON kept in the log: the envelope without its seq, which the entry's id gives. */
+export function encodeEvent(event: HeraldEvent): string {
+  if (event.seq === undefined) return JSON.stringify(event)
+  const { seq: _seq, ...rest } = event
+  return JSON.stringify(rest)
+}
+
+/** A delivery record as the scripts keep it (see scripts.ts). */
+interface RawRecord {
+  s: DeliveryRecordState
+  a: number
+  e: string
+  c?: string
+  l?: number
+  n?: number
+  r?: string
+  u: number
+  v?: string
+}
+
+export function decodeRecord(subscriptionId: string, seq: string, json: string): DeliveryRecord {
+  return toRecord(subscriptionId, seq, JSON.parse(json) as RawRecord)
+}
+
+/** A dead letter with its event, which dead records keep (undefined for a record that is not dead). */
+export function decodeDeadLetter(subscriptionId: string, seq: string, json: string): StoredDeadLetter | undefined {
+  const raw = JSON.parse(json) as RawRecord
+  if (raw.s !== 'dead' || raw.v === undefined) return undefined
+  return { ...toRecord(subscriptionId, seq, raw), event: parseEvent(raw.v, seq) }
+}
+
+function toRecord(subscriptionId: string, seq: string, raw: RawRecord): DeliveryRecord {
+  const record: DeliveryRecord = { subscriptionId, seq, eventId: raw.e, state: raw.s, attempts: raw.a, updatedAt: raw.u }
+  if (raw.r !== undefined) record.lastError = raw.r
+  if (raw.n !== undefined) record.nextAttemptAt = raw.n
+  if (raw.l !== undefined) record.leaseUntil = raw.l
+  if (raw.c !== undefined) record.consumer = raw.c
+  return record
+}
+
+/** What openSubscription keeps as the subscription's spec. */
+interface Spec {
+  patterns: string[]
+  sender?: string
+  meta?: Record<string, unknown>
+}
+
+export function encodeSpec(spec: { patterns: readonly string[]; sender?: string | undefined; meta?: Record<string, unknown> | undefined }): string {
+  const out: Spec = { patterns: [...spec.patterns] }
+  if (spec.sender !== undefined) out.sender = spec.sender
+  if (spec.meta !== undefined) out.meta = spec.meta
+  return JSON.stringify(out)
+}
+
+/** A subscription from its tenant name ('account/workspace'), id and the hash fields spec, createdAt, startSeq, cursor. */
+export function decodeSubscription(tenantName: string, id: string, fields: readonly (string | null)[]): SubscriptionRecord {
+  const slash = tenantName.indexOf('/')
+  const spec = JSON.parse(fields[0] ?? '{"patterns":[]}') as Spec
+  const record: SubscriptionRecord = {
+    account: tenantName.slice(0, slash),
+    workspace: tenantName.slice(slash + 1),
+    id,
+    patterns: spec.patterns,
+    createdAt: Number(fields[1]),
+    startSeq: fields[2] ?? '',
+    cursor: fields[3] ?? '',
+  }
+  if (spec.sender !== undefined) record.sender = spec.sender
+  if (spec.meta !== undefined) record.meta = spec.meta
+  return record
+}
