@@ -68,13 +68,14 @@ export class Connection {
     this.redis = new RedisClient(options.url, settings)
     this.redis.on('error', (error: Error) => {
       this.lastError = error.message
-      if (!this.down && !this.closing) {
-        this.down = true
-        options.logger.warn({ redis: redact(options.url), connection: options.name, error: error.message }, 'lost the connection to Redis; reconnecting')
-      }
     })
     this.redis.on('close', () => {
-      const lost = new HeraldError('store_unavailable', `the connection to Redis closed while a command was in flight; it may or may not have been applied (${this.lastError || 'connection closed'})`)
+      if (!this.down && !this.closing) {
+        this.down = true
+        options.logger.warn({ redis: redact(options.url), connection: options.name, error: this.lastError || undefined }, 'lost the connection to Redis; reconnecting')
+      }
+      if (this.inFlight.size === 0) return
+      const lost = new HeraldError('store_unavailable', 'the connection to Redis closed while this command was in flight; it may or may not have been applied')
       for (const fail of [...this.inFlight]) fail(lost)
     })
     this.redis.on('ready', () => {
