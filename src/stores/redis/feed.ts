@@ -5,6 +5,7 @@ import type { Connection } from './connection.js'
 import type { Keys } from './keys.js'
 import { SUFFIX } from './keys.js'
 import { parseEntry, type StreamEntry } from './codec.js'
+import type { RecentEvents } from './recent.js'
 import { seqOf } from './seq.js'
 
 type Listener = (events: readonly HeraldEvent[]) => void
@@ -37,6 +38,7 @@ export class FeedReader {
     private readonly keys: Keys,
     private readonly main: Connection,
     private readonly connect: () => Connection,
+    private readonly recent: RecentEvents,
     private readonly logger: Logger,
   ) {}
 
@@ -132,8 +134,9 @@ export class FeedReader {
     const batches: (HeraldEvent[] | undefined)[] = new Array(entries.length)
     const missing: number[] = []
     for (let i = 0; i < entries.length; i++) {
-      const mine = this.own.get(entries[i]![0])
-      if (mine) batches[i] = mine
+      const { t, f, l } = fieldsOf(entries[i]![1])
+      const known = this.own.get(entries[i]![0]) ?? this.recent.range(t, seqOf(f), seqOf(l))
+      if (known) batches[i] = known
       else missing.push(i)
     }
     if (missing.length > 0) {
@@ -152,12 +155,15 @@ export class FeedReader {
         const i = missing[j]!
         const { t, f, l } = fieldsOf(entries[i]![1])
         if (events.length === 0 || events[0]!.seq !== seqOf(f) || events.at(-1)!.seq !== seqOf(l)) {
+          this.recent.forget()
           this.logger.warn({ tenant: t, from: f, to: l, found: events.length }, 'watch: some appended events left the log before this process read them; live subscribers missed them')
         }
         batches[i] = events
       }
     }
     if (this.connection !== connection) return
+    const now = Date.now()
+    for (let i = 0; i < entries.length; i++) this.recent.add(fieldsOf(entries[i]![1]).t, batches[i]!, now)
     this.advance(entries.at(-1)![0])
     const events = batches.length === 1 ? batches[0]! : batches.flatMap((batch) => batch ?? [])
     if (events.length === 0) return
@@ -175,6 +181,7 @@ export class FeedReader {
     if (this.position === '0-0') return
     const oldest = await connection.run((redis) => redis.xrange(this.keys.feed, '-', '+', 'COUNT', 1))
     if (oldest[0] && compareIds(oldest[0][0], this.position) > 0) {
+      this.recent.forget()
       this.logger.warn({ position: this.position, oldest: oldest[0][0] }, 'watch: the feed moved on while Redis was unreachable; live subscribers may have missed events (durable subscriptions did not)')
     }
   }

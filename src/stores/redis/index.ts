@@ -18,6 +18,7 @@ import type {
 import { decodeDeadLetter, decodeRecord, decodeSubscription, encodeEvent, encodeSpec, parseEntry, parseEvent, type StreamEntry } from './codec.js'
 import { Connection, redact } from './connection.js'
 import { FeedReader } from './feed.js'
+import { RecentEvents } from './recent.js'
 import { Keys, SUFFIX } from './keys.js'
 import type { Arg, Script } from './script.js'
 import * as scripts from './scripts.js'
@@ -89,6 +90,7 @@ class RedisStore implements Store {
   private readonly logger: Logger
   private readonly main: Connection
   private readonly feed: FeedReader
+  private readonly recent = new RecentEvents()
   /** Log entries kept per tenant (0: all) and how far past that the log may grow before a trim. */
   private readonly keep: number
   private readonly chunk: number
@@ -113,7 +115,7 @@ class RedisStore implements Store {
     this.logger = options.logger ?? consoleLogger
     this.keys = new Keys(prefix)
     this.main = this.connection('commands')
-    this.feed = new FeedReader(this.keys, this.main, () => this.connection('feed', true), this.logger)
+    this.feed = new FeedReader(this.keys, this.main, () => this.connection('feed', true), this.recent, this.logger)
   }
 
   private connection(name: string, blocking = false): Connection {
@@ -154,7 +156,7 @@ class RedisStore implements Store {
     const duplicates: string[] = []
     let staged = 0
     for (let i = 0; i < inputs.length; i++) {
-      const result = reply[i + 1]!
+      const result = reply[i + 2]!
       const event = inputs[i]!.event
       if (result === 'D') duplicates.push(event.id)
       else if (result === 'S') staged++
@@ -163,8 +165,14 @@ class RedisStore implements Store {
         appended.push(event)
       }
     }
-    if (reply[0]) this.feed.appended(reply[0], appended)
+    if (reply[0]) this.appended(tenant, reply[0], reply[1]!, appended)
     return { appended, staged, duplicates }
+  }
+
+  /** Events this process stored: watchers and claims here need not read them back from Redis. */
+  private appended(tenant: Tenant, feedId: string, previousId: string, events: HeraldEvent[]): void {
+    this.feed.appended(feedId, events)
+    this.recent.extend(tenantKey(tenant), previousId === '' ? '' : seqOf(previousId), events)
   }
 
   async read(tenant: Tenant, query: { after?: string; limit: number }): Promise<HeraldEvent[]> {
@@ -202,8 +210,8 @@ class RedisStore implements Store {
       [base, tenantKey(tenant), groupId, Math.floor(now), this.feedLength, this.keep, this.chunk],
     )
     const events: HeraldEvent[] = []
-    for (let i = 1; i + 1 < reply.length; i += 2) events.push(parseEvent(reply[i + 1]!, seqOf(reply[i]!)))
-    if (reply[0]) this.feed.appended(reply[0], events)
+    for (let i = 2; i + 1 < reply.length; i += 2) events.push(parseEvent(reply[i + 1]!, seqOf(reply[i]!)))
+    if (reply[0]) this.appended(tenant, reply[0], reply[1]!, events)
     return events
   }
 
@@ -255,64 +263,77 @@ class RedisStore implements Store {
   private async claimOnce(tenant: Tenant, subscriptionId: string, request: ClaimRequest): Promise<ClaimResult> {
     this.open()
     const k = this.keys.subscription(tenant, subscriptionId)
+    const name = tenantKey(tenant)
     const { consumer, limit, match } = request
     const now = Math.floor(request.now)
     const leaseUntil = Math.floor(request.now + request.leaseMs)
     const scanLimit = Math.max(1, request.scanLimit ?? DEFAULT_SCAN_LIMIT)
+    this.recent.claiming(name, Date.now())
     const deliveries: Delivery[] = []
     let more = false
     let nextDueAt: number | undefined
+    let useHeld = true
     for (let round = 0; round < CLAIM_ROUNDS; round++) {
       const want = limit - deliveries.length
       if (want <= 0) break
       let page = Math.min(scanLimit, Math.max(want, MIN_PAGE))
-      const [cursor, dueCount, later, firstEntries] = await this.run<[string, number, string | null, StreamEntry[]]>(
+      const held = useHeld ? this.recent.span(name) : undefined
+      const [cursor, dueCount, later, firstEntries, readAfterHeld] = await this.run<[string, number, string | null, StreamEntry[], number]>(
         scripts.scanSubscription,
         [k.sub, k.due, k.log],
-        [now, page],
+        [now, page, held?.first ?? '', held?.last ?? ''],
       )
       nextDueAt = later === null ? undefined : Number(later)
+      let events: HeraldEvent[] = firstEntries.map(parseEntry)
+      if (readAfterHeld === 1) {
+        const kept = this.recent.after(name, cursor, held!.last)
+        if (!kept) {
+          // What this process held was trimmed meanwhile: read this round from Redis instead.
+          useHeld = false
+          round--
+          continue
+        }
+        this.recent.extend(name, held!.last, events)
+        events = kept.concat(events)
+      } else this.recent.extend(name, cursor, events)
       // Choose at most what the lease can take after the due records, so the cursor stops at the last one chosen.
       const target = Math.max(0, want - dueCount)
       const chosen: HeraldEvent[] = []
       let looked = cursor
       let scanned = 0
       let exhausted = false
-      let entries = firstEntries
+      let lastReadFull = firstEntries.length === page
       for (;;) {
         let i = 0
-        for (; i < entries.length && chosen.length < target; i++) {
-          const event = parseEntry(entries[i]!)
+        for (; i < events.length && chosen.length < target && scanned < scanLimit; i++) {
+          const event = events[i]!
           looked = event.seq!
           scanned++
           if (match(event)) chosen.push(event)
         }
-        if (i < entries.length || chosen.length >= target) break
-        if (entries.length < page) {
+        if (i < events.length || chosen.length >= target || scanned >= scanLimit) break
+        if (!lastReadFull) {
           exhausted = true
           break
         }
-        if (scanned >= scanLimit) break
-        page = Math.min(scanLimit - scanned, page * 2, MAX_PAGE)
+        page = Math.min(scanLimit - scanned, Math.max(page * 2, MIN_PAGE), MAX_PAGE)
         const after = `(${idOf(looked)}`
-        entries = (await this.main.run((redis) => redis.xrange(k.log, after, '+', 'COUNT', page))) as StreamEntry[]
+        const next = (await this.main.run((redis) => redis.xrange(k.log, after, '+', 'COUNT', page))) as StreamEntry[]
+        events = next.map(parseEntry)
+        this.recent.extend(name, looked, events)
+        lastReadFull = next.length === page
       }
       if (dueCount === 0 && scanned === 0) break // nothing due, nothing new
       const args: Arg[] = [now, leaseUntil, consumer, want, cursor, looked]
       for (const event of chosen) args.push(event.seq!, event.id)
-      const [redue, fresh, conflict, truncated, dueLater] = await this.run<[(string | number)[], string[], number, number, string | null]>(
-        scripts.leaseDeliveries,
-        [k.sub, k.rec, k.due, k.log],
-        args,
-      )
+      const [redue, firstTaken, taken, conflict, truncated, dueLater] = await this.run<
+        [(string | number)[], number, number, number, number, string | null]
+      >(scripts.leaseDeliveries, [k.sub, k.rec, k.due, k.log], args)
       nextDueAt = dueLater === null ? undefined : Number(dueLater)
       for (let i = 0; i + 2 < redue.length; i += 3) {
         deliveries.push({ event: parseEvent(String(redue[i + 2]), String(redue[i])), attempt: Number(redue[i + 1]) })
       }
-      if (fresh.length > 0) {
-        const bySeq = new Map(chosen.map((event) => [event.seq!, event]))
-        for (const seq of fresh) deliveries.push({ event: bySeq.get(seq)!, attempt: 0 })
-      }
+      for (let i = firstTaken; i < firstTaken + taken; i++) deliveries.push({ event: chosen[i]!, attempt: 0 })
       more = truncated === 1 || !exhausted || deliveries.length >= limit
       if (conflict === 0) break
       more = true
@@ -380,7 +401,7 @@ class RedisStore implements Store {
 
   async deleteDeadLetter(tenant: Tenant, subscriptionId: string, seq: string): Promise<boolean> {
     const k = this.keys.subscription(tenant, subscriptionId)
-    return (await this.run<number>(scripts.deleteDeadLetter, [k.rec, k.dead], [seq])) === 1
+    return (await this.run<number>(scripts.deleteDeadLetter, [k.rec, k.due, k.dead], [seq])) === 1
   }
 
   async close(): Promise<void> {
