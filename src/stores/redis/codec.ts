@@ -1,13 +1,28 @@
 import type { HeraldEvent } from '../../event.js'
 import type { DeliveryRecord, DeliveryRecordState, StoredDeadLetter, SubscriptionRecord } from '../store.js'
-import { seqOf } from './seq.js'
+import { seqAt, seqPrefix } from './seq.js'
 
-/** A log entry as XRANGE returns it: stream id and fields ['i', event id, 'e', event JSON]. */
+/**
+ * A log entry as XRANGE returns it: stream id and fields ['n', count, 'i', event ids joined by
+ * spaces, 'e', the events as one JSON array].
+ */
 export type StreamEntry = [id: string, fields: string[]]
 
-/** The event of a log entry; its seq is the entry's id. */
-export function parseEntry(entry: StreamEntry): HeraldEvent {
-  return parseEvent(entry[1][3]!, seqOf(entry[0]))
+/** The events of a log entry, with their seqs. */
+export function parseEntry(entry: StreamEntry): HeraldEvent[] {
+  const events = JSON.parse(entry[1][5]!) as HeraldEvent[]
+  const prefix = seqPrefix(entry[0])
+  for (let i = 0; i < events.length; i++) events[i]!.seq = seqAt(prefix, i)
+  return events
+}
+
+/** The events of several entries after `after` (exclusive; all when undefined), in log order. */
+export function parseEntries(entries: readonly StreamEntry[], after?: string): HeraldEvent[] {
+  const out: HeraldEvent[] = []
+  for (const entry of entries) {
+    for (const event of parseEntry(entry)) if (after === undefined || event.seq! > after) out.push(event)
+  }
+  return out
 }
 
 export function parseEvent(json: string, seq: string): HeraldEvent {
@@ -16,7 +31,7 @@ export function parseEvent(json: string, seq: string): HeraldEvent {
   return event
 }
 
-/** The JSON kept in the log: the envelope without its seq, which the entry's id gives. */
+/** The JSON kept in the log: the envelope without its seq, which the entry's id and index give. */
 export function encodeEvent(event: HeraldEvent): string {
   if (event.seq === undefined) return JSON.stringify(event)
   const { seq: _seq, ...rest } = event

@@ -2,7 +2,7 @@ import { createRequire } from 'node:module'
 import type { Redis, RedisOptions } from 'ioredis'
 import { HeraldError, describeError } from '../../errors.js'
 import type { Logger } from '../../logger.js'
-import { NOT_FOUND_REPLY } from './scripts.js'
+import { NOT_FOUND_REPLY } from './scripts/lua.js'
 
 type IORedis = typeof import('ioredis')
 

@@ -4,9 +4,9 @@ import type { Logger } from '../../logger.js'
 import type { Connection } from './connection.js'
 import type { Keys } from './keys.js'
 import { SUFFIX } from './keys.js'
-import { parseEntry, type StreamEntry } from './codec.js'
+import { parseEntries, type StreamEntry } from './codec.js'
 import type { RecentEvents } from './recent.js'
-import { seqOf } from './seq.js'
+import { entryOf } from './seq.js'
 
 type Listener = (events: readonly HeraldEvent[]) => void
 type FeedEntry = [id: string, fields: string[]]
@@ -40,6 +40,8 @@ export class FeedReader {
     private readonly connect: () => Connection,
     private readonly recent: RecentEvents,
     private readonly logger: Logger,
+    /** Appends of this process still waiting for their reply, if any. */
+    private readonly appending: () => Promise<unknown> | undefined,
   ) {}
 
   watch(listener: Listener): () => void {
@@ -132,38 +134,42 @@ export class FeedReader {
   /** Hands the events of these feed entries to the listeners, in feed order. */
   private async deliver(connection: Connection, entries: FeedEntry[]): Promise<void> {
     const batches: (HeraldEvent[] | undefined)[] = new Array(entries.length)
-    const missing: number[] = []
-    for (let i = 0; i < entries.length; i++) {
-      const { t, f, l } = fieldsOf(entries[i]![1])
-      const known = this.own.get(entries[i]![0]) ?? this.recent.range(t, seqOf(f), seqOf(l))
-      if (known) batches[i] = known
-      else missing.push(i)
+    let missing = this.lookUp(entries, batches)
+    const appending = missing.length > 0 ? this.appending() : undefined
+    if (appending) {
+      // The feed can bring this process's own appends before their replies do: wait for those
+      // rather than read back events this process has in hand.
+      await appending.catch(() => {})
+      missing = this.lookUp(entries, batches)
     }
     if (missing.length > 0) {
       const fetched = await connection.run((redis) => {
         const pipeline = redis.pipeline()
         for (const i of missing) {
-          const { t, f, l } = fieldsOf(entries[i]![1])
-          pipeline.xrange(this.keys.baseOf(t) + SUFFIX.log, f, l)
+          const { t, a, b } = fieldsOf(entries[i]![1])
+          pipeline.xrange(this.keys.baseOf(t) + SUFFIX.log, entryOf(a), entryOf(b))
         }
         return pipeline.exec()
       })
       for (let j = 0; j < missing.length; j++) {
         const [error, result] = fetched?.[j] ?? [new Error('no reply')]
         if (error) throw error
-        const events = (result as StreamEntry[]).map(parseEntry)
         const i = missing[j]!
-        const { t, f, l } = fieldsOf(entries[i]![1])
-        if (events.length === 0 || events[0]!.seq !== seqOf(f) || events.at(-1)!.seq !== seqOf(l)) {
+        const { t, a, b } = fieldsOf(entries[i]![1])
+        const events = parseEntries(result as StreamEntry[]).filter((event) => event.seq! >= a && event.seq! <= b)
+        if (events.length === 0 || events[0]!.seq !== a || events.at(-1)!.seq !== b) {
           this.recent.forget()
-          this.logger.warn({ tenant: t, from: f, to: l, found: events.length }, 'watch: some appended events left the log before this process read them; live subscribers missed them')
+          this.logger.warn({ tenant: t, from: a, to: b, found: events.length }, 'watch: some appended events left the log before this process read them; live subscribers missed them')
         }
         batches[i] = events
       }
     }
     if (this.connection !== connection) return
     const now = Date.now()
-    for (let i = 0; i < entries.length; i++) this.recent.add(fieldsOf(entries[i]![1]).t, batches[i]!, now)
+    for (let i = 0; i < entries.length; i++) {
+      const { t, p } = fieldsOf(entries[i]![1])
+      this.recent.add(t, p, batches[i]!, now)
+    }
     this.advance(entries.at(-1)![0])
     const events = batches.length === 1 ? batches[0]! : batches.flatMap((batch) => batch ?? [])
     if (events.length === 0) return
@@ -174,6 +180,19 @@ export class FeedReader {
         // A watcher's failure is the watcher's business; the events are stored.
       }
     }
+  }
+
+  /** Fills in the events of the entries this process has in hand; returns the indexes of the others. */
+  private lookUp(entries: readonly FeedEntry[], batches: (HeraldEvent[] | undefined)[]): number[] {
+    const missing: number[] = []
+    for (let i = 0; i < entries.length; i++) {
+      if (batches[i]) continue
+      const { t, a, b } = fieldsOf(entries[i]![1])
+      const known = this.own.get(entries[i]![0]) ?? this.recent.range(t, a, b)
+      if (known) batches[i] = known
+      else missing.push(i)
+    }
+    return missing
   }
 
   /** After an outage: says so if the feed was trimmed past this reader's position. */
@@ -187,10 +206,11 @@ export class FeedReader {
   }
 }
 
-function fieldsOf(fields: string[]): { t: string; f: string; l: string } {
+/** A feed entry's fields: tenant, the tenant's newest seq before the append, first and last seq of the append. */
+function fieldsOf(fields: string[]): { t: string; p: string; a: string; b: string } {
   const out: Record<string, string> = {}
   for (let i = 0; i + 1 < fields.length; i += 2) out[fields[i]!] = fields[i + 1]!
-  return { t: out.t ?? '', f: out.f ?? '0-0', l: out.l ?? '0-0' }
+  return { t: out.t ?? '', p: out.p ?? '', a: out.a ?? '', b: out.b ?? '' }
 }
 
 /** Orders two stream ids numerically. */

@@ -7,7 +7,6 @@ import type {
   ClaimRequest,
   ClaimResult,
   DeadLetterQuery,
-  Delivery,
   DeliveryRecord,
   Settlement,
   Store,
@@ -15,14 +14,17 @@ import type {
   SubscriptionRecord,
   SubscriptionSpec,
 } from '../store.js'
-import { decodeDeadLetter, decodeRecord, decodeSubscription, encodeEvent, encodeSpec, parseEntry, parseEvent, type StreamEntry } from './codec.js'
+import { decodeDeadLetter, decodeRecord, decodeSubscription, encodeEvent, encodeSpec, parseEntries, parseEntry, type StreamEntry } from './codec.js'
 import { Connection, redact } from './connection.js'
+import { Claimer } from './claim.js'
 import { FeedReader } from './feed.js'
+import { LeaseIndex } from './leases.js'
+import { LogReader } from './log.js'
 import { RecentEvents } from './recent.js'
-import { Keys, SUFFIX } from './keys.js'
-import type { Arg, Script } from './script.js'
-import * as scripts from './scripts.js'
-import { idOf, seqOf } from './seq.js'
+import { Keys, SUFFIX, type SubscriptionKeys } from './keys.js'
+import type { Arg, Script } from './scripts/script.js'
+import * as scripts from './scripts/index.js'
+import { MAX_PER_ENTRY, entryOf, isSeq, seqAt, seqPrefix } from './seq.js'
 
 export interface RedisStoreOptions {
   /** `redis://[user:password@]host:port[/db]`, or `rediss://` for TLS (default `redis://127.0.0.1:6379`). */
@@ -54,14 +56,9 @@ export const REDIS_DEFAULTS = Object.freeze({
   timeout: 5_000,
 })
 
-const DEFAULT_SCAN_LIMIT = 10_000
-/** Log entries a claim reads in its first round trip at least, and in one round trip at most. */
-const MIN_PAGE = 32
-const MAX_PAGE = 1024
-/** Claims that found their scan taken by another consumer retry this often before giving up for now. */
-const CLAIM_ROUNDS = 4
+/** Log entries one round trip of `read` asks for. */
+const READ_PAGE = 64
 const PREFIX = /^[^\s*?[\]{}]{1,128}$/
-const SEQ = /^\d{15}-\d{10}$/
 
 /**
  * The scale-out store: several Herald processes share one Redis. The log is a Redis stream per
@@ -91,11 +88,16 @@ class RedisStore implements Store {
   private readonly main: Connection
   private readonly feed: FeedReader
   private readonly recent = new RecentEvents()
+  private readonly reader: LogReader
+  private readonly leases = new LeaseIndex()
+  private readonly claimer: Claimer
   /** Log entries kept per tenant (0: all) and how far past that the log may grow before a trim. */
   private readonly keep: number
   private readonly chunk: number
   private readonly feedLength: number
   private closed = false
+  /** Appends (and group releases) sent and not yet answered. */
+  private readonly appending = new Set<Promise<unknown>>()
 
   constructor(options: RedisStoreOptions) {
     const url = options.url ?? REDIS_DEFAULTS.url
@@ -115,7 +117,11 @@ class RedisStore implements Store {
     this.logger = options.logger ?? consoleLogger
     this.keys = new Keys(prefix)
     this.main = this.connection('commands')
-    this.feed = new FeedReader(this.keys, this.main, () => this.connection('feed', true), this.recent, this.logger)
+    this.feed = new FeedReader(this.keys, this.main, () => this.connection('feed', true), this.recent, this.logger, () =>
+      this.appending.size === 0 ? undefined : Promise.allSettled([...this.appending]),
+    )
+    this.reader = new LogReader(this.main, this.recent)
+    this.claimer = new Claimer((script, keys, args) => this.run(script, keys, args), this.reader, this.recent, this.leases, this.logger)
   }
 
   private connection(name: string, blocking = false): Connection {
@@ -147,11 +153,29 @@ class RedisStore implements Store {
       this.keep,
       this.chunk,
     ]
+    const keys = [base + SUFFIX.log, base + SUFFIX.ids, this.keys.feed, base + SUFFIX.meta]
+    // The common case (nothing to dedupe or stage) travels as one JSON array: one argument and
+    // one stream entry for the whole batch.
+    if (inputs.length <= MAX_PER_ENTRY && inputs.every((input) => !input.dedupe && input.groupId === undefined)) {
+      let json = '['
+      for (let i = 0; i < inputs.length; i++) json += (i === 0 ? '' : ',') + encodeEvent(inputs[i]!.event)
+      args.push('batch', json + ']')
+      for (const input of inputs) args.push(input.event.id)
+      const [feedId, previous, entryId] = await this.tracked(this.run<[string, string, string]>(scripts.appendEvents, keys, args))
+      const prefix = seqPrefix(entryId)
+      const appended = inputs.map((input, i) => {
+        input.event.seq = seqAt(prefix, i)
+        return input.event
+      })
+      this.appended(tenant, feedId, previous, appended)
+      return { appended, staged: 0, duplicates: [] }
+    }
+    args.push('each')
     for (const input of inputs) {
       const grouped = input.groupId !== undefined
       args.push(input.dedupe ? '1' : '', input.groupId ?? '', input.event.id, grouped ? input.event.topic : '', encodeEvent(input.event))
     }
-    const reply = await this.run<string[]>(scripts.appendEvents, [base + SUFFIX.log, base + SUFFIX.ids, this.keys.feed], args)
+    const reply = await this.tracked(this.run<string[]>(scripts.appendEvents, keys, args))
     const appended: HeraldEvent[] = []
     const duplicates: string[] = []
     let staged = 0
@@ -161,7 +185,7 @@ class RedisStore implements Store {
       if (result === 'D') duplicates.push(event.id)
       else if (result === 'S') staged++
       else {
-        event.seq = seqOf(result)
+        event.seq = result
         appended.push(event)
       }
     }
@@ -169,30 +193,54 @@ class RedisStore implements Store {
     return { appended, staged, duplicates }
   }
 
+  private tracked<T>(append: Promise<T>): Promise<T> {
+    this.appending.add(append)
+    const done = (): void => {
+      this.appending.delete(append)
+    }
+    append.then(done, done)
+    return append
+  }
+
   /** Events this process stored: watchers and claims here need not read them back from Redis. */
-  private appended(tenant: Tenant, feedId: string, previousId: string, events: HeraldEvent[]): void {
+  private appended(tenant: Tenant, feedId: string, previous: string, events: HeraldEvent[]): void {
     this.feed.appended(feedId, events)
-    this.recent.extend(tenantKey(tenant), previousId === '' ? '' : seqOf(previousId), events)
+    this.recent.extend(tenantKey(tenant), previous, events)
   }
 
   async read(tenant: Tenant, query: { after?: string; limit: number }): Promise<HeraldEvent[]> {
     this.open()
-    if (!(query.limit >= 1)) return []
-    const start = query.after === undefined || query.after === '' ? '-' : `(${idOf(checkSeq(query.after))}`
-    const entries = (await this.main.run((redis) => redis.xrange(this.keys.log(tenant), start, '+', 'COUNT', Math.floor(query.limit)))) as StreamEntry[]
-    return entries.map(parseEntry)
+    const limit = Math.floor(query.limit)
+    if (!(limit >= 1)) return []
+    const after = query.after === undefined || query.after === '' ? undefined : checkSeq(query.after)
+    const log = this.keys.log(tenant)
+    const out: HeraldEvent[] = []
+    let start = after === undefined ? '-' : entryOf(after)
+    for (;;) {
+      const count = Math.min(READ_PAGE, limit)
+      const entries = (await this.main.run((redis) => redis.xrange(log, start, '+', 'COUNT', count))) as StreamEntry[]
+      for (const event of parseEntries(entries, after)) {
+        out.push(event)
+        if (out.length >= limit) return out
+      }
+      if (entries.length < count) return out
+      start = `(${entries[entries.length - 1]![0]}`
+    }
   }
 
   async getEvent(tenant: Tenant, id: string): Promise<HeraldEvent | undefined> {
     const base = this.keys.base(tenant)
-    const reply = await this.run<[string, string] | null>(scripts.getEvent, [base + SUFFIX.ids, base + SUFFIX.log], [id])
-    return reply ? parseEvent(reply[1], seqOf(reply[0])) : undefined
+    const entry = await this.run<StreamEntry | null>(scripts.getEvent, [base + SUFFIX.ids, base + SUFFIX.log], [id])
+    if (!entry) return undefined
+    const events = parseEntry(entry)
+    for (let i = events.length - 1; i >= 0; i--) if (events[i]!.id === id) return events[i]
+    return undefined
   }
 
   async head(tenant: Tenant): Promise<string | undefined> {
     this.open()
-    const newest = await this.main.run((redis) => redis.xrevrange(this.keys.log(tenant), '+', '-', 'COUNT', 1))
-    return newest[0] ? seqOf(newest[0][0]) : undefined
+    const last = await this.main.run((redis) => redis.hget(this.keys.base(tenant) + SUFFIX.meta, 'last'))
+    return last || undefined
   }
 
   watch(listener: (events: readonly HeraldEvent[]) => void): () => void {
@@ -204,13 +252,15 @@ class RedisStore implements Store {
 
   async releaseGroup(tenant: Tenant, groupId: string, now: number): Promise<HeraldEvent[]> {
     const base = this.keys.base(tenant)
-    const reply = await this.run<string[]>(
-      scripts.releaseGroup,
-      [base + SUFFIX.log, base + SUFFIX.ids, this.keys.feed],
-      [base, tenantKey(tenant), groupId, Math.floor(now), this.feedLength, this.keep, this.chunk],
+    const reply = await this.tracked(
+      this.run<string[]>(
+        scripts.releaseGroup,
+        [base + SUFFIX.log, base + SUFFIX.ids, this.keys.feed, base + SUFFIX.meta],
+        [base, tenantKey(tenant), groupId, Math.floor(now), this.feedLength, this.keep, this.chunk],
+      ),
     )
     const events: HeraldEvent[] = []
-    for (let i = 2; i + 1 < reply.length; i += 2) events.push(parseEvent(reply[i + 1]!, seqOf(reply[i]!)))
+    for (let i = 2; i + 1 < reply.length; i += 2) events.push(...parseEntry([reply[i]!, ['n', '', 'i', '', 'e', reply[i + 1]!]]))
     if (reply[0]) this.appended(tenant, reply[0], reply[1]!, events)
     return events
   }
@@ -227,7 +277,7 @@ class RedisStore implements Store {
     const name = tenantKey(spec.tenant)
     const fields = await this.run<(string | null)[]>(
       scripts.openSubscription,
-      [base + SUFFIX.sub + spec.id, base + SUFFIX.subs, this.keys.tenants, base + SUFFIX.log],
+      [base + SUFFIX.sub + spec.id, base + SUFFIX.subs, this.keys.tenants, base + SUFFIX.meta],
       [spec.id, name, encodeSpec(spec), Math.floor(now)],
     )
     return decodeSubscription(name, spec.id, fields)
@@ -235,7 +285,7 @@ class RedisStore implements Store {
 
   async deleteSubscription(tenant: Tenant, id: string): Promise<boolean> {
     const k = this.keys.subscription(tenant, id)
-    return (await this.run<number>(scripts.deleteSubscription, [k.sub, k.rec, k.due, k.dead, k.base + SUFFIX.subs], [id])) === 1
+    return (await this.run<number>(scripts.deleteSubscription, [k.sub, k.rec, k.due, k.dead, k.base + SUFFIX.subs, k.leases], [id, k.lease])) === 1
   }
 
   async listSubscriptions(tenant?: Tenant): Promise<SubscriptionRecord[]> {
@@ -245,126 +295,53 @@ class RedisStore implements Store {
     return records.sort((a, b) => compareKeys([a.account, a.workspace, a.id], [b.account, b.workspace, b.id]))
   }
 
-  /**
-   * Two steps, because `match` is JavaScript: read the cursor and the events after it, choose
-   * with `match` here, then lease the chosen ones in one script that moves the cursor only over
-   * the part of the scan no other claim took meanwhile; a claim whose whole scan was taken
-   * scans again from the new cursor.
-   */
   async claim(tenant: Tenant, subscriptionId: string, request: ClaimRequest): Promise<ClaimResult> {
+    this.open()
     try {
-      return await this.claimOnce(tenant, subscriptionId, request)
+      return await this.claimer.claim({ tenant: tenantKey(tenant), subscriptionId, keys: this.keys.subscription(tenant, subscriptionId) }, request)
     } catch (error) {
       if (isHeraldError(error, 'not_found')) throw new HeraldError('not_found', `no subscription ${JSON.stringify(subscriptionId)} in ${tenantKey(tenant)}`)
       throw error
     }
   }
 
-  private async claimOnce(tenant: Tenant, subscriptionId: string, request: ClaimRequest): Promise<ClaimResult> {
-    this.open()
-    const k = this.keys.subscription(tenant, subscriptionId)
-    const name = tenantKey(tenant)
-    const { consumer, limit, match } = request
-    const now = Math.floor(request.now)
-    const leaseUntil = Math.floor(request.now + request.leaseMs)
-    const scanLimit = Math.max(1, request.scanLimit ?? DEFAULT_SCAN_LIMIT)
-    this.recent.claiming(name, Date.now())
-    const deliveries: Delivery[] = []
-    let more = false
-    let nextDueAt: number | undefined
-    let useHeld = true
-    for (let round = 0; round < CLAIM_ROUNDS; round++) {
-      const want = limit - deliveries.length
-      if (want <= 0) break
-      let page = Math.min(scanLimit, Math.max(want, MIN_PAGE))
-      const held = useHeld ? this.recent.span(name) : undefined
-      const [cursor, dueCount, later, firstEntries, readAfterHeld] = await this.run<[string, number, string | null, StreamEntry[], number]>(
-        scripts.scanSubscription,
-        [k.sub, k.due, k.log],
-        [now, page, held?.first ?? '', held?.last ?? ''],
-      )
-      nextDueAt = later === null ? undefined : Number(later)
-      let events: HeraldEvent[] = firstEntries.map(parseEntry)
-      if (readAfterHeld === 1) {
-        const kept = this.recent.after(name, cursor, held!.last)
-        if (!kept) {
-          // What this process held was trimmed meanwhile: read this round from Redis instead.
-          useHeld = false
-          round--
-          continue
-        }
-        this.recent.extend(name, held!.last, events)
-        events = kept.concat(events)
-      } else this.recent.extend(name, cursor, events)
-      // Choose at most what the lease can take after the due records, so the cursor stops at the last one chosen.
-      const target = Math.max(0, want - dueCount)
-      const chosen: HeraldEvent[] = []
-      let looked = cursor
-      let scanned = 0
-      let exhausted = false
-      let lastReadFull = firstEntries.length === page
-      for (;;) {
-        let i = 0
-        for (; i < events.length && chosen.length < target && scanned < scanLimit; i++) {
-          const event = events[i]!
-          looked = event.seq!
-          scanned++
-          if (match(event)) chosen.push(event)
-        }
-        if (i < events.length || chosen.length >= target || scanned >= scanLimit) break
-        if (!lastReadFull) {
-          exhausted = true
-          break
-        }
-        page = Math.min(scanLimit - scanned, Math.max(page * 2, MIN_PAGE), MAX_PAGE)
-        const after = `(${idOf(looked)}`
-        const next = (await this.main.run((redis) => redis.xrange(k.log, after, '+', 'COUNT', page))) as StreamEntry[]
-        events = next.map(parseEntry)
-        this.recent.extend(name, looked, events)
-        lastReadFull = next.length === page
-      }
-      if (dueCount === 0 && scanned === 0) break // nothing due, nothing new
-      const args: Arg[] = [now, leaseUntil, consumer, want, cursor, looked]
-      for (const event of chosen) args.push(event.seq!, event.id)
-      const [redue, firstTaken, taken, conflict, truncated, dueLater] = await this.run<
-        [(string | number)[], number, number, number, number, string | null]
-      >(scripts.leaseDeliveries, [k.sub, k.rec, k.due, k.log], args)
-      nextDueAt = dueLater === null ? undefined : Number(dueLater)
-      for (let i = 0; i + 2 < redue.length; i += 3) {
-        deliveries.push({ event: parseEvent(String(redue[i + 2]), String(redue[i])), attempt: Number(redue[i + 1]) })
-      }
-      for (let i = firstTaken; i < firstTaken + taken; i++) deliveries.push({ event: chosen[i]!, attempt: 0 })
-      more = truncated === 1 || !exhausted || deliveries.length >= limit
-      if (conflict === 0) break
-      more = true
-    }
-    return nextDueAt === undefined ? { deliveries, more } : { deliveries, more, nextDueAt }
-  }
-
   async renew(tenant: Tenant, subscriptionId: string, consumer: string, seqs: readonly string[], leaseUntil: number): Promise<string[]> {
     if (seqs.length === 0) return []
     const k = this.keys.subscription(tenant, subscriptionId)
-    return this.run<string[]>(scripts.renewLeases, [k.rec, k.due], [consumer, Math.floor(leaseUntil), ...seqs])
+    const args: Arg[] = [consumer, Math.floor(leaseUntil), k.lease]
+    for (const seq of seqs) args.push(seq, this.leases.get(k.sub, consumer, seq))
+    return this.run<string[]>(scripts.renewLeases, [k.rec, k.due, k.leases], args)
   }
 
   async settle(tenant: Tenant, subscriptionId: string, consumer: string, settlements: readonly Settlement[], now: number): Promise<void> {
     if (settlements.length === 0) return
     const k = this.keys.subscription(tenant, subscriptionId)
-    const args: Arg[] = [Math.floor(now), consumer]
+    const args: Arg[] = [Math.floor(now), consumer, k.lease]
+    const deadSeqs = settlements.filter((settlement) => settlement.outcome === 'dead').map((settlement) => settlement.seq)
+    const dead = deadSeqs.length > 0 ? await this.deadEvents(k, tenantKey(tenant), deadSeqs) : undefined
     for (const settlement of settlements) {
+      const lease = this.leases.get(k.sub, consumer, settlement.seq)
       switch (settlement.outcome) {
         case 'delivered':
-          args.push(settlement.seq, 'delivered', '', '')
+          args.push(settlement.seq, 'delivered', '', '', lease)
           break
         case 'retry':
-          args.push(settlement.seq, 'retry', Math.floor(settlement.retryAt), settlement.error)
+          args.push(settlement.seq, 'retry', Math.floor(settlement.retryAt), settlement.error, lease)
           break
         case 'dead':
-          args.push(settlement.seq, 'dead', '', settlement.error)
+          args.push(settlement.seq, 'dead', dead?.get(settlement.seq) ?? '', settlement.error, lease)
           break
       }
     }
-    await this.run(scripts.settleDeliveries, [k.sub, k.rec, k.due, k.dead, k.log], args)
+    await this.run(scripts.settleDeliveries, [k.sub, k.rec, k.due, k.dead, k.leases, k.log], args)
+    for (const settlement of settlements) this.leases.delete(k.sub, consumer, settlement.seq)
+  }
+
+  /** The JSON a dead letter keeps of each event. */
+  private async deadEvents(k: SubscriptionKeys, tenant: string, seqs: readonly string[]): Promise<Map<string, string>> {
+    const out = new Map<string, string>()
+    for (const [seq, event] of await this.reader.eventsAt(k.log, tenant, seqs)) out.set(seq, encodeEvent(event))
+    return out
   }
 
   async deliveryRecords(tenant: Tenant, seq: string): Promise<DeliveryRecord[]> {
@@ -401,7 +378,7 @@ class RedisStore implements Store {
 
   async deleteDeadLetter(tenant: Tenant, subscriptionId: string, seq: string): Promise<boolean> {
     const k = this.keys.subscription(tenant, subscriptionId)
-    return (await this.run<number>(scripts.deleteDeadLetter, [k.rec, k.due, k.dead], [seq])) === 1
+    return (await this.run<number>(scripts.deleteDeadLetter, [k.rec, k.dead], [seq])) === 1
   }
 
   async close(): Promise<void> {
@@ -413,7 +390,7 @@ class RedisStore implements Store {
 }
 
 function checkSeq(seq: string): string {
-  if (!SEQ.test(seq)) throw new HeraldError('invalid_request', `${JSON.stringify(seq)} is not a position in this store's log`)
+  if (!isSeq(seq)) throw new HeraldError('invalid_request', `${JSON.stringify(seq)} is not a position in this store's log`)
   return seq
 }
 

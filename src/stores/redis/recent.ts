@@ -1,61 +1,127 @@
 import type { HeraldEvent } from '../../event.js'
 
-/** Events kept per tenant; older ones are read from Redis when a claim needs them. */
-const KEEP = 5000
-/** A tenant nobody claimed for this long is no longer kept. */
+/** Events kept per tenant; claims further on read (and parse) from Redis. */
+const KEEP = 10_000
+/** A tenant, or one of its subscriptions, nobody claimed for this long no longer counts. */
 const IDLE_MS = 60_000
 
 interface Window {
-  /** Contiguous: every event of the tenant's log from events[0] to the last one, in log order. */
+  /** Contiguous: every event of the tenant's log after `base` up to the last one, in log order. */
   events: HeraldEvent[]
+  /** The seq just before events[0] ('' for the log's start), or events[0]'s own seq when that is not known. */
+  base: string
   claimedAt: number
+  /** Where each subscription claiming here stood at its last claim, and when. */
+  cursors: Map<string, { cursor: string; at: number }>
+  /** Something could not join because the stretch was as long as it may be. */
+  full: boolean
 }
 
 /**
- * The newest events of the tenants this process claims for, as the feed delivered them. The feed
- * carries every append of a tenant, in log order, so what it delivered from some point on is a
- * contiguous stretch of the log: a claim whose cursor lies inside it takes the events after the
- * cursor from here instead of reading and parsing them from Redis again.
+ * A contiguous stretch of the log of each tenant this process claims for, so that an event is
+ * parsed at most once per process: events arrive from this process's appends, from the feed and
+ * from its claims' own reads, each with the seq of the event just before them, and join the
+ * stretch only when that is its last event; a claim whose cursor lies inside the stretch takes
+ * the events after it from here.
+ *
+ * The stretch follows the slowest subscription claiming here: events before its cursor are
+ * dropped first; when it is full it stops growing, and claims past its end read from Redis and
+ * start it again where they are.
  */
 export class RecentEvents {
   private readonly tenants = new Map<string, Window>()
 
-  /** A claim for this tenant: keep its events from the next feed entry on. */
-  claiming(tenant: string, now: number): void {
-    const window = this.tenants.get(tenant)
-    if (window) window.claimedAt = now
-    else this.tenants.set(tenant, { events: [], claimedAt: now })
+  /** A claim for this tenant and subscription, whose cursor stood at `cursor`. */
+  claiming(tenant: string, subscriptionId: string, cursor: string | undefined, now: number): void {
+    let window = this.tenants.get(tenant)
+    if (!window) this.tenants.set(tenant, (window = { events: [], base: '', claimedAt: now, cursors: new Map(), full: false }))
+    window.claimedAt = now
+    if (cursor !== undefined) window.cursors.set(subscriptionId, { cursor, at: now })
   }
 
   /**
-   * Events that follow the log entry `previous` ('' when unknown) without a gap: kept when they
-   * continue what is held (or start it). Appends of this process, reads of its claims and the
-   * feed all land here, so each event is parsed once per process at most.
+   * Events that follow the log entry `previous` without a gap: kept when they continue the
+   * stretch (or start it). With `restart`, a claim's read that does not continue the stretch
+   * replaces it, since the claims are where the stretch is needed.
    */
-  extend(tenant: string, previous: string, events: readonly HeraldEvent[]): void {
+  extend(tenant: string, previous: string, events: readonly HeraldEvent[], restart = false): void {
     const window = this.tenants.get(tenant)
     if (!window || events.length === 0) return
     const kept = window.events
-    if (kept.length > 0 && kept[kept.length - 1]!.seq !== previous) return
-    for (const event of events) kept.push(event)
-    this.bound(window)
+    if (kept.length > 0 && kept[kept.length - 1]!.seq !== previous) {
+      if (!restart) return
+      window.events = []
+      window.full = false
+    }
+    if (window.events.length === 0) window.base = previous
+    if (!this.push(window, events) && window.events.length === 0) window.base = ''
+  }
+
+  /** The events of one feed entry, which follow `previous` (the feed says so); forgets idle tenants. */
+  add(tenant: string, previous: string, events: readonly HeraldEvent[], now: number): void {
+    const window = this.tenants.get(tenant)
+    if (!window) return
+    if (now - window.claimedAt > IDLE_MS) this.tenants.delete(tenant)
+    else this.extend(tenant, previous, events)
+  }
+
+  /** Appends to the stretch unless that makes it too long (then it stops growing); true if appended. */
+  private push(window: Window, events: readonly HeraldEvent[]): boolean {
+    if (window.events.length + events.length > KEEP) this.dropClaimed(window)
+    window.full = window.events.length + events.length > KEEP
+    if (window.full) return false
+    for (const event of events) window.events.push(event)
+    return true
+  }
+
+  /** Drops the events every subscription claiming here has passed. */
+  private dropClaimed(window: Window): void {
+    const now = Date.now()
+    let slowest: string | undefined
+    for (const [id, { cursor, at }] of window.cursors) {
+      if (now - at > IDLE_MS) window.cursors.delete(id)
+      else if (slowest === undefined || cursor < slowest) slowest = cursor
+    }
+    if (slowest === undefined) return
+    const drop = indexAfter(window.events, slowest, false)
+    if (drop === 0) return
+    window.base = window.events[drop - 1]!.seq!
+    window.events.splice(0, drop)
+  }
+
+  /** True when the stretch stopped growing (it is as long as it may be): the log may go on past it. */
+  isFull(tenant: string): boolean {
+    const window = this.tenants.get(tenant)
+    return window !== undefined && window.full
+  }
+
+  /** The feed skipped something: nothing kept is known to be contiguous any more. */
+  forget(): void {
+    for (const window of this.tenants.values()) {
+      window.events = []
+      window.full = false
+    }
+  }
+
+  /** First and last seq of the stretch kept for this tenant, if any. */
+  /** The stretch held for this tenant: every event after `from` up to `last`. */
+  span(tenant: string): { from: string; last: string } | undefined {
+    const window = this.tenants.get(tenant)
+    if (!window || window.events.length === 0) return undefined
+    return { from: window.base, last: window.events[window.events.length - 1]!.seq! }
   }
 
   /**
-   * The events of one feed entry, in feed order. The feed brings every append of a tenant in log
-   * order, so anything newer than what is held continues it; older events are here already.
+   * The kept events after `cursor` up to `last`, or undefined when the stretch does not reach
+   * from the cursor to `last` (any more: it may have been dropped or restarted since).
    */
-  add(tenant: string, events: readonly HeraldEvent[], now: number): void {
+  after(tenant: string, cursor: string, last: string): HeraldEvent[] | undefined {
     const window = this.tenants.get(tenant)
-    if (!window) return
-    if (now - window.claimedAt > IDLE_MS) {
-      this.tenants.delete(tenant)
-      return
-    }
-    const kept = window.events
-    const last = kept.length > 0 ? kept[kept.length - 1]!.seq! : ''
-    for (const event of events) if (event.seq! > last) kept.push(event)
-    this.bound(window)
+    const events = window?.events
+    if (!events || events.length === 0 || cursor < window.base || events[events.length - 1]!.seq! < last) return undefined
+    const from = indexAfter(events, cursor, false)
+    const to = indexAfter(events, last, false)
+    return events.slice(from, to)
   }
 
   /** The held events from `first` to `last` (both included), if all of them are held. */
@@ -65,35 +131,6 @@ export class RecentEvents {
     const from = indexAfter(events, first, true)
     const to = indexAfter(events, last, false)
     return events[from]?.seq === first && events[to - 1]?.seq === last ? events.slice(from, to) : undefined
-  }
-
-  private bound(window: Window): void {
-    if (window.events.length > KEEP + (KEEP >> 2)) window.events.splice(0, window.events.length - KEEP)
-  }
-
-  /** The feed skipped something: nothing kept is known to be contiguous any more. */
-  forget(): void {
-    for (const window of this.tenants.values()) window.events = []
-  }
-
-  /** First and last seq of the stretch kept for this tenant, if any. */
-  span(tenant: string): { first: string; last: string } | undefined {
-    const events = this.tenants.get(tenant)?.events
-    if (!events || events.length === 0) return undefined
-    return { first: events[0]!.seq!, last: events[events.length - 1]!.seq! }
-  }
-
-  /**
-   * The kept events after `cursor` up to `last` (the end of the span a scan was told about), or
-   * undefined when what is kept no longer reaches back to the cursor (trimmed or forgotten since).
-   */
-  after(tenant: string, cursor: string, last: string): HeraldEvent[] | undefined {
-    const events = this.tenants.get(tenant)?.events
-    if (!events || events.length === 0 || events[0]!.seq! > cursor || events[events.length - 1]!.seq! < last) return undefined
-    const from = indexAfter(events, cursor, false)
-    let end = events.length
-    while (end > from && events[end - 1]!.seq! > last) end--
-    return events.slice(from, end)
   }
 }
 
