@@ -96,11 +96,10 @@ export class Claimer {
     const deliveries: Delivery[] = []
     let more = false
     let nextDueAt: number | undefined
-    let optimistic = true
     for (let round = 0; round < ROUNDS; round++) {
       const want = limit - deliveries.length
       if (want <= 0) break
-      let plan = optimistic ? this.planFromHeld(target, key, want, scanLimit, request.match) : undefined
+      let plan = this.planFromHeld(target, key, want, scanLimit, request.match)
       if (!plan) {
         const scanned = await this.planFromScan(target, now, want, scanLimit, request.match)
         nextDueAt = scanned.nextDueAt
@@ -115,17 +114,26 @@ export class Claimer {
       >(scripts.leaseDeliveries, [k.sub, k.rec, k.due, k.leases, k.log], args)
       this.cursors.set(key, cursor)
       nextDueAt = later === null ? undefined : Number(later)
-      if (redue.length > 0) deliveries.push(...(await this.redelivered(target, redue)))
+      if (redue.length > 0) {
+        // Leased again one by one: whatever lease they were taken under before is over.
+        const held = this.leases.of(k.sub, consumer)
+        for (let i = 0; i < redue.length; i += 3) held.delete(String(redue[i]))
+        deliveries.push(...(await this.redelivered(target, redue)))
+      }
       if (taken > 0) {
-        const fresh = scan.chosen.slice(firstTaken, firstTaken + taken)
-        this.leases.add(k.sub, consumer, fresh.map((event) => event.seq!), fresh[0]!.seq!)
-        for (const event of fresh) deliveries.push({ event, attempt: 0 })
+        const held = this.leases.of(k.sub, consumer)
+        const lease = scan.chosen[firstTaken]!.seq!
+        for (let i = firstTaken; i < firstTaken + taken; i++) {
+          const event = scan.chosen[i]!
+          held.set(event.seq!, lease)
+          deliveries.push({ event, attempt: 0 })
+        }
       }
       more = truncated === 1 || !plan.exhausted || deliveries.length >= limit
       if (conflict === 0) break
-      // Another consumer took what this round chose: choose again from where the cursor is now.
+      // Another consumer took what this round chose: choose again from where the cursor is now
+      // (the lease reported it), from what is held if it can.
       more = true
-      optimistic = false
     }
     return nextDueAt === undefined ? { deliveries, more } : { deliveries, more, nextDueAt }
   }

@@ -102,3 +102,14 @@ export function decodeSubscription(tenantName: string, id: string, fields: reado
   if (spec.meta !== undefined) record.meta = spec.meta
   return record
 }
+
+const CROCKFORD = '0123456789ABCDEFGHJKMNPQRSTVWXYZ'
+const ULID = /^[0-9A-HJKMNP-TV-Z]{26}$/
+
+/** The time in an id Herald made (a ULID: its first 10 characters), or undefined for other ids. */
+export function idTime(id: string): number | undefined {
+  if (!ULID.test(id)) return undefined
+  let time = 0
+  for (let i = 0; i < 10; i++) time = time * 32 + CROCKFORD.indexOf(id[i]!)
+  return time
+}

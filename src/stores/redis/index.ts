@@ -14,7 +14,17 @@ import type {
   SubscriptionRecord,
   SubscriptionSpec,
 } from '../store.js'
-import { decodeDeadLetter, decodeRecord, decodeSubscription, encodeEvent, encodeSpec, parseEntries, parseEntry, type StreamEntry } from './codec.js'
+import {
+  decodeDeadLetter,
+  decodeRecord,
+  decodeSubscription,
+  encodeEvent,
+  encodeSpec,
+  idTime,
+  parseEntries,
+  parseEntry,
+  type StreamEntry,
+} from './codec.js'
 import { Connection, redact } from './connection.js'
 import { Claimer } from './claim.js'
 import { FeedReader } from './feed.js'
@@ -154,21 +164,16 @@ class RedisStore implements Store {
       this.chunk,
     ]
     const keys = [base + SUFFIX.log, base + SUFFIX.ids, this.keys.feed, base + SUFFIX.meta]
-    // The common case (nothing to dedupe or stage) travels as one JSON array: one argument and
-    // one stream entry for the whole batch.
+    // The common case (ids Herald made, nothing to dedupe or stage) travels as one JSON array and
+    // one string of ids: two arguments and one stream entry for the whole batch.
     if (inputs.length <= MAX_PER_ENTRY && inputs.every((input) => !input.dedupe && input.groupId === undefined)) {
-      let json = '['
-      for (let i = 0; i < inputs.length; i++) json += (i === 0 ? '' : ',') + encodeEvent(inputs[i]!.event)
-      args.push('batch', json + ']')
-      for (const input of inputs) args.push(input.event.id)
+      const events = inputs.map((input) => input.event)
+      args.push('batch', JSON.stringify(events), events.map((event) => event.id).join(' '), events.length)
       const [feedId, previous, entryId] = await this.tracked(this.run<[string, string, string]>(scripts.appendEvents, keys, args))
       const prefix = seqPrefix(entryId)
-      const appended = inputs.map((input, i) => {
-        input.event.seq = seqAt(prefix, i)
-        return input.event
-      })
-      this.appended(tenant, feedId, previous, appended)
-      return { appended, staged: 0, duplicates: [] }
+      for (let i = 0; i < events.length; i++) events[i]!.seq = seqAt(prefix, i)
+      this.appended(tenant, feedId, previous, events)
+      return { appended: events, staged: 0, duplicates: [] }
     }
     args.push('each')
     for (const input of inputs) {
@@ -230,7 +235,7 @@ class RedisStore implements Store {
 
   async getEvent(tenant: Tenant, id: string): Promise<HeraldEvent | undefined> {
     const base = this.keys.base(tenant)
-    const entry = await this.run<StreamEntry | null>(scripts.getEvent, [base + SUFFIX.ids, base + SUFFIX.log], [id])
+    const entry = await this.run<StreamEntry | null>(scripts.getEvent, [base + SUFFIX.ids, base + SUFFIX.log], [id, idTime(id) ?? ''])
     if (!entry) return undefined
     const events = parseEntry(entry)
     for (let i = events.length - 1; i >= 0; i--) if (events[i]!.id === id) return events[i]
@@ -309,32 +314,42 @@ class RedisStore implements Store {
     if (seqs.length === 0) return []
     const k = this.keys.subscription(tenant, subscriptionId)
     const args: Arg[] = [consumer, Math.floor(leaseUntil), k.lease]
-    for (const seq of seqs) args.push(seq, this.leases.get(k.sub, consumer, seq))
+    const held = this.leases.of(k.sub, consumer)
+    for (const seq of seqs) args.push(seq, held.get(seq) ?? '')
     return this.run<string[]>(scripts.renewLeases, [k.rec, k.due, k.leases], args)
   }
 
   async settle(tenant: Tenant, subscriptionId: string, consumer: string, settlements: readonly Settlement[], now: number): Promise<void> {
     if (settlements.length === 0) return
     const k = this.keys.subscription(tenant, subscriptionId)
-    const args: Arg[] = [Math.floor(now), consumer, k.lease]
-    const deadSeqs = settlements.filter((settlement) => settlement.outcome === 'dead').map((settlement) => settlement.seq)
-    const dead = deadSeqs.length > 0 ? await this.deadEvents(k, tenantKey(tenant), deadSeqs) : undefined
+    const held = this.leases.of(k.sub, consumer)
+    // Deliveries settled as delivered under a lease this process took travel grouped by lease,
+    // one argument each; everything else is spelled out (see the script).
+    const byLease = new Map<string, string[]>()
+    const others: Settlement[] = []
     for (const settlement of settlements) {
-      const lease = this.leases.get(k.sub, consumer, settlement.seq)
-      switch (settlement.outcome) {
-        case 'delivered':
-          args.push(settlement.seq, 'delivered', '', '', lease)
-          break
-        case 'retry':
-          args.push(settlement.seq, 'retry', Math.floor(settlement.retryAt), settlement.error, lease)
-          break
-        case 'dead':
-          args.push(settlement.seq, 'dead', dead?.get(settlement.seq) ?? '', settlement.error, lease)
-          break
+      const lease = held.get(settlement.seq)
+      if (lease !== undefined && settlement.outcome === 'delivered') {
+        const seqs = byLease.get(lease)
+        if (seqs) seqs.push(settlement.seq)
+        else byLease.set(lease, [settlement.seq])
+      } else others.push(settlement)
+    }
+    const args: Arg[] = [Math.floor(now), consumer, k.lease]
+    for (const [lease, seqs] of byLease) args.push('L', lease, seqs.length, ...seqs)
+    if (others.length > 0) {
+      const deadSeqs = others.filter((settlement) => settlement.outcome === 'dead').map((settlement) => settlement.seq)
+      const dead = deadSeqs.length > 0 ? await this.deadEvents(k, tenantKey(tenant), deadSeqs) : undefined
+      for (const settlement of others) {
+        const lease = held.get(settlement.seq) ?? ''
+        if (settlement.outcome === 'delivered') args.push('R', settlement.seq, 'delivered', '', '', lease)
+        else if (settlement.outcome === 'retry') args.push('R', settlement.seq, 'retry', Math.floor(settlement.retryAt), settlement.error, lease)
+        else args.push('R', settlement.seq, 'dead', dead?.get(settlement.seq) ?? '', settlement.error, lease)
       }
     }
     await this.run(scripts.settleDeliveries, [k.sub, k.rec, k.due, k.dead, k.leases, k.log], args)
-    for (const settlement of settlements) this.leases.delete(k.sub, consumer, settlement.seq)
+    for (const settlement of settlements) held.delete(settlement.seq)
+    this.leases.prune(k.sub, consumer)
   }
 
   /** The JSON a dead letter keeps of each event. */

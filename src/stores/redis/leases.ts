@@ -5,22 +5,20 @@
  * shortcut: a script that is not told searches, and ownership is always checked in Redis.
  */
 export class LeaseIndex {
-  private readonly byDelivery = new Map<string, string>()
+  /** subscription key + consumer → seq → lease */
+  private readonly holders = new Map<string, Map<string, string>>()
 
-  private key(subscription: string, consumer: string, seq: string): string {
-    return `${subscription}\n${consumer}\n${seq}`
+  /** The deliveries one consumer holds in one subscription. */
+  of(subscription: string, consumer: string): Map<string, string> {
+    const key = `${subscription}\n${consumer}`
+    let held = this.holders.get(key)
+    if (!held) this.holders.set(key, (held = new Map()))
+    return held
   }
 
-  add(subscription: string, consumer: string, seqs: readonly string[], lease: string): void {
-    for (const seq of seqs) this.byDelivery.set(this.key(subscription, consumer, seq), lease)
-  }
-
-  /** The lease, or '' when this process did not take the delivery under one. */
-  get(subscription: string, consumer: string, seq: string): string {
-    return this.byDelivery.get(this.key(subscription, consumer, seq)) ?? ''
-  }
-
-  delete(subscription: string, consumer: string, seq: string): void {
-    this.byDelivery.delete(this.key(subscription, consumer, seq))
+  /** Forgets a consumer's deliveries once it holds none. */
+  prune(subscription: string, consumer: string): void {
+    const key = `${subscription}\n${consumer}`
+    if (this.holders.get(key)?.size === 0) this.holders.delete(key)
   }
 }

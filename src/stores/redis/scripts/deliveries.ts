@@ -178,10 +178,11 @@ return lost
 )
 
 /**
- * KEYS sub, rec, due, dead, leases, log. ARGV now, consumer, lease key prefix, then five per
- * settlement: seq, outcome ('delivered' | 'retry' | 'dead'), the retry time for 'retry' or the
- * event's JSON for 'dead' (a dead letter keeps its event, so the log may be trimmed under it),
- * error ('' when delivered), and the lease it was taken under ('' when not known).
+ * KEYS sub, rec, due, dead, leases, log. ARGV now, consumer, lease key prefix, then groups:
+ * - 'L', lease, n, then n seqs: deliveries done, all taken under that lease (the hot path);
+ * - 'R', seq, outcome ('delivered' | 'retry' | 'dead'), the retry time for 'retry' or the
+ *   event's JSON for 'dead' (a dead letter keeps its event, so the log may be trimmed under it),
+ *   error, and the lease it was taken under ('' when not known).
  * A settlement for a delivery the consumer no longer holds is ignored.
  */
 export const settleDeliveries = script(
@@ -190,73 +191,77 @@ export const settleDeliveries = script(
 local sub, rec, due, dead, leases, log = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 if redis.call('EXISTS', sub) == 0 then return 0 end
 local now, consumer, lease_prefix = tonumber(ARGV[1]), ARGV[2], ARGV[3]
-local delivered, touched, holders = {}, {}, {}
-local function lease_held_by_consumer(id)
+local touched, holders = {}, {}
+local function held_by_consumer(id)
   if holders[id] == nil then
     local meta = redis.call('HGET', leases, id)
     holders[id] = meta ~= false and lease_holder(meta) == consumer
   end
   return holders[id]
 end
-for i = 4, #ARGV, 5 do
-  local seq, outcome, arg, error, id = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
-  local r = nil
-  local under = nil
-  if id ~= '' and lease_held_by_consumer(id) then
-    if outcome == 'delivered' then
-      -- Checked below, all at once: SREM says which of them the lease still held.
-      delivered[id] = delivered[id] or {}
-      table.insert(delivered[id], seq)
-    elseif redis.call('SREM', lease_prefix .. id, seq) == 1 then
-      under = id
-    end
+-- Settles one delivery that is not simply done under a known lease.
+local function settle_one(seq, outcome, arg, error, id)
+  local r, under = nil, nil
+  if id ~= '' and held_by_consumer(id) then
+    if redis.call('SREM', lease_prefix .. id, seq) == 1 then under = id end
   else
     local raw = redis.call('HGET', rec, seq)
     r = raw and cjson.decode(raw)
     if not (r and r.s == 'leased' and r.c == consumer) then
       r = nil
+      -- Not told which lease, and not a record: look through this consumer's leases.
       if id == '' and not raw then
         under = find_lease(leases, lease_prefix, seq, consumer)
-        if under and outcome == 'delivered' then
-          delivered[under] = delivered[under] or {}
-          table.insert(delivered[under], seq)
-          under = nil
-        elseif under then
-          redis.call('SREM', lease_prefix .. under, seq)
-        end
+        if under then redis.call('SREM', lease_prefix .. under, seq) end
       end
     end
   end
   if under then
     touched[under] = true
+    if outcome == 'delivered' then return end
     r = { s = 'leased', a = 1, e = event_id_at(log, seq) }
   end
-  if r then
-    if outcome == 'delivered' then
-      redis.call('HDEL', rec, seq)
-      redis.call('ZREM', due, seq)
-    else
-      r.l = nil
-      r.c = nil
-      r.u = now
-      r.r = error
-      if outcome == 'retry' then
-        r.s = 'retrying'
-        r.n = tonumber(arg)
-        redis.call('ZADD', due, r.n, seq)
-      else
-        r.s = 'dead'
-        if not r.v and arg ~= '' then r.v = arg end
-        redis.call('ZREM', due, seq)
-        redis.call('ZADD', dead, 0, seq)
-      end
-      redis.call('HSET', rec, seq, cjson.encode(r))
-    end
+  if not r then return end
+  if outcome == 'delivered' then
+    redis.call('HDEL', rec, seq)
+    redis.call('ZREM', due, seq)
+    return
   end
+  r.l = nil
+  r.c = nil
+  r.u = now
+  r.r = error
+  if outcome == 'retry' then
+    r.s = 'retrying'
+    r.n = tonumber(arg)
+    redis.call('ZADD', due, r.n, seq)
+  else
+    r.s = 'dead'
+    if not r.v and arg ~= '' then r.v = arg end
+    redis.call('ZREM', due, seq)
+    redis.call('ZADD', dead, 0, seq)
+  end
+  redis.call('HSET', rec, seq, cjson.encode(r))
 end
-for id, seqs in pairs(delivered) do
-  call_many('SREM', lease_prefix .. id, seqs)
-  touched[id] = true
+local i = 4
+while i <= #ARGV do
+  if ARGV[i] == 'L' then
+    local id, n = ARGV[i + 1], tonumber(ARGV[i + 2])
+    local removed = 0
+    if n > 0 and held_by_consumer(id) then
+      for j = i + 3, i + 2 + n, 1000 do removed = removed + redis.call('SREM', lease_prefix .. id, unpack(ARGV, j, math.min(j + 999, i + 2 + n))) end
+      touched[id] = true
+    end
+    if removed < n then
+      -- Some were no longer under that lease (it ran out and they were leased again, maybe to
+      -- this consumer): settle those one by one.
+      for j = i + 3, i + 2 + n do settle_one(ARGV[j], 'delivered', '', '', '') end
+    end
+    i = i + 3 + n
+  else
+    settle_one(ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5])
+    i = i + 6
+  end
 end
 for id in pairs(touched) do close_lease_if_done(leases, due, lease_prefix, id) end
 return 1

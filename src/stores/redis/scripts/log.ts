@@ -2,11 +2,15 @@
 import { SUFFIX } from '../keys.js'
 import { COMMON, TRIM, WRITE_LOG, script } from './lua.js'
 
+/** How far past the time in a Herald id its log entry may lie (clocks of Herald processes disagreeing). */
+export const CLOCK_SKEW_MS = 300_000
+
 /**
  * KEYS log, ids, feed, meta. ARGV base, tenant, now, dedupe window, group ttl, feed length,
  * keep, chunk, then the mode:
- * - 'batch' (nothing to dedupe or stage, at most MAX_PER_ENTRY events): the events as one JSON
- *   array, then their ids. Returns {feed id, seq of the newest event before, entry id}.
+ * - 'batch' (nothing to dedupe or stage, at most MAX_PER_ENTRY events, all with ids Herald made):
+ *   the events as one JSON array, their ids joined by spaces, how many. Returns {feed id, seq of
+ *   the newest event before, entry id}.
  * - 'each': five per input: dedupe ('1' | ''), group id ('' for none), event id, topic, JSON.
  *   Returns {feed id ('' when nothing was appended), seq of the newest event before, then per
  *   input its seq, 'D' for a repeat within the dedupe window, or 'S' for staged}.
@@ -19,14 +23,8 @@ local base, tenant = ARGV[1], ARGV[2]
 local now, window, ttl = tonumber(ARGV[3]), ARGV[4], ARGV[5]
 local previous = redis.call('HGET', meta, 'last') or ''
 if ARGV[9] == 'batch' then
-  local count = #ARGV - 10
-  local id = redis.call('XADD', log, '*', 'n', count, 'i', table.concat(ARGV, ' ', 11, #ARGV), 'e', ARGV[10])
-  local index = {}
-  for i = 11, #ARGV do
-    index[#index + 1] = ARGV[i]
-    index[#index + 1] = id
-  end
-  call_many('HSET', ids, index)
+  local count = tonumber(ARGV[12])
+  local id = add_entry(log, meta, now, count, ARGV[11], ARGV[10])
   redis.call('HINCRBY', meta, 'events', count)
   local first, last = seq_of(id, 0), seq_of(id, count - 1)
   redis.call('HSET', meta, 'last', last)
@@ -35,7 +33,7 @@ if ARGV[9] == 'batch' then
   return { feed_id, previous, id }
 end
 local out = { '', previous }
-local event_ids, jsons, slots = {}, {}, {}
+local event_ids, jsons, slots, indexed = {}, {}, {}, {}
 for i = 10, #ARGV, 5 do
   local dedupe, group, id, topic, json = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
   local result = nil
@@ -62,10 +60,11 @@ for i = 10, #ARGV, 5 do
     event_ids[#event_ids + 1] = id
     jsons[#jsons + 1] = json
     slots[#slots + 1] = #out
+    indexed[#event_ids] = dedupe == '1'
   end
 end
 if #event_ids > 0 then
-  local seqs, _, feed_id = write_log(log, ids, meta, feed, ARGV[6], tenant, event_ids, jsons)
+  local seqs, _, feed_id = write_log(log, ids, meta, feed, ARGV[6], tenant, now, event_ids, jsons, indexed)
   for k, slot in ipairs(slots) do out[slot] = seqs[k] end
   out[1] = feed_id
   trim(log, ids, meta, base, tonumber(ARGV[7]), tonumber(ARGV[8]))
@@ -78,7 +77,8 @@ return out
 )
 
 /**
- * KEYS log, ids, feed, meta. ARGV base, tenant, group id, now, feed length, keep, chunk.
+ * KEYS log, ids, feed, meta. ARGV base, tenant, group id, now, feed length, keep, chunk. The
+ * released events are indexed by id: their ids carry the time they were emitted, not released.
  * Returns {feed id ('' when nothing was released), seq of the newest event before, then entry id
  * and JSON array per entry written}.
  */
@@ -93,14 +93,15 @@ local items = redis.call('LRANGE', list, 0, -1)
 redis.call('DEL', list, expiry)
 local previous = redis.call('HGET', meta, 'last') or ''
 if not expires or tonumber(expires) <= now or #items == 0 then return { '', previous } end
-local event_ids, jsons = {}, {}
+local event_ids, jsons, indexed = {}, {}, {}
 for _, item in ipairs(items) do
   local a = string.find(item, '\\n', 1, true)
   local b = string.find(item, '\\n', a + 1, true)
   event_ids[#event_ids + 1] = string.sub(item, a + 1, b - 1)
   jsons[#jsons + 1] = string.sub(item, b + 1)
+  indexed[#event_ids] = true
 end
-local _, entries, feed_id = write_log(log, ids, meta, feed, ARGV[5], tenant, event_ids, jsons)
+local _, entries, feed_id = write_log(log, ids, meta, feed, ARGV[5], tenant, now, event_ids, jsons, indexed)
 trim(log, ids, meta, base, tonumber(ARGV[6]), tonumber(ARGV[7]))
 local out = { feed_id, previous }
 for _, value in ipairs(entries) do out[#out + 1] = value end
@@ -144,12 +145,29 @@ return removed
 `,
 )
 
-/** KEYS ids, log. ARGV event id. Returns the log entry holding its latest event, or nil. */
+/**
+ * KEYS ids, log. ARGV event id, the time in it when Herald made it ('' otherwise). Returns the log
+ * entry holding its latest event, or nil. Ids publishers chose (and those of released groups) are
+ * indexed; an id Herald made is found from its time: its entry's id is that time or a little
+ * later (the log's ids never go back, so a process with a clock ahead pushes them on).
+ */
 export const getEvent = script(
   'get-event',
   `
 local id = redis.call('HGET', KEYS[1], ARGV[1])
-if not id then return false end
-return redis.call('XRANGE', KEYS[2], id, id)[1] or false
+if id then return redis.call('XRANGE', KEYS[2], id, id)[1] or false end
+if ARGV[2] == '' then return false end
+local from, until_ = tonumber(ARGV[2]), tonumber(ARGV[2]) + ${CLOCK_SKEW_MS}
+local start = string.format('%d', from) .. '-0'
+local wanted = ' ' .. ARGV[1] .. ' '
+for _ = 1, 64 do
+  local entries = redis.call('XRANGE', KEYS[2], start, string.format('%d', until_) .. '-18446744073709551615', 'COUNT', 16)
+  for _, entry in ipairs(entries) do
+    if string.find(' ' .. entry[2][4] .. ' ', wanted, 1, true) then return entry end
+  end
+  if #entries < 16 then return false end
+  start = '(' .. entries[#entries][1]
+end
+return false
 `,
 )

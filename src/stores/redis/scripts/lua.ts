@@ -24,8 +24,22 @@ export const NOT_FOUND_REPLY = 'HERALD_NOT_FOUND'
 
 export const script = (name: string, body: string, ...helpers: string[]): Script => new Script(name, [LUA_SEQ, ...helpers, body].join('\n'))
 
-/** Commands with many arguments, and reading an event's id from the log. */
+/** Commands with many arguments, adding a log entry, and reading an event's id from the log. */
 export const COMMON = `
+-- Adds an entry to the log at the caller's clock, never below the log's newest entry: an event
+-- id made by Herald carries the time it was emitted, so that time tells where the event is.
+-- Falls back to the server's clock if the stream holds an entry the store did not record.
+local function add_entry(log, meta, now, count, ids_joined, json)
+  local ms = tonumber(now)
+  local last = redis.call('HGET', meta, 'last')
+  if last then
+    local last_ms = tonumber(string.sub(last, 1, 15))
+    if last_ms > ms then ms = last_ms end
+  end
+  local id = redis.pcall('XADD', log, string.format('%d', ms) .. '-*', 'n', count, 'i', ids_joined, 'e', json)
+  if type(id) == 'table' then id = redis.call('XADD', log, '*', 'n', count, 'i', ids_joined, 'e', json) end
+  return id
+end
 -- One command with many arguments, in slices Lua's unpack can take.
 local function call_many(command, key, list)
   for i = 1, #list, 1000 do redis.call(command, key, unpack(list, i, math.min(i + 999, #list))) end
@@ -129,27 +143,30 @@ end
 `
 
 /**
- * Appends events to the log, at most ${MAX_PER_ENTRY} to a stream entry, indexes their ids, and
- * announces them on the feed with the seq before them. Returns their seqs, the entries written as
- * id, JSON pairs, and the feed entry's id.
+ * Appends events to the log, at most ${MAX_PER_ENTRY} to a stream entry, indexes the ids of those
+ * in `indexed` (ids the time in a Herald id cannot find: publishers' own, and released groups'),
+ * and announces them on the feed with the seq before them. Returns their seqs, the entries
+ * written as id, JSON pairs, and the feed entry's id.
  */
 export const WRITE_LOG = `
-local function write_log(log, ids, meta, feed, feed_length, tenant, event_ids, jsons)
+local function write_log(log, ids, meta, feed, feed_length, tenant, now, event_ids, jsons, indexed)
   local previous = redis.call('HGET', meta, 'last') or ''
   local seqs, entries, index = {}, {}, {}
   for from = 1, #event_ids, ${MAX_PER_ENTRY} do
     local to = math.min(from + ${MAX_PER_ENTRY} - 1, #event_ids)
     local json = '[' .. table.concat(jsons, ',', from, to) .. ']'
-    local id = redis.call('XADD', log, '*', 'n', to - from + 1, 'i', table.concat(event_ids, ' ', from, to), 'e', json)
+    local id = add_entry(log, meta, now, to - from + 1, table.concat(event_ids, ' ', from, to), json)
     for k = from, to do
       seqs[#seqs + 1] = seq_of(id, k - from)
-      index[#index + 1] = event_ids[k]
-      index[#index + 1] = id
+      if indexed[k] then
+        index[#index + 1] = event_ids[k]
+        index[#index + 1] = id
+      end
     end
     entries[#entries + 1] = id
     entries[#entries + 1] = json
   end
-  call_many('HSET', ids, index)
+  if #index > 0 then call_many('HSET', ids, index) end
   redis.call('HINCRBY', meta, 'events', #seqs)
   redis.call('HSET', meta, 'last', seqs[#seqs])
   local feed_id = redis.call('XADD', feed, 'MAXLEN', '~', feed_length, '*', 't', tenant, 'p', previous, 'a', seqs[1], 'b', seqs[#seqs])
