@@ -45,8 +45,14 @@ interface Participant {
 }
 
 async function heraldParticipant(prefix: string, onHandled: () => void): Promise<Participant> {
-  const bus = createBus({ store: redisStore({ url: REDIS_URL, prefix, logger: silentLogger }), logger: silentLogger })
-  bus.subscribe('bench/event', async () => onHandled(), { subscriberId: 'bench', retry: { concurrency: CONCURRENCY } })
+  const bus = createBus({
+    store: redisStore({ url: REDIS_URL, prefix, logger: silentLogger }),
+    logger: silentLogger,
+  })
+  bus.subscribe('bench/event', async () => onHandled(), {
+    subscriberId: 'bench',
+    retry: { concurrency: CONCURRENCY },
+  })
   while ((await bus.subscriptions()).length === 0) await new Promise((resolve) => setTimeout(resolve, 5))
   return {
     async publish(count) {
@@ -104,7 +110,9 @@ async function child(): Promise<void> {
   }
   const name = process.env.BENCH_NAME!
   const participant =
-    process.env.BENCH_CHILD === 'herald' ? await heraldParticipant(name, onHandled) : await medusaParticipant(name, onHandled)
+    process.env.BENCH_CHILD === 'herald'
+      ? await heraldParticipant(name, onHandled)
+      : await medusaParticipant(name, onHandled)
   process.on('message', (message: ToChild) => {
     if ('go' in message) void participant.publish(message.go).then(() => send({ published: true }))
     else {
@@ -132,7 +140,9 @@ async function endToEnd(kind: 'herald' | 'medusa', processes: number, total: num
     children.push(proc)
     readies.push(
       new Promise((resolve, reject) => {
-        proc.once('exit', (code) => reject(new Error(`${kind} child exited with ${code} before it was ready`)))
+        proc.once('exit', (code) =>
+          reject(new Error(`${kind} child exited with ${code} before it was ready`)),
+        )
         proc.on('message', (message: FromChild) => {
           if ('ready' in message) resolve()
           else if ('handled' in message) {
@@ -198,23 +208,40 @@ const CONTENDERS = {
 async function main(): Promise<void> {
   // BENCH_ONLY=herald1,raw runs a subset (for profiling); the recorded figures come from a full run.
   const only = process.env.BENCH_ONLY?.split(',') ?? Object.keys(CONTENDERS)
-  header(`bench redis: ${REDIS_URL}, arrays of ${BATCH} per emit, concurrency ${CONCURRENCY}, median of ${RUNS} runs`)
+  header(
+    `bench redis: ${REDIS_URL}, arrays of ${BATCH} per emit, concurrency ${CONCURRENCY}, median of ${RUNS} runs`,
+  )
   const rates: Partial<Record<keyof typeof CONTENDERS, number>> = {}
-  for (const [key, contender] of Object.entries(CONTENDERS) as [keyof typeof CONTENDERS, (typeof CONTENDERS)[keyof typeof CONTENDERS]][]) {
+  for (const [key, contender] of Object.entries(CONTENDERS) as [
+    keyof typeof CONTENDERS,
+    (typeof CONTENDERS)[keyof typeof CONTENDERS],
+  ][]) {
     if (only.includes(key)) rates[key] = await medianOf(RUNS, contender.run)
   }
   const unit = 'events/s'
   const ofRaw = (rate: number | undefined): string | undefined =>
-    rate !== undefined && rates.raw !== undefined ? `${((rate / rates.raw) * 100).toFixed(0)} % of raw XADD` : undefined
+    rate !== undefined && rates.raw !== undefined
+      ? `${((rate / rates.raw) * 100).toFixed(0)} % of raw XADD`
+      : undefined
   const rows = (Object.keys(CONTENDERS) as (keyof typeof CONTENDERS)[])
     .filter((key) => rates[key] !== undefined)
     .map((key) => {
       const note = key.startsWith('herald') ? ofRaw(rates[key]) : undefined
       return { name: CONTENDERS[key].name, value: rates[key]!, unit, ...(note ? { note } : {}) }
     })
-  table(`end to end: emit → Redis → handler (Herald ${N.toLocaleString('en')} events, Medusa ${N_MEDUSA.toLocaleString('en')})`, rows, CONTENDERS.medusa1.name)
+  table(
+    `end to end: emit → Redis → handler (Herald ${N.toLocaleString('en')} events, Medusa ${N_MEDUSA.toLocaleString('en')})`,
+    rows,
+    CONTENDERS.medusa1.name,
+  )
   const { herald1, herald2, medusa1, medusa2, raw } = rates
-  if (herald1 !== undefined && herald2 !== undefined && medusa1 !== undefined && medusa2 !== undefined && raw !== undefined) {
+  if (
+    herald1 !== undefined &&
+    herald2 !== undefined &&
+    medusa1 !== undefined &&
+    medusa2 !== undefined &&
+    raw !== undefined
+  ) {
     console.log(
       `\ngoals: ≥ 5× Medusa's Redis bus → ${(herald1 / medusa1).toFixed(1)}× (1 process), ${(herald2 / medusa2).toFixed(1)}× (2 processes); ` +
         `≥ 40 % of raw XADD → ${((herald1 / raw) * 100).toFixed(0)} % (1 process), ${((herald2 / raw) * 100).toFixed(0)} % (2 processes)`,

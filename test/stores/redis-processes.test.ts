@@ -33,7 +33,12 @@ class HeraldProcess {
   constructor(prefix: string, leaseTime: number) {
     this.child = fork(FIXTURE, [], {
       execArgv: ['--import', 'tsx'],
-      env: { ...process.env, REDIS_URL: redis!.url, HERALD_PREFIX: prefix, HERALD_LEASE_TIME: String(leaseTime) },
+      env: {
+        ...process.env,
+        REDIS_URL: redis!.url,
+        HERALD_PREFIX: prefix,
+        HERALD_LEASE_TIME: String(leaseTime),
+      },
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     })
     this.exited = new Promise((resolve) => this.child.once('exit', () => resolve()))
@@ -41,13 +46,17 @@ class HeraldProcess {
       if (message.error) throw new Error(`herald process ${this.child.pid}: ${message.error}`)
       if (message.handled) this.handled.push(...message.handled)
       if (message.holding) this.holding.push(...message.holding)
-      for (let i = this.waiting.length - 1; i >= 0; i--) if (this.waiting[i]!(message)) this.waiting.splice(i, 1)
+      for (let i = this.waiting.length - 1; i >= 0; i--)
+        if (this.waiting[i]!(message)) this.waiting.splice(i, 1)
     })
   }
 
   private next<T>(pick: (message: Message) => T | undefined, what: string): Promise<T> {
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`herald process ${this.child.pid}: no ${what} within 30 s`)), 30_000)
+      const timer = setTimeout(
+        () => reject(new Error(`herald process ${this.child.pid}: no ${what} within 30 s`)),
+        30_000,
+      )
       this.waiting.push((message) => {
         const value = pick(message)
         if (value === undefined) return false
@@ -130,7 +139,11 @@ describe.skipIf(!redis)('several Herald processes on one Redis', () => {
 
     const survivors = await Promise.all([0, 1].map(() => spawnHerald(prefix, lease)))
     for (const herald of survivors) await herald.subscribe({ id: 'crashy', pattern: 'work', concurrency: 10 })
-    await waitFor(() => survivors.reduce((sum, herald) => sum + herald.handled.length, 0) === 20, 15_000, 'the survivors to take the other 20')
+    await waitFor(
+      () => survivors.reduce((sum, herald) => sum + herald.handled.length, 0) === 20,
+      15_000,
+      'the survivors to take the other 20',
+    )
     // While the victim lives and renews its leases, nobody else touches what it holds.
     const held = new Set(victim.holding)
     expect(survivors.some((herald) => herald.handled.some(([id]) => held.has(id)))).toBe(false)
@@ -148,7 +161,10 @@ describe.skipIf(!redis)('several Herald processes on one Redis', () => {
 
   it('a live subscriber in one process receives, in order, what another process publishes', async () => {
     const prefix = redis!.subPrefix('live')
-    const bus = createBus({ store: redisStore({ url: redis!.url, prefix, logger: silentLogger }), logger: silentLogger })
+    const bus = createBus({
+      store: redisStore({ url: redis!.url, prefix, logger: silentLogger }),
+      logger: silentLogger,
+    })
     try {
       const received: HeraldEvent[] = []
       bus.subscribe('news', async (event) => {

@@ -29,9 +29,13 @@ describe.skipIf(!canStartRedisServer())('Redis restart', () => {
     })
     const delivered = new Set<string>()
     const live: HeraldEvent[] = []
-    bus.subscribe('orders', async (event) => {
-      delivered.add(event.id)
-    }, { subscriberId: 'ledger', retry: { concurrency: 20 } })
+    bus.subscribe(
+      'orders',
+      async (event) => {
+        delivered.add(event.id)
+      },
+      { subscriberId: 'ledger', retry: { concurrency: 20 } },
+    )
     bus.subscribe('orders', async (event) => {
       live.push(event)
     })
@@ -43,7 +47,12 @@ describe.skipIf(!canStartRedisServer())('Redis restart', () => {
     const publisher = (async () => {
       for (let i = 0; publishing; i++) {
         try {
-          acknowledged.push(...(await bus.emit([{ topic: `orders/${i}`, data: { i } }, { topic: `orders/${i}/b`, data: { i } }])))
+          acknowledged.push(
+            ...(await bus.emit([
+              { topic: `orders/${i}`, data: { i } },
+              { topic: `orders/${i}/b`, data: { i } },
+            ])),
+          )
         } catch (error) {
           refused.push(error)
           await sleep(20)
@@ -58,7 +67,11 @@ describe.skipIf(!canStartRedisServer())('Redis restart', () => {
     publishing = false
     await publisher
 
-    await waitFor(() => acknowledged.every((id) => delivered.has(id)), 30_000, 'every acknowledged event delivered')
+    await waitFor(
+      () => acknowledged.every((id) => delivered.has(id)),
+      30_000,
+      'every acknowledged event delivered',
+    )
     // Publishers were told, in the store's own words, and never hung.
     for (const error of refused) expect(isHeraldError(error, 'store_unavailable'), String(error)).toBe(true)
     // Live delivery came back on its own too: the last event published reached the live subscriber.

@@ -53,7 +53,8 @@ let sequence = 0
 export async function useRedis(name: string): Promise<TestRedis | undefined> {
   const url = await locateRedis()
   if (!url) {
-    const why = 'no Redis: REDIS_URL is unset, nothing answers on 127.0.0.1:6379, and there is no redis-server binary to start'
+    const why =
+      'no Redis: REDIS_URL is unset, nothing answers on 127.0.0.1:6379, and there is no redis-server binary to start'
     if (inCI()) throw new Error(`${why} (CI=true, so this fails instead of skipping)`)
     notice(`SKIPPED "${name}": ${why}. Install redis-server or set REDIS_URL to run these tests.`)
     return undefined
@@ -83,13 +84,16 @@ async function locateRedis(): Promise<string | undefined> {
   if (process.env.REDIS_URL) {
     const url = process.env.REDIS_URL
     const { hostname, port } = new URL(url)
-    if (!(await answers(Number(port || 6379), hostname || '127.0.0.1'))) throw new Error(`REDIS_URL=${url} does not answer PING`)
+    if (!(await answers(Number(port || 6379), hostname || '127.0.0.1')))
+      throw new Error(`REDIS_URL=${url} does not answer PING`)
     return url
   }
   if (await answers(6379)) return 'redis://127.0.0.1:6379'
   if (!hasRedisServerBinary()) return undefined
   throwaway = await startRedisServer()
-  notice(`no Redis on 127.0.0.1:6379: started a throwaway redis-server on port ${throwaway.port} for this file`)
+  notice(
+    `no Redis on 127.0.0.1:6379: started a throwaway redis-server on port ${throwaway.port} for this file`,
+  )
   return throwaway.url
 }
 
@@ -120,7 +124,8 @@ export interface RedisServer {
 /** True when a redis-server binary is on PATH. Under CI=true a missing one throws, so fault tests fail rather than skip. */
 export function canStartRedisServer(): boolean {
   if (hasRedisServerBinary()) return true
-  if (inCI()) throw new Error('redis-server is not installed (CI=true, so fault tests fail instead of skipping)')
+  if (inCI())
+    throw new Error('redis-server is not installed (CI=true, so fault tests fail instead of skipping)')
   notice('SKIPPED fault tests: no redis-server binary on PATH to start a server of their own.')
   return false
 }
@@ -139,13 +144,20 @@ export async function startRedisServer(options: RedisServerOptions = {}): Promis
   const dir = mkdtempSync(join(tmpdir(), 'herald-redis-'))
   const appendonly = options.appendonly ?? false
   const args = [
-    '--port', String(port),
-    '--bind', '127.0.0.1',
-    '--save', '',
-    '--appendonly', appendonly ? 'yes' : 'no',
-    '--appendfsync', options.appendfsync ?? (appendonly ? 'always' : 'everysec'),
-    '--dir', dir,
-    '--logfile', join(dir, 'redis.log'),
+    '--port',
+    String(port),
+    '--bind',
+    '127.0.0.1',
+    '--save',
+    '',
+    '--appendonly',
+    appendonly ? 'yes' : 'no',
+    '--appendfsync',
+    options.appendfsync ?? (appendonly ? 'always' : 'everysec'),
+    '--dir',
+    dir,
+    '--logfile',
+    join(dir, 'redis.log'),
   ]
   let child: ChildProcess | undefined
   let exited: Promise<void> = Promise.resolve()
@@ -158,7 +170,10 @@ export async function startRedisServer(options: RedisServerOptions = {}): Promis
     void exited.then(() => running.delete(proc))
     const until = Date.now() + 15_000
     while (!(await answers(port))) {
-      if (proc.exitCode !== null) throw new Error(`redis-server on port ${port} exited with ${proc.exitCode}; see ${join(dir, 'redis.log')}`)
+      if (proc.exitCode !== null)
+        throw new Error(
+          `redis-server on port ${port} exited with ${proc.exitCode}; see ${join(dir, 'redis.log')}`,
+        )
       if (Date.now() > until) throw new Error(`redis-server on port ${port} did not answer within 15 s`)
       await new Promise((resolve) => setTimeout(resolve, 25))
     }

@@ -139,7 +139,13 @@ export class Claimer {
   }
 
   /** A plan from the events held after where this process left the cursor, if it holds any. */
-  private planFromHeld(target: ClaimTarget, key: string, want: number, scanLimit: number, match: (event: HeraldEvent) => boolean): Plan | undefined {
+  private planFromHeld(
+    target: ClaimTarget,
+    key: string,
+    want: number,
+    scanLimit: number,
+    match: (event: HeraldEvent) => boolean,
+  ): Plan | undefined {
     const cursor = this.cursors.get(key)
     const span = this.recent.span(target.tenant)
     if (cursor === undefined || !span) return undefined
@@ -164,7 +170,9 @@ export class Claimer {
     for (;;) {
       const span = this.recent.span(tenant)
       let page = FIRST_PAGE
-      const [cursor, dueCount, later, entries, cursorHeld] = await this.run<[string, number, string | null, StreamEntry[], number]>(
+      const [cursor, dueCount, later, entries, cursorHeld] = await this.run<
+        [string, number, string | null, StreamEntry[], number]
+      >(
         scripts.scanSubscription,
         [k.sub, k.due, k.log],
         [now, page, span ? span.from : '', span ? span.last : ''],
@@ -199,9 +207,11 @@ export class Claimer {
   /** Deliveries of the due records the lease re-leased, with their events (kept by the record, held, or read). */
   private async redelivered(target: ClaimTarget, redue: (string | number)[]): Promise<Delivery[]> {
     const parsed: { seq: string; attempt: number; json: string }[] = []
-    for (let i = 0; i + 2 < redue.length; i += 3) parsed.push({ seq: String(redue[i]), attempt: Number(redue[i + 1]), json: String(redue[i + 2]) })
+    for (let i = 0; i + 2 < redue.length; i += 3)
+      parsed.push({ seq: String(redue[i]), attempt: Number(redue[i + 1]), json: String(redue[i + 2]) })
     const fromLog = parsed.filter((due) => due.json === '').map((due) => due.seq)
-    const found = fromLog.length > 0 ? await this.reader.eventsAt(target.keys.log, target.tenant, fromLog) : undefined
+    const found =
+      fromLog.length > 0 ? await this.reader.eventsAt(target.keys.log, target.tenant, fromLog) : undefined
     const deliveries: Delivery[] = []
     const lost: string[] = []
     for (const due of parsed) {
@@ -211,7 +221,11 @@ export class Claimer {
     }
     // Trimming keeps what a record needs, so this means entries were removed by hand: say so
     // rather than hand a handler half an event. The records stay until their subscription goes.
-    if (lost.length > 0) this.logger.error({ tenant: target.tenant, subscriptionId: target.subscriptionId, seqs: lost }, 'deliveries whose events are gone from the log')
+    if (lost.length > 0)
+      this.logger.error(
+        { tenant: target.tenant, subscriptionId: target.subscriptionId, seqs: lost },
+        'deliveries whose events are gone from the log',
+      )
     return deliveries
   }
 }

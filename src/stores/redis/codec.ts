@@ -56,14 +56,25 @@ export function decodeRecord(subscriptionId: string, seq: string, json: string):
 }
 
 /** A dead letter with its event, which dead records keep (undefined for a record that is not dead). */
-export function decodeDeadLetter(subscriptionId: string, seq: string, json: string): StoredDeadLetter | undefined {
+export function decodeDeadLetter(
+  subscriptionId: string,
+  seq: string,
+  json: string,
+): StoredDeadLetter | undefined {
   const raw = JSON.parse(json) as RawRecord
   if (raw.s !== 'dead' || raw.v === undefined) return undefined
   return { ...toRecord(subscriptionId, seq, raw), event: parseEvent(raw.v, seq) }
 }
 
 function toRecord(subscriptionId: string, seq: string, raw: RawRecord): DeliveryRecord {
-  const record: DeliveryRecord = { subscriptionId, seq, eventId: raw.e, state: raw.s, attempts: raw.a, updatedAt: raw.u }
+  const record: DeliveryRecord = {
+    subscriptionId,
+    seq,
+    eventId: raw.e,
+    state: raw.s,
+    attempts: raw.a,
+    updatedAt: raw.u,
+  }
   if (raw.r !== undefined) record.lastError = raw.r
   if (raw.n !== undefined) record.nextAttemptAt = raw.n
   if (raw.l !== undefined) record.leaseUntil = raw.l
@@ -78,7 +89,11 @@ interface Spec {
   meta?: Record<string, unknown>
 }
 
-export function encodeSpec(spec: { patterns: readonly string[]; sender?: string | undefined; meta?: Record<string, unknown> | undefined }): string {
+export function encodeSpec(spec: {
+  patterns: readonly string[]
+  sender?: string | undefined
+  meta?: Record<string, unknown> | undefined
+}): string {
   const out: Spec = { patterns: [...spec.patterns] }
   if (spec.sender !== undefined) out.sender = spec.sender
   if (spec.meta !== undefined) out.meta = spec.meta
@@ -86,7 +101,11 @@ export function encodeSpec(spec: { patterns: readonly string[]; sender?: string 
 }
 
 /** A subscription from its tenant name ('account/workspace'), id and the hash fields spec, createdAt, startSeq, cursor. */
-export function decodeSubscription(tenantName: string, id: string, fields: readonly (string | null)[]): SubscriptionRecord {
+export function decodeSubscription(
+  tenantName: string,
+  id: string,
+  fields: readonly (string | null)[],
+): SubscriptionRecord {
   const slash = tenantName.indexOf('/')
   const spec = JSON.parse(fields[0] ?? '{"patterns":[]}') as Spec
   const record: SubscriptionRecord = {

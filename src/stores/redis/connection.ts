@@ -14,7 +14,10 @@ function loadDriver(): IORedis {
     try {
       driver = createRequire(import.meta.url)('ioredis') as IORedis
     } catch (error) {
-      throw new HeraldError('invalid_option', `redisStore needs the 'ioredis' package (npm install ioredis@^5): ${describeError(error)}`)
+      throw new HeraldError(
+        'invalid_option',
+        `redisStore needs the 'ioredis' package (npm install ioredis@^5): ${describeError(error)}`,
+      )
     }
   }
   return driver
@@ -72,14 +75,21 @@ export class Connection {
     this.redis.on('close', () => {
       if (!this.down && !this.closing) {
         this.down = true
-        options.logger.warn({ redis: redact(options.url), connection: options.name, error: this.lastError || undefined }, 'lost the connection to Redis; reconnecting')
+        options.logger.warn(
+          { redis: redact(options.url), connection: options.name, error: this.lastError || undefined },
+          'lost the connection to Redis; reconnecting',
+        )
       }
       if (this.inFlight.size === 0) return
-      const lost = new HeraldError('store_unavailable', 'the connection to Redis closed while this command was in flight; it may or may not have been applied')
+      const lost = new HeraldError(
+        'store_unavailable',
+        'the connection to Redis closed while this command was in flight; it may or may not have been applied',
+      )
       for (const fail of [...this.inFlight]) fail(lost)
     })
     this.redis.on('ready', () => {
-      if (this.down) options.logger.info({ redis: redact(options.url), connection: options.name }, 'reconnected to Redis')
+      if (this.down)
+        options.logger.info({ redis: redact(options.url), connection: options.name }, 'reconnected to Redis')
       this.down = false
       const waiters = this.readyWaiters
       this.readyWaiters = new Set()
@@ -133,12 +143,18 @@ export class Connection {
   private whenReady(deadline: number): Promise<void> {
     if (this.closing) return Promise.reject(new HeraldError('closed', 'the store is closed'))
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.readyWaiters.delete(done)
-        reject(
-          new HeraldError('store_unavailable', `Redis at ${redact(this.options.url)} is unreachable (${this.lastError || this.redis.status}); gave up after ${this.options.timeout} ms`),
-        )
-      }, Math.max(0, deadline - Date.now()))
+      const timer = setTimeout(
+        () => {
+          this.readyWaiters.delete(done)
+          reject(
+            new HeraldError(
+              'store_unavailable',
+              `Redis at ${redact(this.options.url)} is unreachable (${this.lastError || this.redis.status}); gave up after ${this.options.timeout} ms`,
+            ),
+          )
+        },
+        Math.max(0, deadline - Date.now()),
+      )
       const done = (): void => {
         clearTimeout(timer)
         resolve()
@@ -159,9 +175,13 @@ export class Connection {
     for (const resolve of this.readyWaiters) resolve()
     this.readyWaiters.clear()
     if (this.redis.status === 'end') return
+    if (!this.ready) {
+      // Between reconnection attempts there is no socket to close, and ioredis says nothing more.
+      this.redis.disconnect()
+      return
+    }
     const ended = new Promise<void>((resolve) => this.redis.once('end', () => resolve()))
-    if (this.ready) await this.redis.quit().catch(() => this.redis.disconnect())
-    else this.redis.disconnect()
+    await this.redis.quit().catch(() => this.redis.disconnect())
     await ended
   }
 }
@@ -180,9 +200,13 @@ export function toStoreError(error: unknown): Error {
     // Redis puts 'ERR ' before a script's own error reply.
     if (error.message.includes(NOT_FOUND_REPLY)) return new HeraldError('not_found', 'no such subscription')
     if (error.message.startsWith('WRONGTYPE')) {
-      return new HeraldError('store_incompatible', `a key under the store's prefix holds data Herald did not write: ${error.message}`)
+      return new HeraldError(
+        'store_incompatible',
+        `a key under the store's prefix holds data Herald did not write: ${error.message}`,
+      )
     }
-    if (UNAVAILABLE_REPLY.test(error.message)) return new HeraldError('store_unavailable', `Redis cannot serve this now: ${error.message}`)
+    if (UNAVAILABLE_REPLY.test(error.message))
+      return new HeraldError('store_unavailable', `Redis cannot serve this now: ${error.message}`)
     return error
   }
   return new HeraldError('store_unavailable', `Redis did not answer: ${message}`)

@@ -69,7 +69,11 @@ export class FeedReader {
       (newest) => {
         if (newest[0]) this.advance(newest[0][0])
       },
-      (error: unknown) => this.logger.warn({ error: describeError(error) }, 'watch: reading the feed position failed; starting from the oldest entry kept'),
+      (error: unknown) =>
+        this.logger.warn(
+          { error: describeError(error) },
+          'watch: reading the feed position failed; starting from the oldest entry kept',
+        ),
     )
     this.loop = this.run(connection)
   }
@@ -113,7 +117,8 @@ export class FeedReader {
         }
       } catch (error) {
         if (this.connection !== connection) return
-        if (!failing) this.logger.warn({ error: describeError(error) }, 'watch: reading the feed failed; retrying')
+        if (!failing)
+          this.logger.warn({ error: describeError(error) }, 'watch: reading the feed failed; retrying')
         failing = true
         await sleep(RETRY_MS)
         continue
@@ -156,10 +161,15 @@ export class FeedReader {
         if (error) throw error
         const i = missing[j]!
         const { t, a, b } = fieldsOf(entries[i]![1])
-        const events = parseEntries(result as StreamEntry[]).filter((event) => event.seq! >= a && event.seq! <= b)
+        const events = parseEntries(result as StreamEntry[]).filter(
+          (event) => event.seq! >= a && event.seq! <= b,
+        )
         if (events.length === 0 || events[0]!.seq !== a || events.at(-1)!.seq !== b) {
           this.recent.forget()
-          this.logger.warn({ tenant: t, from: a, to: b, found: events.length }, 'watch: some appended events left the log before this process read them; live subscribers missed them')
+          this.logger.warn(
+            { tenant: t, from: a, to: b, found: events.length },
+            'watch: some appended events left the log before this process read them; live subscribers missed them',
+          )
         }
         batches[i] = events
       }
@@ -201,7 +211,10 @@ export class FeedReader {
     const oldest = await connection.run((redis) => redis.xrange(this.keys.feed, '-', '+', 'COUNT', 1))
     if (oldest[0] && compareIds(oldest[0][0], this.position) > 0) {
       this.recent.forget()
-      this.logger.warn({ position: this.position, oldest: oldest[0][0] }, 'watch: the feed moved on while Redis was unreachable; live subscribers may have missed events (durable subscriptions did not)')
+      this.logger.warn(
+        { position: this.position, oldest: oldest[0][0] },
+        'watch: the feed moved on while Redis was unreachable; live subscribers may have missed events (durable subscriptions did not)',
+      )
     }
   }
 }

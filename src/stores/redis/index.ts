@@ -79,11 +79,19 @@ export function redisStore(options: RedisStoreOptions = {}): Store {
   return new RedisStore(options)
 }
 
-function positiveInteger(name: string, value: number | undefined, fallback: number, allowInfinity = false): number {
+function positiveInteger(
+  name: string,
+  value: number | undefined,
+  fallback: number,
+  allowInfinity = false,
+): number {
   if (value === undefined) return fallback
   if (allowInfinity && value === Infinity) return value
   if (typeof value !== 'number' || !Number.isInteger(value) || value < 1) {
-    throw new HeraldError('invalid_option', `redisStore ${name} must be a positive integer${allowInfinity ? ' or Infinity' : ''}, got ${JSON.stringify(value)}`)
+    throw new HeraldError(
+      'invalid_option',
+      `redisStore ${name} must be a positive integer${allowInfinity ? ' or Infinity' : ''}, got ${JSON.stringify(value)}`,
+    )
   }
   return value
 }
@@ -112,11 +120,17 @@ class RedisStore implements Store {
   constructor(options: RedisStoreOptions) {
     const url = options.url ?? REDIS_DEFAULTS.url
     if (typeof url !== 'string' || !/^rediss?:\/\//.test(url)) {
-      throw new HeraldError('invalid_option', `redisStore url must start with redis:// or rediss://, got ${JSON.stringify(redact(String(url)))}`)
+      throw new HeraldError(
+        'invalid_option',
+        `redisStore url must start with redis:// or rediss://, got ${JSON.stringify(redact(String(url)))}`,
+      )
     }
     const prefix = options.prefix ?? REDIS_DEFAULTS.prefix
     if (typeof prefix !== 'string' || !PREFIX.test(prefix)) {
-      throw new HeraldError('invalid_option', `redisStore prefix must be 1-128 characters without whitespace or * ? [ ] { }, got ${JSON.stringify(prefix)}`)
+      throw new HeraldError(
+        'invalid_option',
+        `redisStore prefix must be 1-128 characters without whitespace or * ? [ ] { }, got ${JSON.stringify(prefix)}`,
+      )
     }
     const maxEvents = positiveInteger('maxEvents', options.maxEvents, REDIS_DEFAULTS.maxEvents, true)
     this.keep = maxEvents === Infinity ? 0 : maxEvents
@@ -127,11 +141,22 @@ class RedisStore implements Store {
     this.logger = options.logger ?? consoleLogger
     this.keys = new Keys(prefix)
     this.main = this.connection('commands')
-    this.feed = new FeedReader(this.keys, this.main, () => this.connection('feed', true), this.recent, this.logger, () =>
-      this.appending.size === 0 ? undefined : Promise.allSettled([...this.appending]),
+    this.feed = new FeedReader(
+      this.keys,
+      this.main,
+      () => this.connection('feed', true),
+      this.recent,
+      this.logger,
+      () => (this.appending.size === 0 ? undefined : Promise.allSettled([...this.appending])),
     )
     this.reader = new LogReader(this.main, this.recent)
-    this.claimer = new Claimer((script, keys, args) => this.run(script, keys, args), this.reader, this.recent, this.leases, this.logger)
+    this.claimer = new Claimer(
+      (script, keys, args) => this.run(script, keys, args),
+      this.reader,
+      this.recent,
+      this.leases,
+      this.logger,
+    )
   }
 
   private connection(name: string, blocking = false): Connection {
@@ -149,7 +174,11 @@ class RedisStore implements Store {
 
   // ── the log ────────────────────────────────────────────────────────────────────────────────
 
-  async append(tenant: Tenant, inputs: readonly PreparedEvent[], options: AppendOptions): Promise<AppendResult> {
+  async append(
+    tenant: Tenant,
+    inputs: readonly PreparedEvent[],
+    options: AppendOptions,
+  ): Promise<AppendResult> {
     this.open()
     if (inputs.length === 0) return { appended: [], staged: 0, duplicates: [] }
     const base = this.keys.base(tenant)
@@ -166,10 +195,15 @@ class RedisStore implements Store {
     const keys = [base + SUFFIX.log, base + SUFFIX.ids, this.keys.feed, base + SUFFIX.meta]
     // The common case (ids Herald made, nothing to dedupe or stage) travels as one JSON array and
     // one string of ids: two arguments and one stream entry for the whole batch.
-    if (inputs.length <= MAX_PER_ENTRY && inputs.every((input) => !input.dedupe && input.groupId === undefined)) {
+    if (
+      inputs.length <= MAX_PER_ENTRY &&
+      inputs.every((input) => !input.dedupe && input.groupId === undefined)
+    ) {
       const events = inputs.map((input) => input.event)
       args.push('batch', JSON.stringify(events), events.map((event) => event.id).join(' '), events.length)
-      const [feedId, previous, entryId] = await this.tracked(this.run<[string, string, string]>(scripts.appendEvents, keys, args))
+      const [feedId, previous, entryId] = await this.tracked(
+        this.run<[string, string, string]>(scripts.appendEvents, keys, args),
+      )
       const prefix = seqPrefix(entryId)
       for (let i = 0; i < events.length; i++) events[i]!.seq = seqAt(prefix, i)
       this.appended(tenant, feedId, previous, events)
@@ -178,7 +212,13 @@ class RedisStore implements Store {
     args.push('each')
     for (const input of inputs) {
       const grouped = input.groupId !== undefined
-      args.push(input.dedupe ? '1' : '', input.groupId ?? '', input.event.id, grouped ? input.event.topic : '', encodeEvent(input.event))
+      args.push(
+        input.dedupe ? '1' : '',
+        input.groupId ?? '',
+        input.event.id,
+        grouped ? input.event.topic : '',
+        encodeEvent(input.event),
+      )
     }
     const reply = await this.tracked(this.run<string[]>(scripts.appendEvents, keys, args))
     const appended: HeraldEvent[] = []
@@ -223,7 +263,9 @@ class RedisStore implements Store {
     let start = after === undefined ? '-' : entryOf(after)
     for (;;) {
       const count = Math.min(READ_PAGE, limit)
-      const entries = (await this.main.run((redis) => redis.xrange(log, start, '+', 'COUNT', count))) as StreamEntry[]
+      const entries = (await this.main.run((redis) =>
+        redis.xrange(log, start, '+', 'COUNT', count),
+      )) as StreamEntry[]
       for (const event of parseEntries(entries, after)) {
         out.push(event)
         if (out.length >= limit) return out
@@ -235,7 +277,11 @@ class RedisStore implements Store {
 
   async getEvent(tenant: Tenant, id: string): Promise<HeraldEvent | undefined> {
     const base = this.keys.base(tenant)
-    const entry = await this.run<StreamEntry | null>(scripts.getEvent, [base + SUFFIX.ids, base + SUFFIX.log], [id, idTime(id) ?? ''])
+    const entry = await this.run<StreamEntry | null>(
+      scripts.getEvent,
+      [base + SUFFIX.ids, base + SUFFIX.log],
+      [id, idTime(id) ?? ''],
+    )
     if (!entry) return undefined
     const events = parseEntry(entry)
     for (let i = events.length - 1; i >= 0; i--) if (events[i]!.id === id) return events[i]
@@ -265,7 +311,8 @@ class RedisStore implements Store {
       ),
     )
     const events: HeraldEvent[] = []
-    for (let i = 2; i + 1 < reply.length; i += 2) events.push(...parseEntry([reply[i]!, ['n', '', 'i', '', 'e', reply[i + 1]!]]))
+    for (let i = 2; i + 1 < reply.length; i += 2)
+      events.push(...parseEntry([reply[i]!, ['n', '', 'i', '', 'e', reply[i + 1]!]]))
     if (reply[0]) this.appended(tenant, reply[0], reply[1]!, events)
     return events
   }
@@ -290,27 +337,51 @@ class RedisStore implements Store {
 
   async deleteSubscription(tenant: Tenant, id: string): Promise<boolean> {
     const k = this.keys.subscription(tenant, id)
-    return (await this.run<number>(scripts.deleteSubscription, [k.sub, k.rec, k.due, k.dead, k.base + SUFFIX.subs, k.leases], [id, k.lease])) === 1
+    return (
+      (await this.run<number>(
+        scripts.deleteSubscription,
+        [k.sub, k.rec, k.due, k.dead, k.base + SUFFIX.subs, k.leases],
+        [id, k.lease],
+      )) === 1
+    )
   }
 
   async listSubscriptions(tenant?: Tenant): Promise<SubscriptionRecord[]> {
-    const reply = await this.run<(string | null)[]>(scripts.listSubscriptions, [], [this.keys.prefix, tenant ? tenantKey(tenant) : ''])
+    const reply = await this.run<(string | null)[]>(
+      scripts.listSubscriptions,
+      [],
+      [this.keys.prefix, tenant ? tenantKey(tenant) : ''],
+    )
     const records: SubscriptionRecord[] = []
-    for (let i = 0; i + 5 < reply.length; i += 6) records.push(decodeSubscription(reply[i]!, reply[i + 1]!, reply.slice(i + 2, i + 6)))
+    for (let i = 0; i + 5 < reply.length; i += 6)
+      records.push(decodeSubscription(reply[i]!, reply[i + 1]!, reply.slice(i + 2, i + 6)))
     return records.sort((a, b) => compareKeys([a.account, a.workspace, a.id], [b.account, b.workspace, b.id]))
   }
 
   async claim(tenant: Tenant, subscriptionId: string, request: ClaimRequest): Promise<ClaimResult> {
     this.open()
     try {
-      return await this.claimer.claim({ tenant: tenantKey(tenant), subscriptionId, keys: this.keys.subscription(tenant, subscriptionId) }, request)
+      return await this.claimer.claim(
+        { tenant: tenantKey(tenant), subscriptionId, keys: this.keys.subscription(tenant, subscriptionId) },
+        request,
+      )
     } catch (error) {
-      if (isHeraldError(error, 'not_found')) throw new HeraldError('not_found', `no subscription ${JSON.stringify(subscriptionId)} in ${tenantKey(tenant)}`)
+      if (isHeraldError(error, 'not_found'))
+        throw new HeraldError(
+          'not_found',
+          `no subscription ${JSON.stringify(subscriptionId)} in ${tenantKey(tenant)}`,
+        )
       throw error
     }
   }
 
-  async renew(tenant: Tenant, subscriptionId: string, consumer: string, seqs: readonly string[], leaseUntil: number): Promise<string[]> {
+  async renew(
+    tenant: Tenant,
+    subscriptionId: string,
+    consumer: string,
+    seqs: readonly string[],
+    leaseUntil: number,
+  ): Promise<string[]> {
     if (seqs.length === 0) return []
     const k = this.keys.subscription(tenant, subscriptionId)
     const args: Arg[] = [consumer, Math.floor(leaseUntil), k.lease]
@@ -319,7 +390,13 @@ class RedisStore implements Store {
     return this.run<string[]>(scripts.renewLeases, [k.rec, k.due, k.leases], args)
   }
 
-  async settle(tenant: Tenant, subscriptionId: string, consumer: string, settlements: readonly Settlement[], now: number): Promise<void> {
+  async settle(
+    tenant: Tenant,
+    subscriptionId: string,
+    consumer: string,
+    settlements: readonly Settlement[],
+    now: number,
+  ): Promise<void> {
     if (settlements.length === 0) return
     const k = this.keys.subscription(tenant, subscriptionId)
     const held = this.leases.of(k.sub, consumer)
@@ -338,12 +415,15 @@ class RedisStore implements Store {
     const args: Arg[] = [Math.floor(now), consumer, k.lease]
     for (const [lease, seqs] of byLease) args.push('L', lease, seqs.length, ...seqs)
     if (others.length > 0) {
-      const deadSeqs = others.filter((settlement) => settlement.outcome === 'dead').map((settlement) => settlement.seq)
+      const deadSeqs = others
+        .filter((settlement) => settlement.outcome === 'dead')
+        .map((settlement) => settlement.seq)
       const dead = deadSeqs.length > 0 ? await this.deadEvents(k, tenantKey(tenant), deadSeqs) : undefined
       for (const settlement of others) {
         const lease = held.get(settlement.seq) ?? ''
         if (settlement.outcome === 'delivered') args.push('R', settlement.seq, 'delivered', '', '', lease)
-        else if (settlement.outcome === 'retry') args.push('R', settlement.seq, 'retry', Math.floor(settlement.retryAt), settlement.error, lease)
+        else if (settlement.outcome === 'retry')
+          args.push('R', settlement.seq, 'retry', Math.floor(settlement.retryAt), settlement.error, lease)
         else args.push('R', settlement.seq, 'dead', dead?.get(settlement.seq) ?? '', settlement.error, lease)
       }
     }
@@ -353,9 +433,14 @@ class RedisStore implements Store {
   }
 
   /** The JSON a dead letter keeps of each event. */
-  private async deadEvents(k: SubscriptionKeys, tenant: string, seqs: readonly string[]): Promise<Map<string, string>> {
+  private async deadEvents(
+    k: SubscriptionKeys,
+    tenant: string,
+    seqs: readonly string[],
+  ): Promise<Map<string, string>> {
     const out = new Map<string, string>()
-    for (const [seq, event] of await this.reader.eventsAt(k.log, tenant, seqs)) out.set(seq, encodeEvent(event))
+    for (const [seq, event] of await this.reader.eventsAt(k.log, tenant, seqs))
+      out.set(seq, encodeEvent(event))
     return out
   }
 
@@ -382,7 +467,9 @@ class RedisStore implements Store {
       const letter = decodeDeadLetter(reply[i]!, reply[i + 1]!, reply[i + 2]!)
       if (letter) letters.push(letter)
     }
-    letters.sort((a, b) => (a.seq < b.seq ? -1 : a.seq > b.seq ? 1 : a.subscriptionId < b.subscriptionId ? -1 : 1))
+    letters.sort((a, b) =>
+      a.seq < b.seq ? -1 : a.seq > b.seq ? 1 : a.subscriptionId < b.subscriptionId ? -1 : 1,
+    )
     return letters.slice(0, query.limit)
   }
 
@@ -405,7 +492,8 @@ class RedisStore implements Store {
 }
 
 function checkSeq(seq: string): string {
-  if (!isSeq(seq)) throw new HeraldError('invalid_request', `${JSON.stringify(seq)} is not a position in this store's log`)
+  if (!isSeq(seq))
+    throw new HeraldError('invalid_request', `${JSON.stringify(seq)} is not a position in this store's log`)
   return seq
 }
 

@@ -30,9 +30,16 @@ export class LogReader {
   }
 
   /** Up to `count` log entries after the one holding `after` (all of whose events `after` passed). */
-  async readAfter(log: string, tenant: string, after: string, count: number): Promise<{ events: HeraldEvent[]; full: boolean }> {
+  async readAfter(
+    log: string,
+    tenant: string,
+    after: string,
+    count: number,
+  ): Promise<{ events: HeraldEvent[]; full: boolean }> {
     const start = after === '' ? '-' : `(${entryOf(after)}`
-    const entries = (await this.main.run((redis) => redis.xrange(log, start, '+', 'COUNT', count))) as StreamEntry[]
+    const entries = (await this.main.run((redis) =>
+      redis.xrange(log, start, '+', 'COUNT', count),
+    )) as StreamEntry[]
     return { events: this.known(tenant, after, entries), full: entries.length === count }
   }
 

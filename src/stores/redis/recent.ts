@@ -34,7 +34,11 @@ export class RecentEvents {
   /** A claim for this tenant and subscription, whose cursor stood at `cursor`. */
   claiming(tenant: string, subscriptionId: string, cursor: string | undefined, now: number): void {
     let window = this.tenants.get(tenant)
-    if (!window) this.tenants.set(tenant, (window = { events: [], base: '', claimedAt: now, cursors: new Map(), full: false }))
+    if (!window)
+      this.tenants.set(
+        tenant,
+        (window = { events: [], base: '', claimedAt: now, cursors: new Map(), full: false }),
+      )
     window.claimedAt = now
     if (cursor !== undefined) window.cursors.set(subscriptionId, { cursor, at: now })
   }
@@ -118,7 +122,8 @@ export class RecentEvents {
   after(tenant: string, cursor: string, last: string): HeraldEvent[] | undefined {
     const window = this.tenants.get(tenant)
     const events = window?.events
-    if (!events || events.length === 0 || cursor < window.base || events[events.length - 1]!.seq! < last) return undefined
+    if (!events || events.length === 0 || cursor < window.base || events[events.length - 1]!.seq! < last)
+      return undefined
     const from = indexAfter(events, cursor, false)
     const to = indexAfter(events, last, false)
     return events.slice(from, to)
@@ -127,7 +132,8 @@ export class RecentEvents {
   /** The held events from `first` to `last` (both included), if all of them are held. */
   range(tenant: string, first: string, last: string): HeraldEvent[] | undefined {
     const events = this.tenants.get(tenant)?.events
-    if (!events || events.length === 0 || events[0]!.seq! > first || events[events.length - 1]!.seq! < last) return undefined
+    if (!events || events.length === 0 || events[0]!.seq! > first || events[events.length - 1]!.seq! < last)
+      return undefined
     const from = indexAfter(events, first, true)
     const to = indexAfter(events, last, false)
     return events[from]?.seq === first && events[to - 1]?.seq === last ? events.slice(from, to) : undefined

@@ -22,7 +22,8 @@ import { Script } from './script.js'
 /** Error replies scripts raise on purpose; the store maps them to HeraldErrors. */
 export const NOT_FOUND_REPLY = 'HERALD_NOT_FOUND'
 
-export const script = (name: string, body: string, ...helpers: string[]): Script => new Script(name, [LUA_SEQ, ...helpers, body].join('\n'))
+export const script = (name: string, body: string, ...helpers: string[]): Script =>
+  new Script(name, [LUA_SEQ, ...helpers, body].join('\n'))
 
 /** Commands with many arguments, adding a log entry, and reading an event's id from the log. */
 export const COMMON = `
