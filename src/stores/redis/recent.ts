@@ -1,7 +1,8 @@
 import type { HeraldEvent } from '../../event.js'
 
-/** Events kept per tenant; claims further on read (and parse) from Redis. */
+/** Events kept per tenant, and for all tenants together; claims further on read (and parse) from Redis. */
 const KEEP = 10_000
+const KEEP_TOTAL = 50_000
 /** A tenant, or one of its subscriptions, nobody claimed for this long no longer counts. */
 const IDLE_MS = 60_000
 
@@ -30,9 +31,13 @@ interface Window {
  */
 export class RecentEvents {
   private readonly tenants = new Map<string, Window>()
+  /** Events held across all tenants. */
+  private held = 0
+  private sweptAt = 0
 
   /** A claim for this tenant and subscription, whose cursor stood at `cursor`. */
   claiming(tenant: string, subscriptionId: string, cursor: string | undefined, now: number): void {
+    if (now - this.sweptAt > IDLE_MS) this.sweep(now)
     let window = this.tenants.get(tenant)
     if (!window)
       this.tenants.set(
@@ -54,8 +59,7 @@ export class RecentEvents {
     const kept = window.events
     if (kept.length > 0 && kept[kept.length - 1]!.seq !== previous) {
       if (!restart) return
-      window.events = []
-      window.full = false
+      this.clear(window)
     }
     if (window.events.length === 0) window.base = previous
     if (!this.push(window, events) && window.events.length === 0) window.base = ''
@@ -65,8 +69,26 @@ export class RecentEvents {
   add(tenant: string, previous: string, events: readonly HeraldEvent[], now: number): void {
     const window = this.tenants.get(tenant)
     if (!window) return
-    if (now - window.claimedAt > IDLE_MS) this.tenants.delete(tenant)
+    if (now - window.claimedAt > IDLE_MS) this.drop(tenant, window)
     else this.extend(tenant, previous, events)
+  }
+
+  private clear(window: Window): void {
+    this.held -= window.events.length
+    window.events = []
+    window.full = false
+  }
+
+  private drop(tenant: string, window: Window): void {
+    this.clear(window)
+    this.tenants.delete(tenant)
+  }
+
+  /** Forgets tenants nobody claimed for a while. */
+  private sweep(now: number): void {
+    this.sweptAt = now
+    for (const [tenant, window] of this.tenants)
+      if (now - window.claimedAt > IDLE_MS) this.drop(tenant, window)
   }
 
   /** Appends to the stretch unless that makes it too long (then it stops growing); true if appended. */
@@ -75,7 +97,19 @@ export class RecentEvents {
     window.full = window.events.length + events.length > KEEP
     if (window.full) return false
     for (const event of events) window.events.push(event)
+    this.held += events.length
+    if (this.held > KEEP_TOTAL) this.makeRoom(window)
     return true
+  }
+
+  /** Over the total: empties the stretches of the tenants claimed least recently (not `keep`). */
+  private makeRoom(keep: Window): void {
+    const others = [...this.tenants.values()].filter((window) => window !== keep && window.events.length > 0)
+    others.sort((a, b) => a.claimedAt - b.claimedAt)
+    for (const window of others) {
+      if (this.held <= KEEP_TOTAL) break
+      this.clear(window)
+    }
   }
 
   /** Drops the events every subscription claiming here has passed. */
@@ -91,6 +125,7 @@ export class RecentEvents {
     if (drop === 0) return
     window.base = window.events[drop - 1]!.seq!
     window.events.splice(0, drop)
+    this.held -= drop
   }
 
   /** True when the stretch stopped growing (it is as long as it may be): the log may go on past it. */
@@ -101,10 +136,7 @@ export class RecentEvents {
 
   /** The feed skipped something: nothing kept is known to be contiguous any more. */
   forget(): void {
-    for (const window of this.tenants.values()) {
-      window.events = []
-      window.full = false
-    }
+    for (const window of this.tenants.values()) this.clear(window)
   }
 
   /** First and last seq of the stretch kept for this tenant, if any. */
