@@ -6,6 +6,10 @@
  * publishes half and both share the subscription / queue. Every process is a child of this one,
  * which only starts them and counts. The raw baseline is ioredis pipelining XADD, 100 per
  * pipeline, one pipeline in flight: what Redis and one client can store, with nobody reading.
+ *
+ * Environment: BENCH_EVENTS (Herald, 100,000), BENCH_MEDUSA_EVENTS (20,000), BENCH_RAW_EVENTS
+ * (300,000), BENCH_RUNS (3), BENCH_CONCURRENCY (1,000: the subscription's / worker's deliveries in
+ * flight; Herald claims at most that many per round trip), BENCH_ONLY (e.g. `herald1,raw`).
  */
 import { fork, type ChildProcess } from 'node:child_process'
 import { createRequire } from 'node:module'
@@ -20,7 +24,7 @@ const N_MEDUSA = Number(process.env.BENCH_MEDUSA_EVENTS ?? 20_000)
 const N_RAW = Number(process.env.BENCH_RAW_EVENTS ?? 300_000)
 const RUNS = Number(process.env.BENCH_RUNS ?? 3)
 const BATCH = 100
-const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 100)
+const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 1000)
 const require = createRequire(new URL('./package.json', import.meta.url))
 
 /** About 200 bytes of JSON, like the baseline measurements. */
@@ -44,6 +48,19 @@ interface Participant {
   close(): Promise<void>
 }
 
+/** Emits `count` events in arrays of BATCH, one array in flight. */
+async function publishInArrays<T>(
+  count: number,
+  make: (i: number) => T,
+  emit: (events: T[]) => Promise<unknown>,
+): Promise<void> {
+  for (let i = 0; i < count; i += BATCH) {
+    const events = new Array<T>(Math.min(BATCH, count - i))
+    for (let j = 0; j < events.length; j++) events[j] = make(i + j)
+    await emit(events)
+  }
+}
+
 async function heraldParticipant(prefix: string, onHandled: () => void): Promise<Participant> {
   const bus = createBus({
     store: redisStore({ url: REDIS_URL, prefix, logger: silentLogger }),
@@ -55,13 +72,12 @@ async function heraldParticipant(prefix: string, onHandled: () => void): Promise
   })
   while ((await bus.subscriptions()).length === 0) await new Promise((resolve) => setTimeout(resolve, 5))
   return {
-    async publish(count) {
-      for (let i = 0; i < count; i += BATCH) {
-        const events = new Array(Math.min(BATCH, count - i))
-        for (let j = 0; j < events.length; j++) events[j] = { topic: 'bench/event', data: payload(i + j) }
-        await bus.emit(events)
-      }
-    },
+    publish: (count) =>
+      publishInArrays(
+        count,
+        (i) => ({ topic: 'bench/event', data: payload(i) }),
+        (events) => bus.emit(events),
+      ),
     close: () => bus.close(),
   }
 }
@@ -82,13 +98,12 @@ async function medusaParticipant(queue: string, onHandled: () => void): Promise<
   bus.subscribe('bench.event', async () => onHandled(), { subscriberId: 'bench-sub' })
   await bus.__hooks.onApplicationStart()
   return {
-    async publish(count) {
-      for (let i = 0; i < count; i += BATCH) {
-        const events = new Array(Math.min(BATCH, count - i))
-        for (let j = 0; j < events.length; j++) events[j] = { name: 'bench.event', data: payload(i + j) }
-        await bus.emit(events)
-      }
-    },
+    publish: (count) =>
+      publishInArrays(
+        count,
+        (i) => ({ name: 'bench.event', data: payload(i) }),
+        (events) => bus.emit(events),
+      ),
     async close() {
       await bus.__hooks.onApplicationPrepareShutdown()
       await bus.__hooks.onApplicationShutdown()
