@@ -8,7 +8,7 @@
  * pipeline, one pipeline in flight: what Redis and one client can store, with nobody reading.
  *
  * Environment: BENCH_EVENTS (Herald, 100,000), BENCH_MEDUSA_EVENTS (20,000), BENCH_RAW_EVENTS
- * (300,000), BENCH_RUNS (3), BENCH_CONCURRENCY (1,000: the subscription's / worker's deliveries in
+ * (300,000), BENCH_RUNS (3), BENCH_CONCURRENCY (100: the subscription's / worker's deliveries in
  * flight; Herald claims at most that many per round trip), BENCH_ONLY (e.g. `herald1,raw`).
  */
 import { fork, type ChildProcess } from 'node:child_process'
@@ -24,7 +24,7 @@ const N_MEDUSA = Number(process.env.BENCH_MEDUSA_EVENTS ?? 20_000)
 const N_RAW = Number(process.env.BENCH_RAW_EVENTS ?? 300_000)
 const RUNS = Number(process.env.BENCH_RUNS ?? 3)
 const BATCH = 100
-const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 1000)
+const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 100)
 const require = createRequire(new URL('./package.json', import.meta.url))
 
 /** About 200 bytes of JSON, like the baseline measurements. */

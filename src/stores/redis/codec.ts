@@ -10,8 +10,13 @@ export type StreamEntry = [id: string, fields: string[]]
 
 /** The events of a log entry, with their seqs. */
 export function parseEntry(entry: StreamEntry): HeraldEvent[] {
-  const events = JSON.parse(entry[1][5]!) as HeraldEvent[]
-  const prefix = seqPrefix(entry[0])
+  return parseEvents(entry[0], entry[1][5]!)
+}
+
+/** The events of the log entry `id`, given its JSON array. */
+export function parseEvents(id: string, json: string): HeraldEvent[] {
+  const events = JSON.parse(json) as HeraldEvent[]
+  const prefix = seqPrefix(id)
   for (let i = 0; i < events.length; i++) events[i]!.seq = seqAt(prefix, i)
   return events
 }

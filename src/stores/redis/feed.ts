@@ -28,8 +28,8 @@ export class FeedReader {
   private readonly listeners = new Set<Listener>()
   private connection: Connection | undefined
   private loop: Promise<void> | undefined
-  /** Feed id of the last entry handed out (or read and being handed out). */
-  private position = '0-0'
+  /** Feed id of the last entry handed out; undefined until the reader knows where the feed ends. */
+  private position: string | undefined
   /** Events this process appended that the reader has not reached yet, by feed id. */
   private readonly own = new Map<string, HeraldEvent[]>()
   private starting: Promise<void> | undefined
@@ -55,27 +55,42 @@ export class FeedReader {
 
   /** An append of this process: its feed id and events, so the reader need not fetch them again. */
   appended(feedId: string, events: HeraldEvent[]): void {
-    if (this.loop && compareIds(feedId, this.position) > 0) this.own.set(feedId, events)
+    if (this.loop && (this.position === undefined || compareIds(feedId, this.position) > 0))
+      this.own.set(feedId, events)
   }
 
   private start(): void {
     const connection = this.connect()
     this.connection = connection
+    this.position = undefined
     // Read the feed's end on the main connection: every append this process issues after watch()
     // goes out on that connection after this read, so its feed entry lies beyond the start.
-    const start = this.main.run((redis) => redis.xrevrange(this.keys.feed, '+', '-', 'COUNT', 1))
-    this.position = '0-0'
-    this.starting = start.then(
-      (newest) => {
-        if (newest[0]) this.advance(newest[0][0])
-      },
-      (error: unknown) =>
-        this.logger.warn(
-          { error: describeError(error) },
-          'watch: reading the feed position failed; starting from the oldest entry kept',
-        ),
-    )
+    this.starting = this.main
+      .run((redis) => redis.xrevrange(this.keys.feed, '+', '-', 'COUNT', 1))
+      .then(
+        (newest) => this.advance(newest[0]?.[0] ?? '0-0'),
+        () => {}, // the reader asks again before its first read
+      )
     this.loop = this.run(connection)
+  }
+
+  /** Where the feed ends now, asked on the reader's own connection until Redis answers. */
+  private async findEnd(connection: Connection): Promise<void> {
+    let failing = false
+    while (this.connection === connection && this.position === undefined) {
+      try {
+        const newest = await connection.run((redis) => redis.xrevrange(this.keys.feed, '+', '-', 'COUNT', 1))
+        this.advance(newest[0]?.[0] ?? '0-0')
+      } catch (error) {
+        if (!failing)
+          this.logger.warn(
+            { error: describeError(error) },
+            'watch: reading where the feed ends failed; retrying',
+          )
+        failing = true
+        await sleep(RETRY_MS)
+      }
+    }
   }
 
   private async stop(): Promise<void> {
@@ -94,7 +109,7 @@ export class FeedReader {
   }
 
   private advance(id: string): void {
-    if (compareIds(id, this.position) <= 0) return
+    if (this.position !== undefined && compareIds(id, this.position) <= 0) return
     this.position = id
     for (const key of this.own.keys()) {
       if (compareIds(key, id) > 0) break
@@ -104,12 +119,14 @@ export class FeedReader {
 
   private async run(connection: Connection): Promise<void> {
     await this.starting
+    await this.findEnd(connection)
     let failing = false
     while (this.connection === connection) {
       let reply: [string, FeedEntry[]][] | null
       try {
+        const position = this.position!
         reply = (await connection.run((redis) =>
-          redis.xread('COUNT', READ_COUNT, 'BLOCK', BLOCK_MS, 'STREAMS', this.keys.feed, this.position),
+          redis.xread('COUNT', READ_COUNT, 'BLOCK', BLOCK_MS, 'STREAMS', this.keys.feed, position),
         )) as [string, FeedEntry[]][] | null
         if (failing) {
           failing = false
@@ -207,7 +224,7 @@ export class FeedReader {
 
   /** After an outage: says so if the feed was trimmed past this reader's position. */
   private async checkGap(connection: Connection): Promise<void> {
-    if (this.position === '0-0') return
+    if (this.position === undefined || this.position === '0-0') return
     const oldest = await connection.run((redis) => redis.xrange(this.keys.feed, '-', '+', 'COUNT', 1))
     if (oldest[0] && compareIds(oldest[0][0], this.position) > 0) {
       this.recent.forget()

@@ -23,6 +23,7 @@ import {
   idTime,
   parseEntries,
   parseEntry,
+  parseEvents,
   type StreamEntry,
 } from './codec.js'
 import { Connection, redact } from './connection.js'
@@ -71,9 +72,10 @@ const READ_PAGE = 64
 const PREFIX = /^[^\s*?[\]{}]{1,128}$/
 
 /**
- * The scale-out store: several Herald processes share one Redis. The log is a Redis stream per
- * tenant; durable subscriptions are a cursor plus leased delivery records; every change that
- * touches several keys is one Lua script (scripts.ts). Loads ioredis when called, not on import.
+ * The scale-out store: several Herald processes share one Redis (docs/stores.md). The log is a
+ * Redis stream per tenant, one entry per append; a durable subscription is a cursor, leases of
+ * the deliveries in flight, and records of those waiting for a retry or dead; every change that
+ * touches several keys is one Lua script (scripts/). Loads ioredis when called, not on import.
  */
 export function redisStore(options: RedisStoreOptions = {}): Store {
   return new RedisStore(options)
@@ -109,7 +111,7 @@ class RedisStore implements Store {
   private readonly reader: LogReader
   private readonly leases = new LeaseIndex()
   private readonly claimer: Claimer
-  /** Log entries kept per tenant (0: all) and how far past that the log may grow before a trim. */
+  /** Events kept per tenant (0: all) and how far past that the log may grow before a trim. */
   private readonly keep: number
   private readonly chunk: number
   private readonly feedLength: number
@@ -311,8 +313,7 @@ class RedisStore implements Store {
       ),
     )
     const events: HeraldEvent[] = []
-    for (let i = 2; i + 1 < reply.length; i += 2)
-      events.push(...parseEntry([reply[i]!, ['n', '', 'i', '', 'e', reply[i + 1]!]]))
+    for (let i = 2; i + 1 < reply.length; i += 2) events.push(...parseEvents(reply[i]!, reply[i + 1]!))
     if (reply[0]) this.appended(tenant, reply[0], reply[1]!, events)
     return events
   }
