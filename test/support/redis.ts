@@ -42,8 +42,6 @@ export interface TestRedis {
   readonly prefix: string
   /** A prefix under this file's, for a store or test that wants a keyspace of its own. */
   subPrefix(name?: string): string
-  /** How many keys exist under this file's prefix right now. */
-  countKeys(): Promise<number>
 }
 
 const inCI = (): boolean => process.env.CI === 'true' || process.env.CI === '1'
@@ -74,7 +72,6 @@ export async function useRedis(name: string): Promise<TestRedis | undefined> {
     url,
     prefix,
     subPrefix: (part = 'x') => `${prefix}:${part.replace(/[^\w.-]/g, '_')}${++sequence}`,
-    countKeys: async () => (await scanKeys(admin, prefix)).length,
   }
 }
 
