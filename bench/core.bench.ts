@@ -123,9 +123,17 @@ header(`bench core: ${N.toLocaleString('en')} events to one async handler, media
 for (const mode of ['single', 'batch'] as const) {
   const rows = []
   for (const contender of [herald, medusa, emitter]) {
-    rows.push({ name: contender.name, value: await medianOf(RUNS, () => contender.run(mode)), unit: 'events/s' })
+    rows.push({
+      name: contender.name,
+      value: await medianOf(RUNS, () => contender.run(mode)),
+      unit: 'events/s',
+    })
   }
-  table(mode === 'single' ? 'one `await emit(event)` per event' : `arrays of ${BATCH} per emit`, rows, 'medusa event-bus-local')
+  table(
+    mode === 'single' ? 'one `await emit(event)` per event' : `arrays of ${BATCH} per emit`,
+    rows,
+    'medusa event-bus-local',
+  )
 }
 const ten = await medianOf(RUNS, () => fanout(10))
 const tenThousand = await medianOf(RUNS, () => fanout(10_000))
@@ -133,7 +141,12 @@ table(
   'fan-out: one matching subscription among N that do not match (arrays of 1,000)',
   [
     { name: '10 non-matching', value: ten, unit: 'events/s' },
-    { name: '10,000 non-matching', value: tenThousand, unit: 'events/s', note: `${(ten / tenThousand).toFixed(2)}× slower (goal ≤ 1.5×)` },
+    {
+      name: '10,000 non-matching',
+      value: tenThousand,
+      unit: 'events/s',
+      note: `${(ten / tenThousand).toFixed(2)}× slower (goal ≤ 1.5×)`,
+    },
   ],
   '10 non-matching',
 )

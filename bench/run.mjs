@@ -17,7 +17,10 @@ function ensurePeers() {
   const wanted = readFileSync(manifest, 'utf8')
   if (existsSync(marker) && readFileSync(marker, 'utf8') === wanted) return
   console.error('bench: installing benchmark peers (bench/package.json) ...')
-  const result = spawnSync('npm', ['install', '--no-audit', '--no-fund', '--loglevel=error'], { cwd: here, stdio: 'inherit' })
+  const result = spawnSync('npm', ['install', '--no-audit', '--no-fund', '--loglevel=error'], {
+    cwd: here,
+    stdio: 'inherit',
+  })
   if (result.status !== 0) {
     console.error('bench: installing peers failed')
     process.exit(result.status ?? 1)
@@ -37,17 +40,24 @@ for (const name of names) {
   }
 }
 ensurePeers()
-if (!existsSync(join(root, 'dist', 'index.js')) || statSync(join(root, 'src')).mtimeMs > statSync(join(root, 'dist', 'index.js')).mtimeMs) {
+if (
+  !existsSync(join(root, 'dist', 'index.js')) ||
+  statSync(join(root, 'src')).mtimeMs > statSync(join(root, 'dist', 'index.js')).mtimeMs
+) {
   spawnSync('npm', ['run', 'build', '--silent'], { cwd: root, stdio: 'inherit' })
 }
 let failed = 0
 for (const name of names.length > 0 ? names : available) {
   console.log(`\n=== bench ${name} ===`)
-  const result = spawnSync(process.execPath, ['--expose-gc', '--import', 'tsx', join(here, `${name}.bench.ts`)], {
-    cwd: root,
-    stdio: 'inherit',
-    env: { ...process.env, NODE_ENV: 'production' },
-  })
+  const result = spawnSync(
+    process.execPath,
+    ['--expose-gc', '--import', 'tsx', join(here, `${name}.bench.ts`)],
+    {
+      cwd: root,
+      stdio: 'inherit',
+      env: { ...process.env, NODE_ENV: 'production' },
+    },
+  )
   if (result.status !== 0) {
     console.error(`bench ${name} failed (exit ${result.status ?? result.signal})`)
     failed++

@@ -19,7 +19,7 @@ import {
 import { ulid } from './ids.js'
 import { consoleLogger, type Logger } from './logger.js'
 import { memoryStore } from './stores/memory.js'
-import type { DeliveryRecord, Store, SubscriptionRecord } from './stores/store.js'
+import type { AppendOptions, DeliveryRecord, Store, SubscriptionRecord } from './stores/store.js'
 import { TailReceiver, type Receiver, type Tail, type TailOptions } from './tail.js'
 import { TopicIndex, compileMatcher, splitPatterns } from './topic.js'
 
@@ -110,8 +110,16 @@ export interface DeadLetters {
 export interface EventBus {
   readonly tenant: Tenant
   emit<T = unknown>(events: EmitInput<T> | readonly EmitInput<T>[], options?: EmitOptions): Promise<string[]>
-  subscribe<T = unknown>(patterns: string | readonly string[], handler: Handler<T>, options?: SubscribeOptions): this
-  unsubscribe<T = unknown>(patterns: string | readonly string[], handler?: Handler<T>, options?: UnsubscribeOptions): this
+  subscribe<T = unknown>(
+    patterns: string | readonly string[],
+    handler: Handler<T>,
+    options?: SubscribeOptions,
+  ): this
+  unsubscribe<T = unknown>(
+    patterns: string | readonly string[],
+    handler?: Handler<T>,
+    options?: UnsubscribeOptions,
+  ): this
   releaseGroupedEvents(groupId: string): Promise<void>
   clearGroupedEvents(groupId: string, options?: { eventNames?: readonly string[] }): Promise<void>
   status(eventId: string): Promise<EventStatus | undefined>
@@ -122,7 +130,11 @@ export interface EventBus {
    * Hands each stored event matching `patterns` to `listener`, synchronously and in log order,
    * from the next one stored (or replaying after `since`). For streams; no retries.
    */
-  tail(patterns: string | readonly string[], listener: (event: HeraldEvent) => void, options?: TailOptions): Tail
+  tail(
+    patterns: string | readonly string[],
+    listener: (event: HeraldEvent) => void,
+    options?: TailOptions,
+  ): Tail
   scope(tenant: Tenant): EventBus
 }
 
@@ -166,7 +178,10 @@ interface Settings {
 function positive(name: string, value: number | undefined, fallback: number): number {
   if (value === undefined) return fallback
   if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) {
-    throw new HeraldError('invalid_option', `${name} must be a positive number of milliseconds, got ${JSON.stringify(value)}`)
+    throw new HeraldError(
+      'invalid_option',
+      `${name} must be a positive number of milliseconds, got ${JSON.stringify(value)}`,
+    )
   }
   return value
 }
@@ -204,37 +219,51 @@ class BusCore {
   runtime(tenant: Tenant): TenantRuntime {
     const key = tenantKey(tenant)
     let runtime = this.runtimes.get(key)
-    if (!runtime) this.runtimes.set(key, (runtime = { tenant, index: new TopicIndex(), workers: new Map(), tails: new Set() }))
+    if (!runtime)
+      this.runtimes.set(
+        key,
+        (runtime = { tenant, index: new TopicIndex(), workers: new Map(), tails: new Set() }),
+      )
     return runtime
   }
 
   /** Every stored event passes here once: the index finds the subscriptions that want it. */
+  /** Set by an emit around its synchronous append, so that dispatch need not read the clock again. */
+  clockHint = 0
+  private lastRuntime: TenantRuntime | undefined
+
   private readonly dispatch = (events: readonly HeraldEvent[]): void => {
-    let key = ''
-    let runtime: TenantRuntime | undefined
-    for (const event of events) {
-      const eventKey = `${event.account}/${event.workspace}`
-      if (eventKey !== key) {
-        key = eventKey
-        runtime = this.runtimes.get(key)
+    const now = this.clockHint || Date.now()
+    // Consecutive events mostly share a tenant, whose strings are then the very same objects.
+    let runtime = this.lastRuntime
+    for (let e = 0; e < events.length; e++) {
+      const event = events[e]!
+      if (
+        runtime === undefined ||
+        event.account !== runtime.tenant.account ||
+        event.workspace !== runtime.tenant.workspace
+      ) {
+        runtime = this.runtimes.get(`${event.account}/${event.workspace}`)
+        if (runtime) this.lastRuntime = runtime
       }
       if (!runtime || runtime.index.size === 0) continue
       const receivers = runtime.index.match(event.topic)
-      for (let i = 0; i < receivers.length; i++) receivers[i]!.offer(event)
+      for (let i = 0; i < receivers.length; i++) receivers[i]!.offer(event, now)
     }
   }
 
   describe(records: SubscriptionRecord[]): SubscriptionInfo[] {
     return records.map((record) => ({
       ...record,
-      attached: this.runtimes.get(`${record.account}/${record.workspace}`)?.workers.get(record.id)?.durable === true,
+      attached:
+        this.runtimes.get(`${record.account}/${record.workspace}`)?.workers.get(record.id)?.durable === true,
     }))
   }
 
   /** Tells the observer about events this bus stored. */
   published(events: readonly HeraldEvent[]): void {
     const observer = this.settings.observer
-    if (!observer?.published || events.length === 0) return
+    if (observer === undefined || !observer.published || events.length === 0) return
     try {
       observer.published(events)
     } catch (error) {
@@ -244,7 +273,9 @@ class BusCore {
 
   deliveryObserver(): DeliveryObserver | undefined {
     const attempted = this.settings.observer?.attempted
-    return attempted ? { attempted: (report: AttemptReport) => attempted.call(this.settings.observer, report) } : undefined
+    return attempted
+      ? { attempted: (report: AttemptReport) => attempted.call(this.settings.observer, report) }
+      : undefined
   }
 
   assertOpen(): void {
@@ -277,12 +308,22 @@ class BusCore {
     ])
     if (timer) clearTimeout(timer)
     if (!drained) {
-      this.settings.logger.warn({ drainTimeout: this.settings.drainTimeout }, 'close: deliveries still running after the drain timeout were abandoned')
+      this.settings.logger.warn(
+        { drainTimeout: this.settings.drainTimeout },
+        'close: deliveries still running after the drain timeout were abandoned',
+      )
     }
     await Promise.all(workers.map((worker) => worker.dispose()))
     this.unwatch()
     if (this.settings.closeStore) await this.store.close()
   }
+}
+
+function idsOf(prepared: PreparedEvent[]): string[] {
+  if (prepared.length === 1) return [prepared[0]!.event.id]
+  const ids = new Array<string>(prepared.length)
+  for (let i = 0; i < prepared.length; i++) ids[i] = prepared[i]!.event.id
+  return ids
 }
 
 function encodeDeadLetterId(subscriptionId: string, seq: string): string {
@@ -297,15 +338,23 @@ function decodeDeadLetterId(id: string): { subscriptionId: string; seq: string }
   return { subscriptionId: text.slice(0, newline), seq: text.slice(newline + 1) }
 }
 
-function statusFromRecord(subscription: SubscriptionRecord, record: DeliveryRecord | undefined, seq: string): DeliveryStatus {
+function statusFromRecord(
+  subscription: SubscriptionRecord,
+  record: DeliveryRecord | undefined,
+  seq: string,
+): DeliveryStatus {
   const base = { subscriptionId: subscription.id, durable: true }
-  if (!record) return subscription.cursor >= seq ? { ...base, state: 'delivered' } : { ...base, state: 'pending', attempts: 0 }
+  if (!record)
+    return subscription.cursor >= seq
+      ? { ...base, state: 'delivered' }
+      : { ...base, state: 'pending', attempts: 0 }
   const status: DeliveryStatus = { ...base, state: 'pending', attempts: record.attempts }
   if (record.lastError !== undefined) status.lastError = record.lastError
   if (record.state === 'dead') status.state = 'dead'
   else if (record.state === 'retrying') {
     status.state = record.attempts === 0 ? 'pending' : 'retrying'
-    if (record.nextAttemptAt !== undefined) status.nextAttemptAt = new Date(record.nextAttemptAt).toISOString()
+    if (record.nextAttemptAt !== undefined)
+      status.nextAttemptAt = new Date(record.nextAttemptAt).toISOString()
   } else if (record.attempts > 1) status.state = 'retrying'
   return status
 }
@@ -313,12 +362,16 @@ function statusFromRecord(subscription: SubscriptionRecord, record: DeliveryReco
 class ScopedBus implements EventBus {
   readonly tenant: Tenant
   readonly deadLetters: DeadLetters
+  private readonly prepareOptions: { maxPayloadBytes: number; now: number }
+  private readonly syncAppendOptions: AppendOptions
 
   constructor(
     protected readonly core: BusCore,
     tenant: Tenant,
   ) {
     this.tenant = Object.freeze({ ...tenant })
+    this.prepareOptions = { maxPayloadBytes: core.settings.maxPayloadBytes, now: 0 }
+    this.syncAppendOptions = { now: 0, dedupeWindowMs: core.settings.dedupeWindow, groupTtlMs: core.settings.groupTtl }
     this.deadLetters = {
       list: (query) => this.listDeadLetters(query),
       redrive: (id) => this.redrive(id),
@@ -338,40 +391,73 @@ class ScopedBus implements EventBus {
     return scoped
   }
 
-  emit<T = unknown>(events: EmitInput<T> | readonly EmitInput<T>[], _options?: EmitOptions): Promise<string[]> {
+  emit<T = unknown>(
+    events: EmitInput<T> | readonly EmitInput<T>[],
+    _options?: EmitOptions,
+  ): Promise<string[]> {
+    const core = this.core
     let prepared: PreparedEvent[]
     const now = Date.now()
     try {
-      this.core.assertOpen()
-      const options = { maxPayloadBytes: this.core.settings.maxPayloadBytes, now }
+      core.assertOpen()
+      // Reused: prepareEvent reads it synchronously and keeps nothing.
+      const options = this.prepareOptions
+      options.now = now
       if (Array.isArray(events)) {
         prepared = new Array<PreparedEvent>(events.length)
-        for (let i = 0; i < events.length; i++) prepared[i] = prepareEvent(events[i], this.tenant, options, i + 1)
+        for (let i = 0; i < events.length; i++)
+          prepared[i] = prepareEvent(events[i], this.tenant, options, i + 1)
       } else prepared = [prepareEvent(events, this.tenant, options)]
     } catch (error) {
       return Promise.reject(error)
     }
     if (prepared.length === 0) return Promise.resolve([])
-    const pending = this.core.settled()
-    return pending ? pending.then(() => this.append(prepared, now)) : this.append(prepared, now)
+    const pending = core.settled()
+    if (pending) return pending.then(() => this.append(prepared, now))
+    const store = core.store
+    if (store.appendNow) {
+      // A store that appends without I/O saves the promise and the tick of an async append.
+      core.clockHint = now
+      try {
+        // A synchronous append keeps nothing of its options, so one object serves every call.
+        const options = this.syncAppendOptions
+        options.now = now
+        core.published(store.appendNow(this.tenant, prepared, options).appended)
+      } catch (error) {
+        return Promise.reject(error)
+      } finally {
+        core.clockHint = 0
+      }
+      return Promise.resolve(idsOf(prepared))
+    }
+    return this.append(prepared, now)
+  }
+
+  private appendOptions(now: number): AppendOptions {
+    const { dedupeWindow, groupTtl } = this.core.settings
+    return { now, dedupeWindowMs: dedupeWindow, groupTtlMs: groupTtl }
   }
 
   private append(prepared: PreparedEvent[], now: number): Promise<string[]> {
-    const { dedupeWindow, groupTtl } = this.core.settings
-    return this.core.store
-      .append(this.tenant, prepared, { now, dedupeWindowMs: dedupeWindow, groupTtlMs: groupTtl })
-      .then((result) => {
-        this.core.published(result.appended)
-        return prepared.map((input) => input.event.id)
-      })
+    return this.core.store.append(this.tenant, prepared, this.appendOptions(now)).then((result) => {
+      this.core.published(result.appended)
+      return idsOf(prepared)
+    })
   }
 
-  subscribe<T = unknown>(patterns: string | readonly string[], handler: Handler<T>, options: SubscribeOptions = {}): this {
+  subscribe<T = unknown>(
+    patterns: string | readonly string[],
+    handler: Handler<T>,
+    options: SubscribeOptions = {},
+  ): this {
     this.core.assertOpen()
     if (typeof handler !== 'function') throw new HeraldError('invalid_option', 'handler must be a function')
     const list = splitPatterns(patterns)
     const { subscriberId, sender } = options
-    if (subscriberId !== undefined && (typeof subscriberId !== 'string' || !SUBSCRIBER_ID.test(subscriberId))) {
+    if (
+      subscriberId !== undefined &&
+      (typeof subscriberId !== 'string' || !SUBSCRIBER_ID.test(subscriberId))
+    ) {
       throw new HeraldError('invalid_option', 'subscriberId must be 1-256 characters without whitespace')
     }
     if (sender !== undefined && (typeof sender !== 'string' || sender.length === 0)) {
@@ -380,7 +466,10 @@ class ScopedBus implements EventBus {
     const runtime = this.core.runtime(this.tenant)
     const id = subscriberId ?? `sub_${ulid()}`
     if (runtime.workers.has(id)) {
-      throw new HeraldError('duplicate_subscription', `subscription ${JSON.stringify(id)} is already attached in ${tenantKey(this.tenant)}`)
+      throw new HeraldError(
+        'duplicate_subscription',
+        `subscription ${JSON.stringify(id)} is already attached in ${tenantKey(this.tenant)}`,
+      )
     }
     const { settings } = this.core
     const spec = {
@@ -405,7 +494,10 @@ class ScopedBus implements EventBus {
       const opened = durable.open(Date.now(), options.meta)
       this.core.track(opened)
       opened.catch((error: unknown) =>
-        settings.logger.error({ subscriptionId: id, error: describeError(error) }, 'creating the durable subscription in the store failed'),
+        settings.logger.error(
+          { subscriptionId: id, error: describeError(error) },
+          'creating the durable subscription in the store failed',
+        ),
       )
       worker = durable
     }
@@ -414,7 +506,11 @@ class ScopedBus implements EventBus {
     return this
   }
 
-  unsubscribe<T = unknown>(patterns: string | readonly string[], handler?: Handler<T>, options: UnsubscribeOptions = {}): this {
+  unsubscribe<T = unknown>(
+    patterns: string | readonly string[],
+    handler?: Handler<T>,
+    options: UnsubscribeOptions = {},
+  ): this {
     const runtime = this.core.runtimes.get(tenantKey(this.tenant))
     if (options.subscriberId !== undefined) {
       const worker = runtime?.workers.get(options.subscriberId)
@@ -433,7 +529,8 @@ class ScopedBus implements EventBus {
       if (remaining.length === worker.patterns.length) continue
       if (remaining.length === 0) this.detach(runtime, worker, true)
       else {
-        for (const pattern of worker.patterns) if (!remaining.includes(pattern)) runtime.index.remove(pattern, worker)
+        for (const pattern of worker.patterns)
+          if (!remaining.includes(pattern)) runtime.index.remove(pattern, worker)
         worker.patterns.splice(0, worker.patterns.length, ...remaining)
       }
     }
@@ -448,7 +545,11 @@ class ScopedBus implements EventBus {
     if (forget && worker.durable) this.core.track(this.core.store.deleteSubscription(this.tenant, worker.id))
   }
 
-  tail(patterns: string | readonly string[], listener: (event: HeraldEvent) => void, options: TailOptions = {}): Tail {
+  tail(
+    patterns: string | readonly string[],
+    listener: (event: HeraldEvent) => void,
+    options: TailOptions = {},
+  ): Tail {
     this.core.assertOpen()
     if (typeof listener !== 'function') throw new HeraldError('invalid_option', 'listener must be a function')
     const list = splitPatterns(patterns)
@@ -475,14 +576,16 @@ class ScopedBus implements EventBus {
 
   async releaseGroupedEvents(groupId: string): Promise<void> {
     this.core.assertOpen()
-    if (typeof groupId !== 'string' || groupId === '') throw new HeraldError('invalid_option', 'groupId must be a non-empty string')
+    if (typeof groupId !== 'string' || groupId === '')
+      throw new HeraldError('invalid_option', 'groupId must be a non-empty string')
     await this.core.settled()
     this.core.published(await this.core.store.releaseGroup(this.tenant, groupId, Date.now()))
   }
 
   async clearGroupedEvents(groupId: string, options: { eventNames?: readonly string[] } = {}): Promise<void> {
     this.core.assertOpen()
-    if (typeof groupId !== 'string' || groupId === '') throw new HeraldError('invalid_option', 'groupId must be a non-empty string')
+    if (typeof groupId !== 'string' || groupId === '')
+      throw new HeraldError('invalid_option', 'groupId must be a non-empty string')
     const names = options.eventNames
     if (names !== undefined && (!Array.isArray(names) || names.some((name) => typeof name !== 'string'))) {
       throw new HeraldError('invalid_option', 'eventNames must be an array of topics')
@@ -506,7 +609,11 @@ class ScopedBus implements EventBus {
     ])
     for (const subscription of subscriptions) {
       if (event.seq <= subscription.startSeq) continue
-      if (!compileMatcher(subscription.patterns)(event.topic) || !senderMatches(subscription.sender, event.sender)) continue
+      if (
+        !compileMatcher(subscription.patterns)(event.topic) ||
+        !senderMatches(subscription.sender, event.sender)
+      )
+        continue
       const record = records.find((r) => r.subscriptionId === subscription.id)
       deliveries.push(statusFromRecord(subscription, record, event.seq))
     }
@@ -515,13 +622,16 @@ class ScopedBus implements EventBus {
 
   private liveWorkers(): LiveWorker[] {
     const runtime = this.core.runtimes.get(tenantKey(this.tenant))
-    return [...(runtime?.workers.values() ?? [])].filter((worker): worker is LiveWorker => worker instanceof LiveWorker)
+    return [...(runtime?.workers.values() ?? [])].filter(
+      (worker): worker is LiveWorker => worker instanceof LiveWorker,
+    )
   }
 
   private async listDeadLetters(query: DeadLetterQuery = {}): Promise<DeadLetter[]> {
     this.core.assertOpen()
     const limit = query.limit ?? 100
-    if (!Number.isInteger(limit) || limit < 1 || limit > 10_000) throw new HeraldError('invalid_option', 'limit must be an integer from 1 to 10000')
+    if (!Number.isInteger(limit) || limit < 1 || limit > 10_000)
+      throw new HeraldError('invalid_option', 'limit must be an integer from 1 to 10000')
     const out: DeadLetter[] = []
     for (const worker of this.liveWorkers()) {
       if (query.subscriptionId !== undefined && worker.id !== query.subscriptionId) continue

@@ -4,22 +4,43 @@
  * to the stream protocol.
  */
 export const ERROR_CODES = {
-  invalid_topic: { status: 400, meaning: 'a topic is empty, too long, or has an empty segment, whitespace or `*`' },
+  invalid_topic: {
+    status: 400,
+    meaning: 'a topic is empty, too long, or has an empty segment, whitespace or `*`',
+  },
   invalid_pattern: { status: 400, meaning: 'a subscription pattern is malformed' },
   invalid_event: { status: 400, meaning: 'an event is not an object, lacks data, or its data is not JSON' },
-  invalid_tenant: { status: 400, meaning: 'an account or workspace name is malformed, or does not match the scope' },
+  invalid_tenant: {
+    status: 400,
+    meaning: 'an account or workspace name is malformed, or does not match the scope',
+  },
   invalid_option: { status: 400, meaning: 'an option (retry policy, limit, store setting) is out of range' },
-  invalid_request: { status: 400, meaning: 'a request is malformed (bad JSON, too many events, missing field)' },
+  invalid_request: {
+    status: 400,
+    meaning: 'a request is malformed (bad JSON, too many events, missing field)',
+  },
   payload_too_large: { status: 413, meaning: 'an event or request body exceeds the configured size limit' },
-  unsupported_media_type: { status: 415, meaning: 'the request body has a content type Herald does not accept' },
+  unsupported_media_type: {
+    status: 415,
+    meaning: 'the request body has a content type Herald does not accept',
+  },
   unauthorized: { status: 401, meaning: 'a token is missing or unknown' },
-  forbidden: { status: 403, meaning: 'the token may not publish or subscribe to that pattern, or act as admin' },
+  forbidden: {
+    status: 403,
+    meaning: 'the token may not publish or subscribe to that pattern, or act as admin',
+  },
   not_found: { status: 404, meaning: 'no such event, subscription or dead letter in this tenant' },
-  duplicate_subscription: { status: 409, meaning: 'a subscription with that id is already attached in this process' },
+  duplicate_subscription: {
+    status: 409,
+    meaning: 'a subscription with that id is already attached in this process',
+  },
   rate_limited: { status: 429, meaning: 'the token exceeded its request rate' },
   closed: { status: 503, meaning: 'the bus or store is closed' },
   store_unavailable: { status: 503, meaning: 'the store cannot be reached or written' },
-  store_incompatible: { status: 500, meaning: 'the store holds data Herald cannot use (not a Herald database, wrong schema version)' },
+  store_incompatible: {
+    status: 500,
+    meaning: 'the store holds data Herald cannot use (not a Herald database, wrong schema version)',
+  },
 } as const satisfies Record<string, { status: number; meaning: string }>
 
 export type HeraldErrorCode = keyof typeof ERROR_CODES
@@ -41,7 +62,9 @@ export class HeraldError extends Error {
   }
 
   toJSON(): { code: HeraldErrorCode; message: string; details?: Record<string, unknown> } {
-    return this.details ? { code: this.code, message: this.message, details: this.details } : { code: this.code, message: this.message }
+    return this.details
+      ? { code: this.code, message: this.message, details: this.details }
+      : { code: this.code, message: this.message }
   }
 }
 

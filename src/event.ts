@@ -51,14 +51,15 @@ export const DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024
 export const MAX_ID_LENGTH = 256
 const TENANT_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/
 const ID_FORBIDDEN = /[\s\u0000-\u001f\u007f]/
-const KNOWN_FIELDS = new Set([
-  'topic', 'name', 'data', 'metadata', 'type', 'sender', 'id', 'time', 'account', 'workspace', 'options', 'seq',
-])
 
 export function assertTenant(tenant: unknown): Tenant {
-  if (typeof tenant !== 'object' || tenant === null) throw new HeraldError('invalid_tenant', 'tenant must be { account, workspace }')
+  if (typeof tenant !== 'object' || tenant === null)
+    throw new HeraldError('invalid_tenant', 'tenant must be { account, workspace }')
   const { account, workspace } = tenant as Record<string, unknown>
-  for (const [field, value] of [['account', account], ['workspace', workspace]] as const) {
+  for (const [field, value] of [
+    ['account', account],
+    ['workspace', workspace],
+  ] as const) {
     if (typeof value !== 'string' || !TENANT_NAME.test(value)) {
       throw new HeraldError(
         'invalid_tenant',
@@ -104,86 +105,130 @@ export function isoTime(now: number): string {
  * Validates one input and builds its envelope. Throws a HeraldError naming the problem; the caller
  * prepares a whole batch before storing anything, so one bad event rejects the call.
  */
-export function prepareEvent(input: unknown, tenant: Tenant, options: PrepareOptions, index = 0): PreparedEvent {
-  const where = index > 0 ? ` (event ${index})` : ''
+export function prepareEvent(
+  input: unknown,
+  tenant: Tenant,
+  options: PrepareOptions,
+  index = 0,
+): PreparedEvent {
   if (typeof input !== 'object' || input === null || Array.isArray(input)) {
-    throw new HeraldError('invalid_event', `an event must be an object${where}`)
+    throw new HeraldError('invalid_event', `an event must be an object${where(index)}`)
   }
-  const message = input as EventInput & Record<string, unknown>
-  const topicValue = message.topic ?? message.name
-  if (message.topic !== undefined && message.name !== undefined && message.topic !== message.name) {
-    throw new HeraldError('invalid_event', `event gives both topic ${JSON.stringify(message.topic)} and name ${JSON.stringify(message.name)}${where}`)
+  const message = input as EventInput
+  let topicValue: unknown = message.topic
+  if (topicValue === undefined) topicValue = message.name
+  else if (message.name !== undefined && message.name !== topicValue) {
+    throw new HeraldError(
+      'invalid_event',
+      `event gives both topic ${JSON.stringify(topicValue)} and name ${JSON.stringify(message.name)}${where(index)}`,
+    )
   }
-  if (topicValue === undefined) throw new HeraldError('invalid_topic', `event has no topic (or name)${where}`)
+  if (topicValue === undefined)
+    throw new HeraldError('invalid_topic', `event has no topic (or name)${where(index)}`)
   const topic = assertTopic(topicValue)
 
-  if (!('data' in message) || message.data === undefined) {
-    throw new HeraldError('invalid_event', `event ${JSON.stringify(topic)} has no data; send null for an empty payload${where}`)
+  const data = message.data
+  if (data === undefined) {
+    throw new HeraldError(
+      'invalid_event',
+      `event ${JSON.stringify(topic)} has no data; send null for an empty payload${where(index)}`,
+    )
   }
-  let size = jsonSize(message.data, 'data', topic)
+  let size = jsonSize(data, 'data', topic)
 
   let metadata: Record<string, unknown>
-  if (message.metadata === undefined || message.metadata === null) metadata = {}
-  else if (isPlainObject(message.metadata)) {
-    size += jsonSize(message.metadata, 'metadata', topic)
-    metadata = message.metadata
-  } else throw new HeraldError('invalid_event', `metadata of ${JSON.stringify(topic)} must be an object${where}`)
-  if (size > options.maxPayloadBytes) {
-    throw new HeraldError('payload_too_large', `event ${JSON.stringify(topic)} is about ${size} bytes of JSON; the limit is ${options.maxPayloadBytes}${where}`, {
-      limit: options.maxPayloadBytes,
-    })
-  }
-
-  const groupId = metadata.eventGroupId
-  if (groupId !== undefined && (typeof groupId !== 'string' || groupId === '')) {
-    throw new HeraldError('invalid_event', `metadata.eventGroupId must be a non-empty string${where}`)
-  }
-
-  for (const field of ['account', 'workspace'] as const) {
-    const value = message[field]
-    if (value !== undefined && value !== tenant[field]) {
-      throw new HeraldError('invalid_tenant', `event names ${field} ${JSON.stringify(value)} but is emitted in ${tenantKey(tenant)}${where}`)
+  let groupId: string | undefined
+  const givenMetadata = message.metadata
+  if (givenMetadata === undefined || givenMetadata === null) metadata = {}
+  else if (isPlainObject(givenMetadata)) {
+    size += jsonSize(givenMetadata, 'metadata', topic)
+    metadata = givenMetadata
+    const group = givenMetadata.eventGroupId
+    if (group !== undefined) {
+      if (typeof group !== 'string' || group === '') {
+        throw new HeraldError(
+          'invalid_event',
+          `metadata.eventGroupId must be a non-empty string${where(index)}`,
+        )
+      }
+      groupId = group
     }
+  } else
+    throw new HeraldError(
+      'invalid_event',
+      `metadata of ${JSON.stringify(topic)} must be an object${where(index)}`,
+    )
+  if (size > options.maxPayloadBytes) {
+    throw new HeraldError(
+      'payload_too_large',
+      `event ${JSON.stringify(topic)} is about ${size} bytes of JSON; the limit is ${options.maxPayloadBytes}${where(index)}`,
+      {
+        limit: options.maxPayloadBytes,
+      },
+    )
   }
+
+  if (message.account !== undefined && message.account !== tenant.account)
+    throw tenantMismatch('account', message.account, tenant, index)
+  if (message.workspace !== undefined && message.workspace !== tenant.workspace)
+    throw tenantMismatch('workspace', message.workspace, tenant, index)
 
   let dedupe = false
   let id: string
-  if (message.id !== undefined) {
-    if (typeof message.id !== 'string' || message.id.length === 0 || message.id.length > MAX_ID_LENGTH || ID_FORBIDDEN.test(message.id)) {
-      throw new HeraldError('invalid_event', `id must be 1-${MAX_ID_LENGTH} characters without whitespace${where}`)
-    }
+  if (message.id === undefined) id = ulid(options.now)
+  else {
     id = message.id
+    if (typeof id !== 'string' || id.length === 0 || id.length > MAX_ID_LENGTH || ID_FORBIDDEN.test(id)) {
+      throw new HeraldError(
+        'invalid_event',
+        `id must be 1-${MAX_ID_LENGTH} characters without whitespace${where(index)}`,
+      )
+    }
     dedupe = true
-  } else id = ulid(options.now)
+  }
 
   let time: string
-  if (message.time !== undefined) {
-    if (typeof message.time !== 'string' || Number.isNaN(Date.parse(message.time))) {
-      throw new HeraldError('invalid_event', `time must be an ISO-8601 timestamp${where}`)
-    }
+  if (message.time === undefined) time = isoTime(options.now)
+  else {
     time = message.time
-  } else time = isoTime(options.now)
+    if (typeof time !== 'string' || Number.isNaN(Date.parse(time))) {
+      throw new HeraldError('invalid_event', `time must be an ISO-8601 timestamp${where(index)}`)
+    }
+  }
 
   const event: HeraldEvent = {
     id,
     topic,
-    data: message.data,
+    data,
     metadata,
     account: tenant.account,
     workspace: tenant.workspace,
     time,
   }
-  const type = optionalString(message.type, 'type', where)
-  if (type !== undefined) event.type = type
-  const sender = optionalString(message.sender, 'sender', where)
-  if (sender !== undefined) event.sender = sender
-  return { event, dedupe, groupId: groupId as string | undefined }
+  if (message.type !== undefined && message.type !== null)
+    event.type = optionalString(message.type, 'type', index)
+  if (message.sender !== undefined && message.sender !== null)
+    event.sender = optionalString(message.sender, 'sender', index)
+  return { event, dedupe, groupId }
 }
 
-function optionalString(value: unknown, field: string, where: string): string | undefined {
-  if (value === undefined || value === null) return undefined
+function where(index: number): string {
+  return index > 0 ? ` (event ${index})` : ''
+}
+
+function tenantMismatch(field: string, value: unknown, tenant: Tenant, index: number): HeraldError {
+  return new HeraldError(
+    'invalid_tenant',
+    `event names ${field} ${JSON.stringify(value)} but is emitted in ${tenantKey(tenant)}${where(index)}`,
+  )
+}
+
+function optionalString(value: unknown, field: string, index: number): string {
   if (typeof value !== 'string' || value.length === 0 || value.length > MAX_ID_LENGTH) {
-    throw new HeraldError('invalid_event', `${field} must be a non-empty string of at most ${MAX_ID_LENGTH} characters${where}`)
+    throw new HeraldError(
+      'invalid_event',
+      `${field} must be a non-empty string of at most ${MAX_ID_LENGTH} characters${where(index)}`,
+    )
   }
   return value
 }
@@ -194,56 +239,91 @@ function isPlainObject(value: unknown): value is Record<string, unknown> {
   return proto === Object.prototype || proto === null
 }
 
-/**
- * Walks a value the way JSON.stringify would and returns an estimate of its JSON length, or
- * throws `invalid_event` for what JSON cannot carry faithfully: functions, symbols, BigInt,
- * non-finite numbers and cycles. Cheaper than stringifying, which matters on the in-memory path.
- */
-function jsonSize(root: unknown, field: string, topic: string): number {
-  const ancestors: object[] = []
-  const fail = (path: string, what: string): never => {
-    throw new HeraldError('invalid_event', `${field}${path} of ${JSON.stringify(topic)} ${what}; event data must be JSON`)
-  }
-  const walk = (value: unknown, path: string): number => {
-    switch (typeof value) {
-      case 'string':
-        return value.length + 2
-      case 'number':
-        if (!Number.isFinite(value)) fail(path, `is ${value}`)
-        return 8
-      case 'boolean':
-        return 5
-      case 'undefined':
-        return 0
-      case 'bigint':
-        return fail(path, 'is a BigInt')
-      case 'function':
-        return fail(path, 'is a function')
-      case 'symbol':
-        return fail(path, 'is a symbol')
-    }
-    if (value === null) return 4
-    const object = value as object
-    if (typeof (object as { toJSON?: unknown }).toJSON === 'function') return 32 // Date and friends
-    if (ancestors.includes(object)) fail(path, 'contains a cycle')
-    ancestors.push(object)
-    let size = 2
-    if (Array.isArray(object)) {
-      for (let i = 0; i < object.length; i++) size += walk(object[i], `${path}[${i}]`) + 1
-    } else {
-      for (const key in object) {
-        if (!Object.prototype.hasOwnProperty.call(object, key)) continue
-        size += key.length + 4 + walk((object as Record<string, unknown>)[key], `${path}.${key}`)
-      }
-    }
-    ancestors.pop()
-    return size
-  }
-  return walk(root, '')
+/** Thrown inside the walk; turned into an `invalid_event` that names the field and topic. */
+class NotJson {
+  path = ''
+  constructor(readonly what: string) {}
 }
 
-export function isKnownEventField(field: string): boolean {
-  return KNOWN_FIELDS.has(field)
+/**
+ * Estimates the JSON length of `root`, or throws `invalid_event` for what JSON cannot carry
+ * faithfully: functions, symbols, BigInt, non-finite numbers and cycles. Cheaper than
+ * stringifying, which matters on the in-memory path where nothing else serializes the event.
+ */
+function jsonSize(root: unknown, field: string, topic: string): number {
+  if (typeof root !== 'object' || root === null) {
+    // Most payloads that are not objects are primitives: no walk, no ancestors.
+    try {
+      return walk(root, undefined)
+    } catch (error) {
+      throw notJson(error, field, topic)
+    }
+  }
+  try {
+    return walk(root, [])
+  } catch (error) {
+    throw notJson(error, field, topic)
+  }
+}
+
+function notJson(error: unknown, field: string, topic: string): unknown {
+  if (!(error instanceof NotJson)) return error
+  return new HeraldError(
+    'invalid_event',
+    `${field}${error.path} of ${JSON.stringify(topic)} ${error.what}; event data must be JSON`,
+  )
+}
+
+function walk(value: unknown, ancestors: object[] | undefined): number {
+  switch (typeof value) {
+    case 'string':
+      return value.length + 2
+    case 'number':
+      if (value !== value || value === Infinity || value === -Infinity) throw new NotJson(`is ${value}`)
+      return 8
+    case 'boolean':
+      return 5
+    case 'undefined':
+      return 0
+    case 'bigint':
+      throw new NotJson('is a BigInt')
+    case 'function':
+      throw new NotJson('is a function')
+    case 'symbol':
+      throw new NotJson('is a symbol')
+  }
+  if (value === null) return 4
+  const object = value as object
+  if (typeof (object as { toJSON?: unknown }).toJSON === 'function') return 32 // Date and friends
+  const seen = ancestors ?? []
+  if (seen.includes(object)) throw new NotJson('contains a cycle')
+  seen.push(object)
+  let size = 2
+  // The path of a bad value is built only when one is found, by each level on the way out.
+  if (Array.isArray(object)) {
+    for (let i = 0; i < object.length; i++) {
+      try {
+        size += walk(object[i], seen) + 1
+      } catch (error) {
+        if (error instanceof NotJson) error.path = `[${i}]${error.path}`
+        throw error
+      }
+    }
+  } else {
+    // for-in also visits inherited enumerable keys, which JSON skips; plain objects have none.
+    const plain = Object.getPrototypeOf(object) === Object.prototype
+    for (const key in object) {
+      if (!plain && !Object.prototype.hasOwnProperty.call(object, key)) continue
+      try {
+        size += key.length + 4 + walk((object as Record<string, unknown>)[key], seen)
+      } catch (error) {
+        if (error instanceof NotJson) error.path = `.${key}${error.path}`
+        throw error
+      }
+    }
+  }
+  seen.pop()
+  return size
 }
 
 /** Sender names compare without an `@version` suffix on either side (`vtex.app@1.2.3` = `vtex.app`). */

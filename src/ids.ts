@@ -1,18 +1,20 @@
 /**
  * ULIDs (https://github.com/ulid/spec): 48-bit millisecond time + 80 random bits, Crockford
  * base32, 26 characters, sortable by time. Within one millisecond the random part is incremented
- * (the spec's monotonic mode), so ids of one process sort in creation order and generating one
- * costs an increment, not a trip to the random source. Uses only `globalThis.crypto`, so it runs
- * in browsers too.
+ * (the spec's monotonic mode), so ids of one process sort in creation order and an id costs an
+ * increment and a few string joins, not a trip to the random source. Uses only
+ * `globalThis.crypto`, so it runs in browsers too.
  */
 const ALPHABET = '0123456789ABCDEFGHJKMNPQRSTVWXYZ'
-const LOW_CHARS = 8 // the low 40 random bits, as 8 base32 digits
-const LOW_LIMIT = 2 ** 40
+/** Every pair of base32 digits, so the fastest-changing 10 bits cost one lookup. */
+const PAIRS: string[] = []
+for (const a of ALPHABET) for (const b of ALPHABET) PAIRS.push(a + b)
 
 let lastTime = -1
-let timePart = ''
-let highPart = '' // the high 40 random bits, fixed within a millisecond
-let low = 0
+let prefix = '' // time (10 chars) + high random bits (8 chars)
+let middle = 0 // bits 10..39 of the low random part, as a number
+let middleText = '' // ... as 6 base32 digits
+let tail = 0 // bits 0..9: the part incremented per id
 
 function encode(value: number, length: number): string {
   let out = ''
@@ -23,28 +25,40 @@ function encode(value: number, length: number): string {
   return out
 }
 
-function random40(): number {
-  const bytes = new Uint8Array(5)
-  globalThis.crypto.getRandomValues(bytes)
+/** Random bytes are fetched in bulk: a call to the random source costs microseconds. */
+const pool = new Uint8Array(1024)
+let poolAt = pool.length
+
+function random(bits: number): number {
+  const count = Math.ceil(bits / 8)
+  if (poolAt + count > pool.length) {
+    globalThis.crypto.getRandomValues(pool)
+    poolAt = 0
+  }
   let value = 0
-  for (const byte of bytes) value = value * 256 + byte
-  return value
+  for (let i = 0; i < count; i++) value = value * 256 + pool[poolAt++]!
+  return value % 2 ** bits
+}
+
+function newMiddle(value: number): void {
+  middle = value
+  middleText = encode(value, 6)
 }
 
 export function ulid(now: number = Date.now()): string {
   if (now > lastTime) {
     lastTime = now
-    timePart = encode(now, 10)
-    highPart = encode(random40(), 8)
-    // Leave headroom so increments within this millisecond cannot overflow the low part.
-    low = Math.floor(random40() / 2)
-  } else {
-    low++
-    if (low >= LOW_LIMIT) {
-      // 2^39 ids in one millisecond cannot happen; this keeps the id unique if the clock stalls.
-      highPart = encode(random40(), 8)
-      low = 0
-    }
+    prefix = encode(now, 10) + encode(random(40), 8)
+    // The top bit stays clear, leaving room to count up within this millisecond.
+    newMiddle(random(29))
+    tail = random(10)
+  } else if (++tail === 1024) {
+    tail = 0
+    // 2^39 ids in one millisecond cannot happen; this only keeps ids unique if the clock stalls.
+    if (middle + 1 >= 2 ** 30) {
+      prefix = prefix.slice(0, 10) + encode(random(40), 8)
+      newMiddle(0)
+    } else newMiddle(middle + 1)
   }
-  return timePart + highPart + encode(low, LOW_CHARS)
+  return prefix + middleText + PAIRS[tail]
 }

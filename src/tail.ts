@@ -6,7 +6,8 @@ import { compileMatcher } from './topic.js'
 
 /** Receives stored events as the index routes them; implemented by subscriptions and tails. */
 export interface Receiver {
-  offer(event: HeraldEvent): void
+  /** `now` is the dispatch's clock reading, shared by the batch so that each event need not read the clock. */
+  offer(event: HeraldEvent, now: number): void
 }
 
 export interface TailOptions {

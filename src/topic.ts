@@ -22,11 +22,17 @@ function checkName(value: unknown, kind: 'topic' | 'pattern'): string[] {
   if (typeof value !== 'string') throw new HeraldError(code, `${kind} must be a string, got ${typeof value}`)
   if (value.length === 0) throw new HeraldError(code, `${kind} must not be empty`)
   if (value.length > MAX_TOPIC_LENGTH) {
-    throw new HeraldError(code, `${kind} is ${value.length} characters long; the limit is ${MAX_TOPIC_LENGTH}`)
+    throw new HeraldError(
+      code,
+      `${kind} is ${value.length} characters long; the limit is ${MAX_TOPIC_LENGTH}`,
+    )
   }
   const bad = FORBIDDEN.exec(value)
   if (bad) {
-    throw new HeraldError(code, `${kind} ${JSON.stringify(value)} contains ${JSON.stringify(bad[0])} at ${bad.index}`)
+    throw new HeraldError(
+      code,
+      `${kind} ${JSON.stringify(value)} contains ${JSON.stringify(bad[0])} at ${bad.index}`,
+    )
   }
   const segments = value.split('/')
   if (segments.length > MAX_TOPIC_SEGMENTS) {
@@ -44,7 +50,10 @@ export function assertTopic(value: unknown): string {
   const segments = checkName(value, 'topic')
   for (const segment of segments) {
     if (segment.includes(WILDCARD)) {
-      throw new HeraldError('invalid_topic', `topic ${JSON.stringify(value)} contains '*'; wildcards belong in patterns`)
+      throw new HeraldError(
+        'invalid_topic',
+        `topic ${JSON.stringify(value)} contains '*'; wildcards belong in patterns`,
+      )
     }
   }
   if (validTopics.size >= VALID_TOPIC_CACHE_LIMIT) validTopics.clear()
@@ -77,7 +86,8 @@ export function splitPatterns(input: string | readonly string[]): string[] {
   }
   const out: string[] = []
   for (const entry of raw) {
-    if (typeof entry !== 'string') throw new HeraldError('invalid_pattern', `pattern must be a string, got ${typeof entry}`)
+    if (typeof entry !== 'string')
+      throw new HeraldError('invalid_pattern', `pattern must be a string, got ${typeof entry}`)
     for (const part of entry.split(';')) {
       const pattern = part.trim()
       if (pattern === '') continue

@@ -14,7 +14,11 @@ export function prepared(tenant: Tenant, inputs: EventInput[], now = Date.now())
 export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
 
 /** Polls `check` until it returns true or `timeout` passes; fails with `message` then. */
-export async function waitFor(check: () => boolean | Promise<boolean>, timeout = 5000, message = 'condition'): Promise<void> {
+export async function waitFor(
+  check: () => boolean | Promise<boolean>,
+  timeout = 5000,
+  message = 'condition',
+): Promise<void> {
   const until = Date.now() + timeout
   while (!(await check())) {
     if (Date.now() > until) throw new Error(`timed out after ${timeout} ms waiting for ${message}`)
@@ -23,7 +27,11 @@ export async function waitFor(check: () => boolean | Promise<boolean>, timeout =
 }
 
 /** A handler that records what it received. */
-export function recorder(): { events: HeraldEvent[]; topics: () => string[]; handler: (event: HeraldEvent) => Promise<void> } {
+export function recorder(): {
+  events: HeraldEvent[]
+  topics: () => string[]
+  handler: (event: HeraldEvent) => Promise<void>
+} {
   const events: HeraldEvent[] = []
   return {
     events,

@@ -15,18 +15,35 @@ export function header(title: string): void {
 }
 
 const fmt = (value: number): string =>
-  value >= 1e6 ? `${(value / 1e6).toFixed(2)} M` : value >= 1e4 ? `${(value / 1e3).toFixed(1)} k` : value >= 100 ? value.toFixed(0) : value.toFixed(2)
+  value >= 1e6
+    ? `${(value / 1e6).toFixed(2)} M`
+    : value >= 1e4
+      ? `${(value / 1e3).toFixed(1)} k`
+      : value >= 100
+        ? value.toFixed(0)
+        : value.toFixed(2)
 
 /** Prints rows with each one's ratio to `baseline` (a row name). */
-export function table(title: string, rows: Row[], baseline: string, options: { lowerIsBetter?: boolean } = {}): void {
+export function table(
+  title: string,
+  rows: Row[],
+  baseline: string,
+  options: { lowerIsBetter?: boolean } = {},
+): void {
   const base = rows.find((row) => row.name === baseline)
   const lines = rows.map((row) => {
     const ratio = base ? (options.lowerIsBetter ? base.value / row.value : row.value / base.value) : NaN
-    return [row.name, `${fmt(row.value)} ${row.unit}`, Number.isFinite(ratio) ? `${ratio.toFixed(2)}×` : '', row.note ?? '']
+    return [
+      row.name,
+      `${fmt(row.value)} ${row.unit}`,
+      Number.isFinite(ratio) ? `${ratio.toFixed(2)}×` : '',
+      row.note ?? '',
+    ]
   })
   const head = ['', 'result', `vs ${baseline}`, '']
   const widths = head.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i]!.length)))
-  const print = (cells: string[]) => console.log('| ' + cells.map((c, i) => c.padEnd(widths[i]!)).join(' | ') + ' |')
+  const print = (cells: string[]) =>
+    console.log('| ' + cells.map((c, i) => c.padEnd(widths[i]!)).join(' | ') + ' |')
   console.log(`\n${title}`)
   print(head)
   console.log('|' + widths.map((w) => '-'.repeat(w + 2)).join('|') + '|')

@@ -27,6 +27,9 @@ export class AttemptTimeoutError extends Error {
 export class Attempt implements HandlerContext {
   /** Settled: succeeded, failed or timed out. A late result after that is ignored. */
   done = false
+  /** Links in the subscription's in-flight list. */
+  prev: Attempt | undefined = undefined
+  next: Attempt | undefined = undefined
   private controller: AbortController | undefined
   private abortReason: unknown
 
@@ -50,5 +53,46 @@ export class Attempt implements HandlerContext {
     if (this.abortReason !== undefined) return
     this.abortReason = reason
     this.controller?.abort(reason)
+  }
+}
+
+/**
+ * A subscription's attempts in flight: an intrusive doubly-linked list, so adding and removing
+ * one (twice per delivery) allocates nothing and hashes nothing.
+ */
+export class InFlight implements Iterable<Attempt> {
+  private head: Attempt | undefined = undefined
+  size = 0
+
+  add(attempt: Attempt): void {
+    attempt.prev = undefined
+    attempt.next = this.head
+    if (this.head) this.head.prev = attempt
+    this.head = attempt
+    this.size++
+  }
+
+  delete(attempt: Attempt): void {
+    if (attempt.prev) attempt.prev.next = attempt.next
+    else if (this.head === attempt) this.head = attempt.next
+    else return // not in the list
+    if (attempt.next) attempt.next.prev = attempt.prev
+    attempt.prev = attempt.next = undefined
+    this.size--
+  }
+
+  clear(): void {
+    this.head = undefined
+    this.size = 0
+  }
+
+  *[Symbol.iterator](): Iterator<Attempt> {
+    // Read `next` before yielding: the consumer may remove the attempt it was handed.
+    let attempt = this.head
+    while (attempt) {
+      const next = attempt.next
+      yield attempt
+      attempt = next
+    }
   }
 }

@@ -1,4 +1,4 @@
-import { describeError } from '../errors.js'
+import { describeError, isHeraldError } from '../errors.js'
 import type { HeraldEvent } from '../event.js'
 import type { Settlement, Store, SubscriptionRecord, SubscriptionSpec } from '../stores/store.js'
 import type { Attempt } from './attempt.js'
@@ -54,21 +54,19 @@ export class DurableWorker extends Worker {
     const spec: SubscriptionSpec = { tenant: this.tenant, id: this.id, patterns: this.patterns }
     if (this.sender !== undefined) spec.sender = this.sender
     if (meta !== undefined) spec.meta = meta
-    this.opened ??= this.store
-      .openSubscription(spec, now)
-      .then((record) => {
-        this.pollTimer = setInterval(this.wake, this.pollMs)
-        this.pollTimer.unref?.()
-        this.renewTimer = setInterval(this.renew, Math.max(10, Math.floor(this.leaseMs / 3)))
-        this.renewTimer.unref?.()
-        this.wake()
-        return record
-      })
+    this.opened ??= this.store.openSubscription(spec, now).then((record) => {
+      this.pollTimer = setInterval(this.wake, this.pollMs)
+      this.pollTimer.unref?.()
+      this.renewTimer = setInterval(this.renew, Math.max(10, Math.floor(this.leaseMs / 3)))
+      this.renewTimer.unref?.()
+      this.wake()
+      return record
+    })
     return this.opened
   }
 
   offer(event: HeraldEvent): void {
-    if (this.matches(event)) this.wake()
+    if (this.senderAccepts(event)) this.wake()
   }
 
   readonly wake = (): void => {
@@ -101,8 +99,20 @@ export class DurableWorker extends Worker {
         if (result.more) this.wanted = true
       }
     } catch (error) {
-      this.logger.error({ subscriptionId: this.id, error: describeError(error) }, 'claiming deliveries failed; will try again')
-      this.armDue(Date.now() + CLAIM_RETRY_MS)
+      if (isHeraldError(error, 'not_found')) {
+        // Another process unsubscribed it: nothing is owed any more, so stop asking.
+        this.logger.warn(
+          { subscriptionId: this.id },
+          'the durable subscription was deleted from the store; this process stops delivering it',
+        )
+        this.stop()
+      } else {
+        this.logger.error(
+          { subscriptionId: this.id, error: describeError(error) },
+          'claiming deliveries failed; will try again',
+        )
+        this.armDue(Date.now() + CLAIM_RETRY_MS)
+      }
     } finally {
       this.claiming = false
       this.checkDrained()
@@ -113,11 +123,14 @@ export class DurableWorker extends Worker {
     if (at >= this.dueAt) return
     if (this.dueTimer) clearTimeout(this.dueTimer)
     this.dueAt = at
-    this.dueTimer = setTimeout(() => {
-      this.dueTimer = undefined
-      this.dueAt = Infinity
-      this.wake()
-    }, Math.max(0, at - Date.now()))
+    this.dueTimer = setTimeout(
+      () => {
+        this.dueTimer = undefined
+        this.dueAt = Infinity
+        this.wake()
+      },
+      Math.max(0, at - Date.now()),
+    )
   }
 
   private readonly renew = (): void => {
@@ -126,10 +139,14 @@ export class DurableWorker extends Worker {
     this.store.renew(this.tenant, this.id, this.consumer, seqs, Date.now() + this.leaseMs).then(
       (lost) => {
         if (lost.length > 0) {
-          this.logger.warn({ subscriptionId: this.id, seqs: lost }, 'lost the lease of deliveries still running; another consumer may deliver them too')
+          this.logger.warn(
+            { subscriptionId: this.id, seqs: lost },
+            'lost the lease of deliveries still running; another consumer may deliver them too',
+          )
         }
       },
-      (error: unknown) => this.logger.warn({ subscriptionId: this.id, error: describeError(error) }, 'renewing leases failed'),
+      (error: unknown) =>
+        this.logger.warn({ subscriptionId: this.id, error: describeError(error) }, 'renewing leases failed'),
     )
   }
 
@@ -142,7 +159,11 @@ export class DurableWorker extends Worker {
     const verdict = this.verdict(attempt, error)
     this.logFailure(attempt, verdict)
     const seq = attempt.event.seq!
-    this.record('dead' in verdict ? { seq, outcome: 'dead', error: verdict.error } : { seq, outcome: 'retry', retryAt: verdict.retryAt, error: verdict.error })
+    this.record(
+      'dead' in verdict
+        ? { seq, outcome: 'dead', error: verdict.error }
+        : { seq, outcome: 'retry', retryAt: verdict.retryAt, error: verdict.error },
+    )
   }
 
   private record(settlement: Settlement): void {
@@ -161,7 +182,10 @@ export class DurableWorker extends Worker {
           await this.store.settle(this.tenant, this.id, this.consumer, batch, Date.now())
         } catch (error) {
           // The leases will expire and the deliveries come back: at least once, never lost.
-          this.logger.error({ subscriptionId: this.id, deliveries: batch.length, error: describeError(error) }, 'recording delivery outcomes failed')
+          this.logger.error(
+            { subscriptionId: this.id, deliveries: batch.length, error: describeError(error) },
+            'recording delivery outcomes failed',
+          )
         }
       }
       this.flushing = undefined

@@ -48,12 +48,16 @@ export class LiveWorker extends Worker {
     super(spec)
   }
 
-  offer(event: HeraldEvent): void {
-    if (this.stopped || !this.matches(event)) return
+  offer(event: HeraldEvent, now: number): void {
+    if (this.stopped || !this.senderAccepts(event)) return
     this.firstSeq ??= event.seq
-    if (this.inFlight.size < this.policy.concurrency && this.head === this.queue.length && this.dueRetries.length === 0) {
+    if (
+      this.inFlight.size < this.policy.concurrency &&
+      this.head === this.queue.length &&
+      this.dueRetries.length === 0
+    ) {
       this.frontier = event.seq!
-      this.run(event, 0)
+      this.run(event, 0, now)
     } else this.queue.push(event)
   }
 
@@ -81,7 +85,7 @@ export class LiveWorker extends Worker {
 
   protected onSuccess(attempt: Attempt): void {
     this.observe(attempt, undefined)
-    if (attempt.attempt > 0) this.retries.delete(attempt.event.seq!)
+    if (this.retries.size > 0) this.retries.delete(attempt.event.seq!)
     this.pump()
   }
 
@@ -91,7 +95,12 @@ export class LiveWorker extends Worker {
     const seq = attempt.event.seq!
     if ('dead' in verdict) {
       this.retries.delete(seq)
-      this.addDead(seq, { event: attempt.event, attempts: attempt.attempt + 1, lastError: verdict.error, failedAt: Date.now() })
+      this.addDead(seq, {
+        event: attempt.event,
+        attempts: attempt.attempt + 1,
+        lastError: verdict.error,
+        failedAt: Date.now(),
+      })
     } else if (!this.disposed) {
       const state: RetryState = this.retries.get(seq) ?? {
         event: attempt.event,
@@ -105,12 +114,15 @@ export class LiveWorker extends Worker {
       state.lastError = verdict.error
       state.dueAt = verdict.retryAt
       state.running = false
-      state.timer = setTimeout(() => {
-        state.timer = undefined
-        if (this.stopped) return
-        this.dueRetries.push(state)
-        this.pump()
-      }, Math.max(0, verdict.retryAt - Date.now()))
+      state.timer = setTimeout(
+        () => {
+          state.timer = undefined
+          if (this.stopped) return
+          this.dueRetries.push(state)
+          this.pump()
+        },
+        Math.max(0, verdict.retryAt - Date.now()),
+      )
       this.retries.set(seq, state)
     }
     this.pump()
@@ -137,7 +149,14 @@ export class LiveWorker extends Worker {
     const dead = this.dead.get(seq)
     if (!dead || this.stopped) return false
     this.dead.delete(seq)
-    const state: RetryState = { event: dead.event, attempts: 0, lastError: dead.lastError, dueAt: Date.now(), timer: undefined, running: false }
+    const state: RetryState = {
+      event: dead.event,
+      attempts: 0,
+      lastError: dead.lastError,
+      dueAt: Date.now(),
+      timer: undefined,
+      running: false,
+    }
     this.retries.set(seq, state)
     this.dueRetries.push(state)
     this.pump()
@@ -157,11 +176,17 @@ export class LiveWorker extends Worker {
     const retry = this.retries.get(seq)
     if (retry) {
       if (retry.attempts === 0) return { ...base, state: 'pending', attempts: 0, lastError: retry.lastError }
-      const status: DeliveryStatus = { ...base, state: 'retrying', attempts: retry.attempts, lastError: retry.lastError }
+      const status: DeliveryStatus = {
+        ...base,
+        state: 'retrying',
+        attempts: retry.attempts,
+        lastError: retry.lastError,
+      }
       if (!retry.running) status.nextAttemptAt = new Date(retry.dueAt).toISOString()
       return status
     }
-    for (const attempt of this.inFlight) if (attempt.event.seq === seq) return { ...base, state: 'pending', attempts: attempt.attempt + 1 }
+    for (const attempt of this.inFlight)
+      if (attempt.event.seq === seq) return { ...base, state: 'pending', attempts: attempt.attempt + 1 }
     if (seq <= this.frontier) return { ...base, state: 'delivered' }
     return { ...base, state: 'pending', attempts: 0 }
   }

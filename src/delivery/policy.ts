@@ -43,7 +43,10 @@ const LIMITS: Record<keyof RetryPolicy, { min: number; max: number; integer: boo
 }
 
 /** Fills a partial policy from `base` and checks every field; throws `invalid_option` naming the field. */
-export function resolveRetryPolicy(partial: Partial<RetryPolicy> | undefined, base: Readonly<RetryPolicy> = DEFAULT_RETRY_POLICY): RetryPolicy {
+export function resolveRetryPolicy(
+  partial: Partial<RetryPolicy> | undefined,
+  base: Readonly<RetryPolicy> = DEFAULT_RETRY_POLICY,
+): RetryPolicy {
   if (partial !== undefined && (typeof partial !== 'object' || partial === null)) {
     throw new HeraldError('invalid_option', 'retry policy must be an object')
   }
@@ -52,8 +55,17 @@ export function resolveRetryPolicy(partial: Partial<RetryPolicy> | undefined, ba
     const value = partial?.[field]
     if (value === undefined) continue
     const { min, max, integer } = LIMITS[field]
-    if (typeof value !== 'number' || !Number.isFinite(value) || value < min || value > max || (integer && !Number.isInteger(value))) {
-      throw new HeraldError('invalid_option', `retry.${field} must be ${integer ? 'an integer' : 'a number'} from ${min} to ${max}, got ${JSON.stringify(value)}`)
+    if (
+      typeof value !== 'number' ||
+      !Number.isFinite(value) ||
+      value < min ||
+      value > max ||
+      (integer && !Number.isInteger(value))
+    ) {
+      throw new HeraldError(
+        'invalid_option',
+        `retry.${field} must be ${integer ? 'an integer' : 'a number'} from ${min} to ${max}, got ${JSON.stringify(value)}`,
+      )
     }
     policy[field] = value
   }
@@ -67,6 +79,9 @@ export function attemptTimeout(policy: RetryPolicy, attempt: number): number {
 
 /** The wait before retry `retry` (1-based), jitter included; `random` is injectable for tests. */
 export function backoffDelay(policy: RetryPolicy, retry: number, random: () => number = Math.random): number {
-  const base = Math.min(policy.initialBackoffDelay * policy.exponentialBackoffCoefficient ** (retry - 1), MAX_BACKOFF_DELAY)
+  const base = Math.min(
+    policy.initialBackoffDelay * policy.exponentialBackoffCoefficient ** (retry - 1),
+    MAX_BACKOFF_DELAY,
+  )
   return base + base * JITTER * random()
 }

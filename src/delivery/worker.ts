@@ -3,7 +3,7 @@ import type { HeraldEvent, Tenant } from '../event.js'
 import { senderMatches } from '../event.js'
 import type { Logger } from '../logger.js'
 import { compileMatcher } from '../topic.js'
-import { Attempt, AttemptTimeoutError, type Handler } from './attempt.js'
+import { Attempt, AttemptTimeoutError, InFlight, type Handler } from './attempt.js'
 import { attemptTimeout, backoffDelay, type RetryPolicy } from './policy.js'
 
 export interface WorkerSpec {
@@ -64,7 +64,7 @@ export abstract class Worker {
   readonly policy: RetryPolicy
   protected readonly logger: Logger
   private readonly observer: DeliveryObserver | undefined
-  protected readonly inFlight = new Set<Attempt>()
+  protected readonly inFlight = new InFlight()
   private readonly topicMatches: (topic: string) => boolean
   private sweepTimer: ReturnType<typeof setTimeout> | undefined
   private sweepAt = Infinity
@@ -86,10 +86,15 @@ export abstract class Worker {
 
   /** Does this subscription want the event (topic and sender)? Tenancy is checked by the caller. */
   readonly matches = (event: HeraldEvent): boolean =>
-    this.topicMatches(event.topic) && senderMatches(this.sender, event.sender)
+    this.topicMatches(event.topic) && (this.sender === undefined || senderMatches(this.sender, event.sender))
 
-  /** A matching event was stored. */
-  abstract offer(event: HeraldEvent): void
+  /** The sender filter alone; `offer` gets only events whose topic the index already matched. */
+  protected senderAccepts(event: HeraldEvent): boolean {
+    return this.sender === undefined || senderMatches(this.sender, event.sender)
+  }
+
+  /** An event whose topic matches was stored. */
+  abstract offer(event: HeraldEvent, now: number): void
   /** Stop starting deliveries that are not already due; keep running those in flight. */
   abstract stop(): void
   /** Everything due has been started and nothing is in flight. */
@@ -99,9 +104,9 @@ export abstract class Worker {
   protected abstract onSuccess(attempt: Attempt): void
   protected abstract onFailure(attempt: Attempt, error: unknown): void
 
-  protected run(event: HeraldEvent, attemptIndex: number): void {
-    const timeout = attemptTimeout(this.policy, attemptIndex)
-    const deadline = Date.now() + timeout
+  protected run(event: HeraldEvent, attemptIndex: number, now: number = Date.now()): void {
+    const timeout = attemptIndex === 0 ? this.policy.timeout : attemptTimeout(this.policy, attemptIndex)
+    const deadline = now + timeout
     const attempt = new Attempt(event, attemptIndex, this.id, deadline, timeout)
     this.inFlight.add(attempt)
     if (deadline < this.sweepAt) this.armSweep(deadline)
@@ -112,7 +117,11 @@ export abstract class Worker {
       this.finish(attempt, error, true)
       return
     }
-    if (result !== null && typeof result === 'object' && typeof (result as PromiseLike<unknown>).then === 'function') {
+    if (
+      result !== null &&
+      typeof result === 'object' &&
+      typeof (result as PromiseLike<unknown>).then === 'function'
+    ) {
       ;(result as PromiseLike<unknown>).then(
         () => this.finish(attempt, undefined, false),
         (error: unknown) => this.finish(attempt, error, true),
@@ -192,7 +201,11 @@ export abstract class Worker {
       error: verdict.error,
     }
     if ('dead' in verdict) this.logger.error(fields, 'delivery failed for good; it is now a dead letter')
-    else this.logger.warn({ ...fields, retryAt: new Date(verdict.retryAt).toISOString() }, 'delivery attempt failed; will retry')
+    else
+      this.logger.warn(
+        { ...fields, retryAt: new Date(verdict.retryAt).toISOString() },
+        'delivery attempt failed; will retry',
+      )
   }
 
   /** Resolves once nothing due remains and nothing is in flight. */

@@ -21,9 +21,11 @@ export interface MemoryStoreOptions {
   maxEvents?: number
 }
 
-export const DEFAULT_MEMORY_MAX_EVENTS = 50_000
-const SEQ_WIDTH = 16
+export const DEFAULT_MEMORY_MAX_EVENTS = 1_000
 const DEFAULT_SCAN_LIMIT = 10_000
+const NONE: string[] = []
+/** '000' … '999': a seq is a 13-digit block prefix plus one of these, so minting one is a join. */
+const TRIPLES = Array.from({ length: 1000 }, (_, i) => String(i).padStart(3, '0'))
 
 interface Row extends DeliveryRecord {
   event: HeraldEvent
@@ -43,33 +45,70 @@ interface Group {
   expiresAt: number
 }
 
-class TenantState {
-  /** The log; `events[i]` has absolute index `base + i`. */
-  events: HeraldEvent[] = []
-  base = 0
-  subscriptions = new Map<string, Subscription>()
-  groups = new Map<string, Group>()
+/**
+ * A tenant's log in fixed-size chunks: appending is a push, and dropping old events releases
+ * whole chunks instead of shifting the array, so retention costs nothing per event.
+ */
+class EventLog {
+  private static readonly CHUNK = 1024
+  private chunks: HeraldEvent[][] = []
+  /** Absolute index of the first event kept. */
+  start = 0
+  end = 0
 
-  get end(): number {
-    return this.base + this.events.length
+  push(event: HeraldEvent): void {
+    const last = this.chunks[this.chunks.length - 1]
+    if (last && last.length < EventLog.CHUNK) last.push(event)
+    else this.chunks.push([event])
+    this.end++
+  }
+
+  get length(): number {
+    return this.end - this.start
+  }
+
+  /** The event at absolute index `index` (start ≤ index < end). */
+  at(index: number): HeraldEvent {
+    const offset = index - this.start
+    return this.chunks[Math.floor(offset / EventLog.CHUNK)]![offset % EventLog.CHUNK]!
+  }
+
+  last(): HeraldEvent | undefined {
+    return this.end > this.start ? this.at(this.end - 1) : undefined
+  }
+
+  /** Drops whole chunks that lie entirely before absolute index `index`. */
+  dropBefore(index: number): void {
+    while (this.chunks.length > 1 && this.start + EventLog.CHUNK <= index) {
+      this.chunks.shift()
+      this.start += EventLog.CHUNK
+    }
   }
 
   /** Absolute index of the first event with seq > `after`. */
   indexAfter(after: string | undefined): number {
-    if (after === undefined || after === '') return this.base
-    let lo = 0
-    let hi = this.events.length
+    if (after === undefined || after === '') return this.start
+    let lo = this.start
+    let hi = this.end
     while (lo < hi) {
       const mid = (lo + hi) >>> 1
-      if (this.events[mid]!.seq! <= after) lo = mid + 1
+      if (this.at(mid).seq! <= after) lo = mid + 1
       else hi = mid
     }
-    return this.base + lo
+    return lo
   }
 
-  at(index: number): HeraldEvent {
-    return this.events[index - this.base]!
+  slice(from: number, to: number): HeraldEvent[] {
+    const out: HeraldEvent[] = []
+    for (let i = from; i < to; i++) out.push(this.at(i))
+    return out
   }
+}
+
+class TenantState {
+  log = new EventLog()
+  subscriptions = new Map<string, Subscription>()
+  groups = new Map<string, Group>()
 }
 
 /**
@@ -86,24 +125,35 @@ class MemoryStore implements Store {
   readonly durable = false
   private readonly maxEvents: number
   private readonly tenants = new Map<string, TenantState>()
-  private readonly listeners = new Set<(events: readonly HeraldEvent[]) => void>()
+  private listeners: ((events: readonly HeraldEvent[]) => void)[] = []
   /** tenant + id → time the id may be reused; in insertion (= expiry) order. */
   private readonly seenIds = new Map<string, number>()
   private counter = 0
+  private seqBlock = -1
+  private seqPrefix = ''
   private closed = false
+  /** The last tenant object looked up: a scoped bus passes the same object every time. */
+  private lastTenant: Tenant | undefined
+  private lastState: TenantState | undefined
 
   constructor(options: MemoryStoreOptions) {
     const maxEvents = options.maxEvents ?? DEFAULT_MEMORY_MAX_EVENTS
     if (!Number.isInteger(maxEvents) || maxEvents < 1) {
-      throw new HeraldError('invalid_option', `memoryStore maxEvents must be a positive integer, got ${maxEvents}`)
+      throw new HeraldError(
+        'invalid_option',
+        `memoryStore maxEvents must be a positive integer, got ${maxEvents}`,
+      )
     }
     this.maxEvents = maxEvents
   }
 
   private tenant(tenant: Tenant): TenantState {
+    if (tenant === this.lastTenant) return this.lastState!
     const key = tenantKey(tenant)
     let state = this.tenants.get(key)
     if (!state) this.tenants.set(key, (state = new TenantState()))
+    this.lastTenant = tenant
+    this.lastState = state
     return state
   }
 
@@ -111,24 +161,39 @@ class MemoryStore implements Store {
     if (this.closed) throw new HeraldError('closed', 'the store is closed')
   }
 
+  /** 16 digits, zero-padded: fixed width, so seqs sort as strings. */
   private nextSeq(): string {
-    return String(++this.counter).padStart(SEQ_WIDTH, '0')
+    const n = ++this.counter
+    const block = Math.floor(n / 1000)
+    if (block !== this.seqBlock) {
+      this.seqBlock = block
+      this.seqPrefix = String(block).padStart(13, '0')
+    }
+    return this.seqPrefix + TRIPLES[n - block * 1000]
   }
 
   append(tenant: Tenant, inputs: readonly PreparedEvent[], options: AppendOptions): Promise<AppendResult> {
     try {
+      return Promise.resolve(this.appendNow(tenant, inputs, options))
+    } catch (error) {
+      return Promise.reject(error)
+    }
+  }
+
+  appendNow(tenant: Tenant, inputs: readonly PreparedEvent[], options: AppendOptions): AppendResult {
+    {
       this.open()
       const state = this.tenant(tenant)
-      const key = tenantKey(tenant)
       const appended: HeraldEvent[] = []
-      const duplicates: string[] = []
+      let duplicates: string[] = NONE
       let staged = 0
       if (this.seenIds.size > 0) this.forgetExpiredIds(options.now)
       for (const input of inputs) {
         if (input.dedupe) {
-          const idKey = `${key}\n${input.event.id}`
+          const idKey = `${tenantKey(tenant)}\n${input.event.id}`
           const until = this.seenIds.get(idKey)
           if (until !== undefined && until > options.now) {
+            if (duplicates === NONE) duplicates = []
             duplicates.push(input.event.id)
             continue
           }
@@ -137,7 +202,8 @@ class MemoryStore implements Store {
         }
         if (input.groupId !== undefined) {
           let group = state.groups.get(input.groupId)
-          if (!group || group.expiresAt <= options.now) state.groups.set(input.groupId, (group = { events: [], expiresAt: 0 }))
+          if (!group || group.expiresAt <= options.now)
+            state.groups.set(input.groupId, (group = { events: [], expiresAt: 0 }))
           group.events.push(input.event)
           group.expiresAt = options.now + options.groupTtlMs
           staged++
@@ -145,16 +211,14 @@ class MemoryStore implements Store {
         }
         const event = input.event
         event.seq = this.nextSeq()
-        state.events.push(event)
+        state.log.push(event)
         appended.push(event)
       }
       if (appended.length > 0) {
         this.trim(state)
         this.notify(appended)
       }
-      return Promise.resolve({ appended, staged, duplicates })
-    } catch (error) {
-      return Promise.reject(error)
+      return { appended, staged, duplicates }
     }
   }
 
@@ -167,18 +231,17 @@ class MemoryStore implements Store {
 
   /** Drops the oldest events beyond `maxEvents`, never one a durable subscription has yet to look at. */
   private trim(state: TenantState): void {
-    // Trim in chunks so that the cost of shifting the array is spread over many appends.
-    if (state.events.length <= this.maxEvents + Math.max(64, this.maxEvents >>> 3)) return
-    let keepFrom = state.end - this.maxEvents
+    const log = state.log
+    if (log.length <= this.maxEvents + 1024) return
+    let keepFrom = log.end - this.maxEvents
     for (const subscription of state.subscriptions.values()) keepFrom = Math.min(keepFrom, subscription.next)
-    const drop = keepFrom - state.base
-    if (drop <= 0) return
-    state.events.splice(0, drop)
-    state.base += drop
+    log.dropBefore(keepFrom)
   }
 
   private notify(events: readonly HeraldEvent[]): void {
-    for (const listener of this.listeners) {
+    const listeners = this.listeners
+    for (let i = 0; i < listeners.length; i++) {
+      const listener = listeners[i]!
       try {
         listener(events)
       } catch {
@@ -189,28 +252,28 @@ class MemoryStore implements Store {
 
   async read(tenant: Tenant, query: { after?: string; limit: number }): Promise<HeraldEvent[]> {
     this.open()
-    const state = this.tenant(tenant)
-    const from = state.indexAfter(query.after)
-    const to = Math.min(state.end, from + Math.max(0, query.limit))
-    return state.events.slice(from - state.base, to - state.base)
+    const log = this.tenant(tenant).log
+    const from = log.indexAfter(query.after)
+    return log.slice(from, Math.min(log.end, from + Math.max(0, query.limit)))
   }
 
   async getEvent(tenant: Tenant, id: string): Promise<HeraldEvent | undefined> {
     this.open()
-    const events = this.tenant(tenant).events
-    for (let i = events.length - 1; i >= 0; i--) if (events[i]!.id === id) return events[i]
+    const log = this.tenant(tenant).log
+    for (let i = log.end - 1; i >= log.start; i--) if (log.at(i).id === id) return log.at(i)
     return undefined
   }
 
   async head(tenant: Tenant): Promise<string | undefined> {
     this.open()
-    const events = this.tenant(tenant).events
-    return events.length > 0 ? events[events.length - 1]!.seq : undefined
+    return this.tenant(tenant).log.last()?.seq
   }
 
   watch(listener: (events: readonly HeraldEvent[]) => void): () => void {
-    this.listeners.add(listener)
-    return () => this.listeners.delete(listener)
+    this.listeners = [...this.listeners, listener]
+    return () => {
+      this.listeners = this.listeners.filter((l) => l !== listener)
+    }
   }
 
   async releaseGroup(tenant: Tenant, groupId: string, now: number): Promise<HeraldEvent[]> {
@@ -222,7 +285,7 @@ class MemoryStore implements Store {
     if (group.expiresAt <= now) return []
     for (const event of group.events) {
       event.seq = this.nextSeq()
-      state.events.push(event)
+      state.log.push(event)
     }
     if (group.events.length > 0) {
       this.trim(state)
@@ -258,7 +321,7 @@ class MemoryStore implements Store {
       else existing.record.meta = structuredClone(spec.meta)
       return copyRecord(existing.record)
     }
-    const head = state.events.length > 0 ? state.events[state.events.length - 1]!.seq! : ''
+    const head = state.log.last()?.seq ?? ''
     const record: SubscriptionRecord = {
       account: spec.tenant.account,
       workspace: spec.tenant.workspace,
@@ -270,7 +333,7 @@ class MemoryStore implements Store {
     }
     if (spec.sender !== undefined) record.sender = spec.sender
     if (spec.meta !== undefined) record.meta = structuredClone(spec.meta)
-    state.subscriptions.set(spec.id, { record, next: state.end, active: new Map(), dead: new Map() })
+    state.subscriptions.set(spec.id, { record, next: state.log.end, active: new Map(), dead: new Map() })
     return copyRecord(record)
   }
 
@@ -282,13 +345,16 @@ class MemoryStore implements Store {
   async listSubscriptions(tenant?: Tenant): Promise<SubscriptionRecord[]> {
     this.open()
     const states = tenant ? [this.tenant(tenant)] : [...this.tenants.values()]
-    const records = states.flatMap((state) => [...state.subscriptions.values()].map((s) => copyRecord(s.record)))
+    const records = states.flatMap((state) =>
+      [...state.subscriptions.values()].map((s) => copyRecord(s.record)),
+    )
     return records.sort((a, b) => compareKeys([a.account, a.workspace, a.id], [b.account, b.workspace, b.id]))
   }
 
   private subscription(tenant: Tenant, id: string): Subscription {
     const subscription = this.tenant(tenant).subscriptions.get(id)
-    if (!subscription) throw new HeraldError('not_found', `no subscription ${JSON.stringify(id)} in ${tenantKey(tenant)}`)
+    if (!subscription)
+      throw new HeraldError('not_found', `no subscription ${JSON.stringify(id)} in ${tenantKey(tenant)}`)
     return subscription
   }
 
@@ -321,8 +387,9 @@ class MemoryStore implements Store {
 
     let scanned = 0
     const scanLimit = request.scanLimit ?? DEFAULT_SCAN_LIMIT
-    while (deliveries.length < limit && subscription.next < state.end && scanned < scanLimit) {
-      const event = state.at(subscription.next++)
+    const log = state.log
+    while (deliveries.length < limit && subscription.next < log.end && scanned < scanLimit) {
+      const event = log.at(subscription.next++)
       scanned++
       subscription.record.cursor = event.seq!
       if (!request.match(event)) continue
@@ -344,11 +411,17 @@ class MemoryStore implements Store {
       const at = row.state === 'retrying' ? row.nextAttemptAt! : row.leaseUntil!
       if (at > now && (nextDueAt === undefined || at < nextDueAt)) nextDueAt = at
     }
-    const more = deliveries.length >= limit || subscription.next < state.end
+    const more = deliveries.length >= limit || subscription.next < log.end
     return nextDueAt === undefined ? { deliveries, more } : { deliveries, more, nextDueAt }
   }
 
-  async renew(tenant: Tenant, subscriptionId: string, consumer: string, seqs: readonly string[], leaseUntil: number): Promise<string[]> {
+  async renew(
+    tenant: Tenant,
+    subscriptionId: string,
+    consumer: string,
+    seqs: readonly string[],
+    leaseUntil: number,
+  ): Promise<string[]> {
     this.open()
     const subscription = this.subscription(tenant, subscriptionId)
     const lost: string[] = []
@@ -360,7 +433,13 @@ class MemoryStore implements Store {
     return lost
   }
 
-  async settle(tenant: Tenant, subscriptionId: string, consumer: string, settlements: readonly Settlement[], now: number): Promise<void> {
+  async settle(
+    tenant: Tenant,
+    subscriptionId: string,
+    consumer: string,
+    settlements: readonly Settlement[],
+    now: number,
+  ): Promise<void> {
     this.open()
     const subscription = this.tenant(tenant).subscriptions.get(subscriptionId)
     if (!subscription) return // unsubscribed meanwhile: nothing is owed any more
@@ -404,9 +483,12 @@ class MemoryStore implements Store {
     const rows: Row[] = []
     for (const subscription of this.tenant(tenant).subscriptions.values()) {
       if (query.subscriptionId !== undefined && subscription.record.id !== query.subscriptionId) continue
-      for (const row of subscription.dead.values()) if (query.after === undefined || row.seq > query.after) rows.push(row)
+      for (const row of subscription.dead.values())
+        if (query.after === undefined || row.seq > query.after) rows.push(row)
     }
-    rows.sort((a, b) => (a.seq < b.seq ? -1 : a.seq > b.seq ? 1 : a.subscriptionId < b.subscriptionId ? -1 : 1))
+    rows.sort((a, b) =>
+      a.seq < b.seq ? -1 : a.seq > b.seq ? 1 : a.subscriptionId < b.subscriptionId ? -1 : 1,
+    )
     return rows.slice(0, query.limit).map((row) => ({ ...publicRecord(row), event: row.event }))
   }
 
@@ -431,7 +513,7 @@ class MemoryStore implements Store {
 
   async close(): Promise<void> {
     this.closed = true
-    this.listeners.clear()
+    this.listeners = []
   }
 }
 

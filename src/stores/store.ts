@@ -35,6 +35,11 @@ export interface Store {
    * `dedupeWindowMs` is skipped. Resolves once the change is as durable as the store can make it.
    */
   append(tenant: Tenant, inputs: readonly PreparedEvent[], options: AppendOptions): Promise<AppendResult>
+  /**
+   * Optional: the same as `append`, completed synchronously, for stores that append without I/O
+   * (the memory store). The bus uses it when present to save a promise and a tick per emit.
+   */
+  appendNow?(tenant: Tenant, inputs: readonly PreparedEvent[], options: AppendOptions): AppendResult
   /** Events after `after` (exclusive; from the start when absent), oldest first, at most `limit`. */
   read(tenant: Tenant, query: { after?: string; limit: number }): Promise<HeraldEvent[]>
   /** The stored event with this id (the latest, should an id repeat beyond the dedupe window). */
@@ -81,13 +86,25 @@ export interface Store {
    */
   claim(tenant: Tenant, subscriptionId: string, request: ClaimRequest): Promise<ClaimResult>
   /** Pushes `leaseUntil` of deliveries still leased by `consumer`; returns the seqs it no longer holds. */
-  renew(tenant: Tenant, subscriptionId: string, consumer: string, seqs: readonly string[], leaseUntil: number): Promise<string[]>
+  renew(
+    tenant: Tenant,
+    subscriptionId: string,
+    consumer: string,
+    seqs: readonly string[],
+    leaseUntil: number,
+  ): Promise<string[]>
   /**
    * Records how leased deliveries ended: `delivered` removes the record, `retry` makes it
    * `retrying` until `retryAt`, `dead` makes it a dead letter. A settlement for a delivery no
    * longer leased by `consumer` (its lease expired and another consumer took it) is ignored.
    */
-  settle(tenant: Tenant, subscriptionId: string, consumer: string, settlements: readonly Settlement[], now: number): Promise<void>
+  settle(
+    tenant: Tenant,
+    subscriptionId: string,
+    consumer: string,
+    settlements: readonly Settlement[],
+    now: number,
+  ): Promise<void>
   /** Every delivery record of the event with this seq, across the tenant's subscriptions. */
   deliveryRecords(tenant: Tenant, seq: string): Promise<DeliveryRecord[]>
 

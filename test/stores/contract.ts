@@ -5,7 +5,14 @@
  * expiry is tested without waiting.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { createBus, isHeraldError, silentLogger, type HeraldEvent, type Store, type Tenant } from '../../src/index.js'
+import {
+  createBus,
+  isHeraldError,
+  silentLogger,
+  type HeraldEvent,
+  type Store,
+  type Tenant,
+} from '../../src/index.js'
 import { freshTenant, prepared, recorder, sleep, waitFor } from '../helpers.js'
 
 export interface StoreFactory {
@@ -34,7 +41,10 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
     })
 
     const fresh = (): Tenant => (tenant = freshTenant(name.replace(/\W/g, '')))
-    const append = async (topics: string[], extra: Partial<{ id: string; groupId: string; sender: string }> = {}) => {
+    const append = async (
+      topics: string[],
+      extra: Partial<{ id: string; groupId: string; sender: string }> = {},
+    ) => {
       const inputs = prepared(
         tenant,
         topics.map((topic) => ({
@@ -49,8 +59,13 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
       return store.append(tenant, inputs, { now, ...OPTS })
     }
     const open = (id: string, patterns = ['*']) => store.openSubscription({ tenant, id, patterns }, now)
-    const claim = (id: string, consumer = 'c1', limit = 100, match: (e: HeraldEvent) => boolean = all, leaseMs = 30_000) =>
-      store.claim(tenant, id, { consumer, limit, leaseMs, now, match })
+    const claim = (
+      id: string,
+      consumer = 'c1',
+      limit = 100,
+      match: (e: HeraldEvent) => boolean = all,
+      leaseMs = 30_000,
+    ) => store.claim(tenant, id, { consumer, limit, leaseMs, now, match })
 
     describe('the log', () => {
       it('gives appended events increasing seqs and returns them in input order', async () => {
@@ -68,10 +83,27 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
       it('keeps every field of the envelope, and JSON data exactly', async () => {
         fresh()
         now = Date.now()
-        const data = { text: 'héllo ✓ "quoted"\n', n: -1.5e-7, big: 2 ** 53 - 1, list: [1, null, { deep: [true, false] }], empty: {} }
-        const [input] = prepared(tenant, [
-          { topic: 'orders/created', data, metadata: { source: 'test', nested: { a: 1 } }, type: 'audit', sender: 'acme.app@1.0.0', time: '2020-01-02T03:04:05.678Z' },
-        ], now)
+        const data = {
+          text: 'héllo ✓ "quoted"\n',
+          n: -1.5e-7,
+          big: 2 ** 53 - 1,
+          list: [1, null, { deep: [true, false] }],
+          empty: {},
+        }
+        const [input] = prepared(
+          tenant,
+          [
+            {
+              topic: 'orders/created',
+              data,
+              metadata: { source: 'test', nested: { a: 1 } },
+              type: 'audit',
+              sender: 'acme.app@1.0.0',
+              time: '2020-01-02T03:04:05.678Z',
+            },
+          ],
+          now,
+        )
         await store.append(tenant, [input!], { now, ...OPTS })
         const stored = await store.getEvent(tenant, input!.event.id)
         expect(stored).toMatchObject({
@@ -97,7 +129,9 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
         expect(await store.read(tenant, { limit: 10 })).toEqual([])
         const { appended } = await append(['e1', 'e2', 'e3', 'e4', 'e5'])
         expect((await store.read(tenant, { limit: 2 })).map((e) => e.topic)).toEqual(['e1', 'e2'])
-        expect((await store.read(tenant, { after: appended[1]!.seq, limit: 10 })).map((e) => e.topic)).toEqual(['e3', 'e4', 'e5'])
+        expect(
+          (await store.read(tenant, { after: appended[1]!.seq, limit: 10 })).map((e) => e.topic),
+        ).toEqual(['e3', 'e4', 'e5'])
         expect(await store.read(tenant, { after: appended[4]!.seq, limit: 10 })).toEqual([])
         expect(await store.head(tenant)).toBe(appended[4]!.seq)
       })
@@ -177,7 +211,12 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
         const released = await store.releaseGroup(tenant, 'grp', now)
         expect(released.map((e) => e.topic)).toEqual(['g1', 'g2', 'g3'])
         expect(released.every((e) => typeof e.seq === 'string')).toBe(true)
-        expect((await store.read(tenant, { limit: 10 })).map((e) => e.topic)).toEqual(['plain', 'g1', 'g2', 'g3'])
+        expect((await store.read(tenant, { limit: 10 })).map((e) => e.topic)).toEqual([
+          'plain',
+          'g1',
+          'g2',
+          'g3',
+        ])
         expect(await store.releaseGroup(tenant, 'grp', now)).toEqual([])
       })
 
@@ -219,7 +258,12 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
         now = Date.now()
         await append(['before'])
         const record = await open('s')
-        expect(record).toMatchObject({ id: 's', patterns: ['*'], account: tenant.account, workspace: tenant.workspace })
+        expect(record).toMatchObject({
+          id: 's',
+          patterns: ['*'],
+          account: tenant.account,
+          workspace: tenant.workspace,
+        })
         await append(['after'])
         const { deliveries } = await claim('s')
         expect(deliveries.map((d) => [d.event.topic, d.attempt])).toEqual([['after', 0]])
@@ -231,7 +275,10 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
         await open('s', ['a'])
         await append(['a', 'b'])
         expect((await claim('s', 'c1', 1)).deliveries.map((d) => d.event.topic)).toEqual(['a'])
-        const reopened = await store.openSubscription({ tenant, id: 's', patterns: ['b'], sender: 'x.app' }, now)
+        const reopened = await store.openSubscription(
+          { tenant, id: 's', patterns: ['b'], sender: 'x.app' },
+          now,
+        )
         expect(reopened).toMatchObject({ patterns: ['b'], sender: 'x.app' })
         expect((await store.listSubscriptions(tenant)).map((s) => s.patterns)).toEqual([['b']])
         expect((await claim('s')).deliveries.map((d) => d.event.topic)).toEqual(['b'])
@@ -240,8 +287,15 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
       it('keeps meta with the subscription, and lists every tenant’s subscriptions when no tenant is given', async () => {
         const first = fresh()
         now = Date.now()
-        const meta = { kind: 'webhook', url: 'http://127.0.0.1:5050', retry: { retries: 3 }, tags: ['a', 'ü'] }
-        expect(await store.openSubscription({ tenant, id: 'hook', patterns: ['orders'], meta }, now)).toMatchObject({ meta })
+        const meta = {
+          kind: 'webhook',
+          url: 'http://127.0.0.1:5050',
+          retry: { retries: 3 },
+          tags: ['a', 'ü'],
+        }
+        expect(
+          await store.openSubscription({ tenant, id: 'hook', patterns: ['orders'], meta }, now),
+        ).toMatchObject({ meta })
         const second = fresh()
         await open('other')
         const everything = await store.listSubscriptions()
@@ -252,8 +306,14 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
         ].sort((a, b) => ((a[0] as string) < (b[0] as string) ? -1 : 1))
         expect(mine.map((s) => [s.account, s.id, s.meta])).toEqual(expected)
         tenant = first
-        await store.openSubscription({ tenant, id: 'hook', patterns: ['orders'], meta: { kind: 'webhook', url: 'http://elsewhere' } }, now)
-        expect((await store.listSubscriptions(first))[0]!.meta).toEqual({ kind: 'webhook', url: 'http://elsewhere' })
+        await store.openSubscription(
+          { tenant, id: 'hook', patterns: ['orders'], meta: { kind: 'webhook', url: 'http://elsewhere' } },
+          now,
+        )
+        expect((await store.listSubscriptions(first))[0]!.meta).toEqual({
+          kind: 'webhook',
+          url: 'http://elsewhere',
+        })
       })
 
       it('claims matching events in log order, up to the limit, moving past the rest', async () => {
@@ -275,10 +335,23 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
         now = Date.now()
         await open('s')
         await append(Array.from({ length: 10 }, (_, i) => `n/${i}`))
-        const result = await store.claim(tenant, 's', { consumer: 'c', limit: 100, leaseMs: 1000, now, match: () => false, scanLimit: 4 })
+        const result = await store.claim(tenant, 's', {
+          consumer: 'c',
+          limit: 100,
+          leaseMs: 1000,
+          now,
+          match: () => false,
+          scanLimit: 4,
+        })
         expect(result.deliveries).toEqual([])
         expect(result.more).toBe(true)
-        const rest = await store.claim(tenant, 's', { consumer: 'c', limit: 100, leaseMs: 1000, now, match: all })
+        const rest = await store.claim(tenant, 's', {
+          consumer: 'c',
+          limit: 100,
+          leaseMs: 1000,
+          now,
+          match: all,
+        })
         expect(rest.deliveries.map((d) => d.event.topic)).toEqual(['n/4', 'n/5', 'n/6', 'n/7', 'n/8', 'n/9'])
       })
 
@@ -287,7 +360,9 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
         now = Date.now()
         await open('s')
         await append(Array.from({ length: 40 }, (_, i) => `e/${i}`))
-        const results = await Promise.all(['c1', 'c2', 'c3', 'c4'].map((consumer) => claim('s', consumer, 15)))
+        const results = await Promise.all(
+          ['c1', 'c2', 'c3', 'c4'].map((consumer) => claim('s', consumer, 15)),
+        )
         const seqs = results.flatMap((r) => r.deliveries.map((d) => d.event.seq))
         expect(new Set(seqs).size).toBe(seqs.length)
         const more = await claim('s', 'c5', 100)
@@ -300,7 +375,9 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
         await open('s')
         const { appended } = await append(['done'])
         const { deliveries } = await claim('s')
-        expect(await store.deliveryRecords(tenant, appended[0]!.seq!)).toMatchObject([{ subscriptionId: 's', state: 'leased', attempts: 1, consumer: 'c1' }])
+        expect(await store.deliveryRecords(tenant, appended[0]!.seq!)).toMatchObject([
+          { subscriptionId: 's', state: 'leased', attempts: 1, consumer: 'c1' },
+        ])
         await store.settle(tenant, 's', 'c1', [{ seq: deliveries[0]!.event.seq!, outcome: 'delivered' }], now)
         expect(await store.deliveryRecords(tenant, appended[0]!.seq!)).toEqual([])
         expect((await claim('s', 'c1', 10, all, 0)).deliveries).toEqual([])
@@ -315,8 +392,16 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
         const { appended } = await append(['flaky'])
         const seq = appended[0]!.seq!
         await claim('s')
-        await store.settle(tenant, 's', 'c1', [{ seq, outcome: 'retry', retryAt: now + 500, error: 'Error: boom' }], now)
-        expect(await store.deliveryRecords(tenant, seq)).toMatchObject([{ state: 'retrying', attempts: 1, lastError: 'Error: boom', nextAttemptAt: now + 500 }])
+        await store.settle(
+          tenant,
+          's',
+          'c1',
+          [{ seq, outcome: 'retry', retryAt: now + 500, error: 'Error: boom' }],
+          now,
+        )
+        expect(await store.deliveryRecords(tenant, seq)).toMatchObject([
+          { state: 'retrying', attempts: 1, lastError: 'Error: boom', nextAttemptAt: now + 500 },
+        ])
         const early = await claim('s')
         expect(early.deliveries).toEqual([])
         expect(early.nextDueAt).toBe(now + 500)
@@ -338,7 +423,9 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
         const taken = await claim('s', 'c2', 10, all, 1000)
         expect(taken.deliveries.map((d) => [d.event.topic, d.attempt])).toEqual([['crashy', 1]])
         await store.settle(tenant, 's', 'dead-consumer', [{ seq, outcome: 'delivered' }], now)
-        expect(await store.deliveryRecords(tenant, seq)).toMatchObject([{ state: 'leased', consumer: 'c2', attempts: 2 }])
+        expect(await store.deliveryRecords(tenant, seq)).toMatchObject([
+          { state: 'leased', consumer: 'c2', attempts: 2 },
+        ])
         await store.settle(tenant, 's', 'c2', [{ seq, outcome: 'delivered' }], now)
         expect(await store.deliveryRecords(tenant, seq)).toEqual([])
       })
@@ -365,9 +452,20 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
         const { appended } = await append(['bad', 'worse'])
         const [bad, worse] = appended.map((e) => e.seq!)
         await claim('s')
-        await store.settle(tenant, 's', 'c1', [{ seq: bad!, outcome: 'dead', error: 'NonRetriableError: no' }, { seq: worse!, outcome: 'dead', error: 'x' }], now)
+        await store.settle(
+          tenant,
+          's',
+          'c1',
+          [
+            { seq: bad!, outcome: 'dead', error: 'NonRetriableError: no' },
+            { seq: worse!, outcome: 'dead', error: 'x' },
+          ],
+          now,
+        )
         const letters = await store.listDeadLetters(tenant, { limit: 10 })
-        expect(letters.map((l) => [l.subscriptionId, l.event.topic, l.state, l.attempts, l.lastError])).toEqual([
+        expect(
+          letters.map((l) => [l.subscriptionId, l.event.topic, l.state, l.attempts, l.lastError]),
+        ).toEqual([
           ['s', 'bad', 'dead', 1, 'NonRetriableError: no'],
           ['s', 'worse', 'dead', 1, 'x'],
         ])
@@ -396,7 +494,13 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
         await claim('one')
         await claim('two')
         await claim('three')
-        await store.settle(tenant, 'two', 'c1', [{ seq, outcome: 'retry', retryAt: now + DAY, error: 'e' }], now)
+        await store.settle(
+          tenant,
+          'two',
+          'c1',
+          [{ seq, outcome: 'retry', retryAt: now + DAY, error: 'e' }],
+          now,
+        )
         await store.settle(tenant, 'three', 'c1', [{ seq, outcome: 'delivered' }], now)
         const records = await store.deliveryRecords(tenant, seq)
         expect(records.map((r) => [r.subscriptionId, r.state]).sort()).toEqual([
@@ -425,7 +529,11 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
         const scoped = bus.scope(fresh())
         const got = recorder()
         scoped.subscribe('orders', got.handler, { subscriberId: 'orders-audit' })
-        await scoped.emit([{ topic: 'orders/1', data: 1 }, { topic: 'invoices/1', data: 2 }, { topic: 'orders/2', data: 3 }])
+        await scoped.emit([
+          { topic: 'orders/1', data: 1 },
+          { topic: 'invoices/1', data: 2 },
+          { topic: 'orders/2', data: 3 },
+        ])
         await waitFor(() => got.events.length >= 2, 5000, 'deliveries')
         await sleep(50)
         expect(got.events.map((e) => e.data)).toEqual([1, 3])
@@ -434,20 +542,60 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
 
       it('buses sharing the store share a durable subscription: each event is handled once', async () => {
         const tenantShared = fresh()
-        const roots = [0, 1, 2].map(() => createBus({ store, closeStore: false, logger: silentLogger, pollInterval: 50 }))
+        const roots = [0, 1, 2].map(() =>
+          createBus({ store, closeStore: false, logger: silentLogger, pollInterval: 50 }),
+        )
         const buses = roots.map((root) => root.scope(tenantShared))
         const seen: string[] = []
         for (const bus of buses) {
-          bus.subscribe('jobs', async (event) => {
-            seen.push(event.id)
-            await sleep(1)
-          }, { subscriberId: 'workers', retry: { concurrency: 2 } })
+          bus.subscribe(
+            'jobs',
+            async (event) => {
+              seen.push(event.id)
+              await sleep(1)
+            },
+            { subscriberId: 'workers', retry: { concurrency: 2 } },
+          )
         }
-        const ids = (await Promise.all(buses.map((bus, b) => bus.emit(Array.from({ length: 20 }, (_, i) => ({ topic: `jobs/${b}/${i}`, data: i })))))).flat()
+        const ids = (
+          await Promise.all(
+            buses.map((bus, b) =>
+              bus.emit(Array.from({ length: 20 }, (_, i) => ({ topic: `jobs/${b}/${i}`, data: i }))),
+            ),
+          )
+        ).flat()
         await waitFor(() => seen.length >= ids.length, 10_000, 'all jobs')
         await sleep(100)
         expect(seen.sort()).toEqual([...ids].sort())
         for (const root of roots) await root.close()
+      })
+
+      it('a live subscriber on one bus receives what another bus on the store publishes', async () => {
+        const shared = fresh()
+        const [a, b] = [0, 1].map(() => createBus({ store, closeStore: false, logger: silentLogger }))
+        const got = recorder()
+        a!.scope(shared).subscribe('news', got.handler)
+        await b!.scope(shared).emit({ topic: 'news/today', data: 'hello' })
+        await waitFor(() => got.events.length === 1, 5000, 'the event from the other bus')
+        expect(got.events[0]!.data).toBe('hello')
+        await a!.close()
+        await b!.close()
+      })
+
+      it('a durable subscription deleted through another bus stops being delivered', async () => {
+        const shared = fresh()
+        const [a, b] = [0, 1].map(() => createBus({ store, closeStore: false, logger: silentLogger, pollInterval: 20 }))
+        const got = recorder()
+        a!.scope(shared).subscribe('jobs', got.handler, { subscriberId: 'doomed' })
+        await a!.scope(shared).emit({ topic: 'jobs', data: 1 })
+        await waitFor(() => got.events.length === 1, 5000, 'the first delivery')
+        b!.scope(shared).unsubscribe('jobs', undefined, { subscriberId: 'doomed' })
+        await waitFor(async () => (await store.listSubscriptions(shared)).length === 0, 5000, 'the deletion')
+        await b!.scope(shared).emit({ topic: 'jobs', data: 2 })
+        await sleep(150)
+        expect(got.events.map((e) => e.data)).toEqual([1])
+        await a!.close()
+        await b!.close()
       })
 
       it('a failing durable delivery retries, becomes a dead letter, shows in status, and redrives', async () => {
@@ -455,21 +603,36 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
         const scoped = bus.scope(fresh())
         let calls = 0
         let heal = false
-        scoped.subscribe('pay', async () => {
-          calls++
-          if (!heal) throw new Error('card declined')
-        }, { subscriberId: 'payments', retry: { retries: 2, initialBackoffDelay: 10 } })
+        scoped.subscribe(
+          'pay',
+          async () => {
+            calls++
+            if (!heal) throw new Error('card declined')
+          },
+          { subscriberId: 'payments', retry: { retries: 2, initialBackoffDelay: 10 } },
+        )
         const [id] = await scoped.emit({ topic: 'pay', data: { amount: 5 } })
         await waitFor(async () => (await scoped.deadLetters.list()).length === 1, 5000, 'dead letter')
         expect(calls).toBe(3)
         const [letter] = await scoped.deadLetters.list()
-        expect(letter).toMatchObject({ subscriptionId: 'payments', durable: true, attempts: 3, lastError: 'Error: card declined' })
+        expect(letter).toMatchObject({
+          subscriptionId: 'payments',
+          durable: true,
+          attempts: 3,
+          lastError: 'Error: card declined',
+        })
         expect(letter!.event.id).toBe(id)
-        expect((await scoped.status(id!))!.deliveries).toMatchObject([{ subscriptionId: 'payments', state: 'dead', attempts: 3 }])
+        expect((await scoped.status(id!))!.deliveries).toMatchObject([
+          { subscriptionId: 'payments', state: 'dead', attempts: 3 },
+        ])
         heal = true
         expect(await scoped.deadLetters.redrive(letter!.id)).toBe(true)
         await waitFor(() => calls === 4, 5000, 'redelivery')
-        await waitFor(async () => (await scoped.status(id!))!.deliveries[0]!.state === 'delivered', 5000, 'delivered status')
+        await waitFor(
+          async () => (await scoped.status(id!))!.deliveries[0]!.state === 'delivered',
+          5000,
+          'delivered status',
+        )
         expect(await scoped.deadLetters.list()).toEqual([])
         await bus.close()
       })
@@ -479,7 +642,9 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
       const own = await factory.create()
       await own.close()
       const t = freshTenant()
-      const error = await own.append(t, prepared(t, [{ topic: 'x', data: 1 }]), { now: Date.now(), ...OPTS }).catch((e: unknown) => e)
+      const error = await own
+        .append(t, prepared(t, [{ topic: 'x', data: 1 }]), { now: Date.now(), ...OPTS })
+        .catch((e: unknown) => e)
       expect(isHeraldError(error, 'closed')).toBe(true)
     })
   })

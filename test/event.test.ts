@@ -1,0 +1,126 @@
+import { describe, expect, it } from 'vitest'
+import { DEFAULT_TENANT, HeraldError, isHeraldError } from '../src/index.js'
+import { prepareEvent } from '../src/event.js'
+import { ulid } from '../src/ids.js'
+
+const prep = (input: unknown, options: Partial<{ maxPayloadBytes: number; now: number }> = {}) =>
+  prepareEvent(input, DEFAULT_TENANT, { maxPayloadBytes: 1 << 20, now: Date.now(), ...options })
+
+function errorOf(fn: () => unknown): HeraldError {
+  try {
+    fn()
+  } catch (error) {
+    if (isHeraldError(error)) return error
+    throw new Error(`expected a HeraldError, got ${String(error)}`)
+  }
+  throw new Error('expected an error')
+}
+
+describe('ids', () => {
+  it('are 26-character ULIDs that sort in creation order, even within one millisecond', () => {
+    const now = Date.now()
+    const ids = Array.from({ length: 5000 }, () => ulid(now))
+    for (const id of ids) expect(id).toMatch(/^[0-9A-HJKMNP-TV-Z]{26}$/)
+    expect([...ids].sort()).toEqual(ids)
+    expect(new Set(ids).size).toBe(ids.length)
+    expect(ulid(now + 1) > ids[ids.length - 1]!).toBe(true)
+  })
+})
+
+describe('the envelope', () => {
+  it('stamps id, time and tenant, and keeps data and metadata', () => {
+    const now = Date.parse('2026-01-02T03:04:05.006Z')
+    const { event, dedupe, groupId } = prep(
+      { topic: 'orders/created', data: { n: 1 }, metadata: { a: 'b' } },
+      { now },
+    )
+    expect(event).toEqual({
+      id: expect.stringMatching(/^[0-9A-Z]{26}$/),
+      topic: 'orders/created',
+      data: { n: 1 },
+      metadata: { a: 'b' },
+      account: 'default',
+      workspace: 'master',
+      time: '2026-01-02T03:04:05.006Z',
+    })
+    expect(dedupe).toBe(false)
+    expect(groupId).toBeUndefined()
+  })
+
+  it("accepts Medusa's `name` for the topic, and refuses both when they differ", () => {
+    expect(prep({ name: 'product.created', data: null }).event.topic).toBe('product.created')
+    expect(prep({ name: 'a', topic: 'a', data: 1 }).event.topic).toBe('a')
+    expect(errorOf(() => prep({ name: 'a', topic: 'b', data: 1 })).code).toBe('invalid_event')
+    expect(errorOf(() => prep({ data: 1 })).code).toBe('invalid_topic')
+  })
+
+  it("keeps a publisher's id (marking it for deduplication), time, type and sender", () => {
+    const { event, dedupe } = prep({
+      id: 'order-42',
+      topic: 't',
+      data: 1,
+      time: '2020-05-05T00:00:00Z',
+      type: 'audit',
+      sender: 'vtex.app@1.0.0',
+    })
+    expect(event).toMatchObject({
+      id: 'order-42',
+      time: '2020-05-05T00:00:00Z',
+      type: 'audit',
+      sender: 'vtex.app@1.0.0',
+    })
+    expect(dedupe).toBe(true)
+  })
+
+  it('takes the group from metadata.eventGroupId', () => {
+    expect(prep({ topic: 't', data: 1, metadata: { eventGroupId: 'tx-1' } }).groupId).toBe('tx-1')
+    expect(errorOf(() => prep({ topic: 't', data: 1, metadata: { eventGroupId: 7 } })).code).toBe(
+      'invalid_event',
+    )
+  })
+
+  it.each([
+    ['a function', { f: () => 1 }, 'data.f'],
+    ['a BigInt', { n: 10n }, 'data.n'],
+    ['a symbol', [Symbol('s')], 'data[0]'],
+    ['NaN', { deep: { x: [1, NaN] } }, 'data.deep.x[1]'],
+    ['Infinity', Infinity, 'data'],
+  ])('rejects data holding %s with invalid_event naming where', (_what, data, path) => {
+    const error = errorOf(() => prep({ topic: 't', data }))
+    expect(error.code).toBe('invalid_event')
+    expect(error.message).toContain(path)
+  })
+
+  it('rejects cyclic data', () => {
+    const data: Record<string, unknown> = { a: 1 }
+    data.self = { back: data }
+    expect(errorOf(() => prep({ topic: 't', data })).message).toMatch(/cycle/)
+  })
+
+  it('rejects missing or undefined data, but accepts null, numbers, strings and Dates', () => {
+    expect(errorOf(() => prep({ topic: 't' })).code).toBe('invalid_event')
+    expect(errorOf(() => prep({ topic: 't', data: undefined })).code).toBe('invalid_event')
+    for (const data of [null, 0, 'text', false, [], {}, { when: new Date() }])
+      expect(prep({ topic: 't', data }).event.data).toBe(data)
+  })
+
+  it('rejects a payload over the limit with payload_too_large', () => {
+    const error = errorOf(() => prep({ topic: 't', data: 'x'.repeat(2000) }, { maxPayloadBytes: 1000 }))
+    expect(error.code).toBe('payload_too_large')
+    expect(error.status).toBe(413)
+  })
+
+  it.each([
+    ['not an object', 'hello', 'invalid_event'],
+    ['an array', [1], 'invalid_event'],
+    ['metadata not an object', { topic: 't', data: 1, metadata: [1] }, 'invalid_event'],
+    ['an empty id', { topic: 't', data: 1, id: '' }, 'invalid_event'],
+    ['an id with spaces', { topic: 't', data: 1, id: 'a b' }, 'invalid_event'],
+    ['a time that is not a date', { topic: 't', data: 1, time: 'yesterday' }, 'invalid_event'],
+    ['an empty sender', { topic: 't', data: 1, sender: '' }, 'invalid_event'],
+    ['another account', { topic: 't', data: 1, account: 'other' }, 'invalid_tenant'],
+    ['another workspace', { topic: 't', data: 1, workspace: 'dev' }, 'invalid_tenant'],
+  ])('rejects %s', (_what, input, code) => {
+    expect(errorOf(() => prep(input)).code).toBe(code)
+  })
+})
