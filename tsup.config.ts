@@ -3,13 +3,14 @@ import { defineConfig } from 'tsup'
 export default defineConfig({
   entry: {
     index: 'src/index.ts',
+    server: 'src/server/index.ts',
     cli: 'src/cli.ts',
     // In a folder of its own: Medusa's loader scans the folder of a module for services/, models/ ...
     'medusa/index': 'src/medusa/index.ts',
   },
   format: ['esm'],
   target: 'node20',
-  dts: { entry: { index: 'src/index.ts', 'medusa/index': 'src/medusa/index.ts' } },
+  dts: { entry: { index: 'src/index.ts', server: 'src/server/index.ts', 'medusa/index': 'src/medusa/index.ts' } },
   sourcemap: true,
   clean: true,
   splitting: true,

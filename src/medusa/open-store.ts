@@ -1,11 +1,14 @@
 import { HeraldError } from '../errors.js'
-import * as herald from '../index.js'
+import type { Logger } from '../logger.js'
+import { parseStoreUrl } from '../server/store-url.js'
 import { memoryStore } from '../stores/memory.js'
+import { redisStore } from '../stores/redis/index.js'
 import { sqliteStore } from '../stores/sqlite.js'
 import type { Store } from '../stores/store.js'
 
 /** Where the Medusa module keeps its events: a store URL from `medusa-config`, or a Store already built. */
-export type StoreSpec = 'memory' | `sqlite:${string}` | `redis://${string}` | `rediss://${string}` | Store
+export type StoreSpec =
+  'memory' | `memory:${string}` | `sqlite:${string}` | `redis://${string}` | `rediss://${string}` | Store
 
 export interface OpenedStore {
   store: Store
@@ -13,22 +16,11 @@ export interface OpenedStore {
   owned: boolean
 }
 
-type StoreFactory = (options: Record<string, unknown>) => Store
-
-/**
- * The Redis store is looked up by export name rather than imported by name: the module then
- * builds whether or not this build of Herald includes it, and says so clearly when a URL asks
- * for it while it is missing.
- */
-function factory(name: 'redisStore', kind: string): StoreFactory {
-  const found = (herald as unknown as Record<string, unknown>)[name]
-  if (typeof found !== 'function') {
-    throw new HeraldError(
-      'invalid_option',
-      `store: the ${kind} store is not part of this build of Herald yet; use store: 'memory' or 'sqlite:<path>'`,
-    )
-  }
-  return found as StoreFactory
+export interface OpenStoreOptions {
+  /** Redis key prefix; wins over a `?prefix=` in the URL. */
+  prefix?: string
+  /** Hears about a network store's connection losses and recoveries. */
+  logger?: Logger
 }
 
 function isStore(value: unknown): value is Store {
@@ -42,30 +34,34 @@ function isStore(value: unknown): value is Store {
 }
 
 /**
- * Opens the store a module option names: `memory`, `sqlite:<path>`, `redis://…` / `rediss://…`
- * (with `prefix` for the Redis keys), or a Store object. Throws `invalid_option` for anything else.
+ * Opens the store a module option names: a store URL as the server reads them (`memory`,
+ * `sqlite:<path>`, `redis://…` / `rediss://…`), or a Store object. Synchronous, because Medusa
+ * constructs module services synchronously; the stores connect and open lazily.
  */
-export function openStore(spec: StoreSpec | undefined, options: { prefix?: string } = {}): OpenedStore {
-  if (spec === undefined || spec === 'memory') return { store: memoryStore(), owned: true }
+export function openStore(spec: StoreSpec | undefined, options: OpenStoreOptions = {}): OpenedStore {
+  if (spec === undefined) return { store: memoryStore(), owned: true }
   if (isStore(spec)) return { store: spec, owned: false }
-  if (typeof spec === 'string') {
-    if (spec.startsWith('sqlite:')) {
-      const path = spec.slice('sqlite:'.length)
-      if (path === '')
-        throw new HeraldError(
-          'invalid_option',
-          "store: 'sqlite:' needs a file path, as in 'sqlite:./herald-data/medusa.db'",
-        )
-      return { store: sqliteStore({ path }), owned: true }
-    }
-    if (spec.startsWith('redis://') || spec.startsWith('rediss://')) {
-      const redisOptions: Record<string, unknown> = { url: spec }
-      if (options.prefix !== undefined) redisOptions.prefix = options.prefix
-      return { store: factory('redisStore', 'Redis')(redisOptions), owned: true }
+  if (typeof spec !== 'string') {
+    throw new HeraldError('invalid_option', `store must be a store URL or a Herald Store, got ${typeof spec}`)
+  }
+  const location = parseStoreUrl(spec)
+  switch (location.kind) {
+    case 'memory':
+      return {
+        store:
+          location.maxEvents === undefined ? memoryStore() : memoryStore({ maxEvents: location.maxEvents }),
+        owned: true,
+      }
+    case 'sqlite':
+      return { store: sqliteStore({ path: location.path }), owned: true }
+    case 'redis': {
+      const prefix = options.prefix ?? location.prefix
+      const store = redisStore({
+        url: location.url,
+        ...(prefix !== undefined ? { prefix } : {}),
+        ...(options.logger ? { logger: options.logger } : {}),
+      })
+      return { store, owned: true }
     }
   }
-  throw new HeraldError(
-    'invalid_option',
-    `store must be 'memory', 'sqlite:<path>', 'redis://…' or a Herald Store, got ${typeof spec === 'string' ? JSON.stringify(spec) : typeof spec}`,
-  )
 }

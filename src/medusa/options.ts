@@ -10,9 +10,9 @@ import type { StoreSpec } from './open-store.js'
 
 /** The module's `options` in `medusa-config`. Every key is optional. */
 export interface HeraldMedusaOptions {
-  /** `'memory'` (default), `'sqlite:<path>'`, `'redis://…'` / `'rediss://…'`, or a Herald Store object. */
+  /** `'memory'` (default), `'sqlite:<path>'`, `'redis://…'` / `'rediss://…'` (as the server reads them), or a Herald Store object. */
   store?: StoreSpec
-  /** Key prefix of a Redis store, so several apps can share one Redis. */
+  /** Key prefix of a Redis store (wins over `?prefix=` in the URL), so several apps can share one Redis. */
   prefix?: string
   /** Retry policy of every subscriber (fields default to MEDUSA_RETRY_POLICY). */
   retry?: Partial<RetryPolicy>

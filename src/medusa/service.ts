@@ -105,16 +105,17 @@ export class HeraldEventBusService implements IEventBusModuleService {
   ) {
     const settings = resolveOptions(options)
     this.logger = medusaLoggerFrom(container)
-    const { store, owned } = openStore(
-      settings.store,
-      settings.prefix === undefined ? {} : { prefix: settings.prefix },
-    )
+    const logger = heraldLoggerFor(this.logger)
+    const { store, owned } = openStore(settings.store, {
+      logger,
+      ...(settings.prefix === undefined ? {} : { prefix: settings.prefix }),
+    })
     this.root = createBus({
       store,
       closeStore: owned,
       retry: settings.retry,
       groupTtl: settings.groupTtlMs,
-      logger: heraldLoggerFor(this.logger),
+      logger,
       observer: { published: (events) => this.published(events) },
       ...(settings.drainTimeout === undefined ? {} : { drainTimeout: settings.drainTimeout }),
     })

@@ -1,8 +1,12 @@
 import type { IEventBusModuleService } from '@medusajs/framework/types'
 import { Module, Modules } from '@medusajs/framework/utils'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { isHeraldError, memoryStore } from '../../src/index.js'
 import definition, { EVENT_BUS_MODULE, HeraldEventBusService } from '../../src/medusa/index.js'
+import { openStore } from '../../src/medusa/open-store.js'
 import { installPackaged, type Packaged } from './packaged.js'
 import { captureLogger } from './support.js'
 
@@ -108,16 +112,24 @@ describe('herald/medusa options', () => {
     expect(() => construct({ retry: { retries: -1 } })).toThrow(/retry\.retries/)
     expect(codeOf(() => construct({ groupedEventsTTL: 0 }))).toBe('invalid_option')
     expect(codeOf(() => construct({ account: 'bad account' }))).toBe('invalid_tenant')
-    expect(() => construct({ store: 'postgres://localhost/db' })).toThrow(
-      /store must be 'memory', 'sqlite:<path>', 'redis:\/\/…'/,
-    )
+    expect(() => construct({ store: 'postgres://localhost/db' })).toThrow(/is not a store URL/)
     expect(codeOf(() => construct({ store: 'sqlite:' }))).toBe('invalid_option')
   })
 
-  it('says clearly that a Redis URL needs the Redis store, which this build does not include yet', () => {
-    expect(() => construct({ store: 'redis://127.0.0.1:6379' })).toThrow(
-      /the Redis store is not part of this build of Herald yet/,
-    )
+  it('opens the store each URL names, with the prefix option over the URL', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'herald-medusa-open-'))
+    const opened = [
+      openStore('memory'),
+      openStore(`sqlite:${join(dir, 'm.db')}`),
+      openStore('redis://127.0.0.1:6379/?prefix=from-url', { prefix: 'from-option' }),
+    ]
+    expect(opened.map(({ store, owned }) => [store.kind, owned])).toEqual([
+      ['memory', true],
+      ['sqlite', true],
+      ['redis', true],
+    ])
+    await Promise.all(opened.map(({ store }) => store.close()))
+    rmSync(dir, { recursive: true, force: true })
   })
 
   it('uses a Store object handed in without closing it at shutdown', async () => {
