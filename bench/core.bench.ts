@@ -7,6 +7,7 @@
 import { EventEmitter } from 'node:events'
 import { createRequire } from 'node:module'
 import { createBus, silentLogger } from '../src/index.js'
+import { deliveredAll, emitAll } from './lib/load.js'
 import { header, medianOf, quietLogger, table } from './lib/report.js'
 
 const N = Number(process.env.BENCH_EVENTS ?? 1_000_000)
@@ -20,18 +21,6 @@ interface Contender {
   run(mode: 'single' | 'batch'): Promise<number>
 }
 
-function deliveredAll(count: number): { handler: () => Promise<void>; done: Promise<void> } {
-  let seen = 0
-  let resolve!: () => void
-  const done = new Promise<void>((r) => (resolve = r))
-  return {
-    handler: async () => {
-      if (++seen === count) resolve()
-    },
-    done,
-  }
-}
-
 const herald: Contender = {
   name: 'herald (memory)',
   async run(mode) {
@@ -39,14 +28,7 @@ const herald: Contender = {
     const { handler, done } = deliveredAll(N)
     bus.subscribe('bench/event', handler, { retry: { concurrency: 1000 } })
     const start = performance.now()
-    if (mode === 'single') for (let i = 0; i < N; i++) await bus.emit({ topic: 'bench/event', data: { i } })
-    else {
-      for (let i = 0; i < N; i += BATCH) {
-        const batch = new Array(BATCH)
-        for (let j = 0; j < BATCH; j++) batch[j] = { topic: 'bench/event', data: { i: i + j } }
-        await bus.emit(batch)
-      }
-    }
+    await emitAll((events) => bus.emit(events as never), mode, N, BATCH, (i) => ({ topic: 'bench/event', data: { i } }))
     await done
     const rate = N / ((performance.now() - start) / 1000)
     await bus.close()
@@ -62,14 +44,7 @@ const medusa: Contender = {
     const { handler, done } = deliveredAll(N)
     bus.subscribe('bench.event', handler, { subscriberId: 'bench-sub' })
     const start = performance.now()
-    if (mode === 'single') for (let i = 0; i < N; i++) await bus.emit({ name: 'bench.event', data: { i } })
-    else {
-      for (let i = 0; i < N; i += BATCH) {
-        const batch = new Array(BATCH)
-        for (let j = 0; j < BATCH; j++) batch[j] = { name: 'bench.event', data: { i: i + j } }
-        await bus.emit(batch)
-      }
-    }
+    await emitAll((events) => bus.emit(events), mode, N, BATCH, (i) => ({ name: 'bench.event', data: { i } }))
     await done
     const rate = N / ((performance.now() - start) / 1000)
     bus.unsubscribe('bench.event', handler, { subscriberId: 'bench-sub' })
@@ -108,11 +83,7 @@ async function fanout(nonMatching: number): Promise<number> {
   const { handler, done } = deliveredAll(count)
   bus.subscribe('bench/event', handler, { retry: { concurrency: 1000 } })
   const start = performance.now()
-  for (let i = 0; i < count; i += BATCH) {
-    const batch = new Array(BATCH)
-    for (let j = 0; j < BATCH; j++) batch[j] = { topic: 'bench/event', data: { i: i + j } }
-    await bus.emit(batch)
-  }
+  await emitAll((events) => bus.emit(events as never), 'batch', count, BATCH, (i) => ({ topic: 'bench/event', data: { i } }))
   await done
   const rate = count / ((performance.now() - start) / 1000)
   await bus.close()

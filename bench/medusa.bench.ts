@@ -6,6 +6,7 @@
  */
 import { createRequire } from 'node:module'
 import { HeraldEventBusService } from '../src/medusa/index.js'
+import { deliveredAll, emitAll } from './lib/load.js'
 import { header, medianOf, quietLogger, table } from './lib/report.js'
 
 const N = Number(process.env.BENCH_EVENTS ?? 100_000)
@@ -24,35 +25,22 @@ interface Contender {
   subscriberId?: string
 }
 
-function deliveredAll(count: number): { subscriber: () => Promise<void>; done: Promise<void> } {
-  let seen = 0
-  let resolve!: () => void
-  const done = new Promise<void>((r) => (resolve = r))
-  return {
-    subscriber: async () => {
-      if (++seen === count) resolve()
-    },
-    done,
-  }
-}
-
 async function rate(contender: Contender, mode: 'single' | 'batch'): Promise<number> {
   const { bus, close } = contender.open()
-  const { subscriber, done } = deliveredAll(N)
+  const { handler, done } = deliveredAll(N)
   bus.subscribe(
     'bench.event',
-    subscriber,
+    handler,
     contender.subscriberId ? { subscriberId: contender.subscriberId } : undefined,
   )
   const start = performance.now()
-  if (mode === 'single') for (let i = 0; i < N; i++) await bus.emit({ name: 'bench.event', data: { i } })
-  else {
-    for (let i = 0; i < N; i += BATCH) {
-      const batch = new Array(BATCH)
-      for (let j = 0; j < BATCH; j++) batch[j] = { name: 'bench.event', data: { i: i + j } }
-      await bus.emit(batch)
-    }
-  }
+  await emitAll(
+    (events) => bus.emit(events),
+    mode,
+    N,
+    BATCH,
+    (i) => ({ name: 'bench.event', data: { i } }),
+  )
   await done
   const result = N / ((performance.now() - start) / 1000)
   await close()
