@@ -73,6 +73,11 @@ export interface SubscribeOptions {
 
 export interface UnsubscribeOptions {
   subscriberId?: string
+  /**
+   * Detach the durable subscription from this process but keep it in the store, cursor and
+   * deliveries included (to re-subscribe it with another handler or meta). Default false: forget it.
+   */
+  keep?: boolean
 }
 
 /** Medusa's emit-level options; accepted for compatibility, not used by the core. */
@@ -509,8 +514,9 @@ class ScopedBus implements EventBus {
     const runtime = this.core.runtimes.get(tenantKey(this.tenant))
     if (options.subscriberId !== undefined) {
       const worker = runtime?.workers.get(options.subscriberId)
-      if (worker && (handler === undefined || worker.handler === handler)) this.detach(runtime!, worker, true)
-      else if (!worker) {
+      if (worker && (handler === undefined || worker.handler === handler))
+        this.detach(runtime!, worker, options.keep !== true)
+      else if (!worker && options.keep !== true) {
         // Not attached here, but it may exist in the store (created by an earlier run): remove it there.
         this.core.track(this.core.store.deleteSubscription(this.tenant, options.subscriberId))
       }
@@ -566,6 +572,7 @@ class ScopedBus implements EventBus {
 
   async subscriptions(): Promise<SubscriptionInfo[]> {
     this.core.assertOpen()
+    await this.core.settled() // those being created count, as they do for emit
     return this.core.describe(await this.core.store.listSubscriptions(this.tenant))
   }
 
@@ -686,6 +693,7 @@ class ScopedBus implements EventBus {
 class RootBus extends ScopedBus implements Bus {
   async allSubscriptions(): Promise<SubscriptionInfo[]> {
     this.core.assertOpen()
+    await this.core.settled()
     return this.core.describe(await this.core.store.listSubscriptions())
   }
 
