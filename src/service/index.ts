@@ -25,3 +25,17 @@ export {
   signatureHeaders,
   verifySignature,
 } from './signature.js'
+export { autoEvents } from './auto-events.js'
+export type { AutoEvents, AutoEventsOptions } from './auto-events.js'
+export { REDACTED_HEADERS, REDACTED_QUERY } from './auto-events-routes.js'
+export type { AutoEventData, AutoEventRoute, AutoEventSpec } from './auto-events-routes.js'
+export type { RequestListener } from './auto-events-http.js'
+export type { EventPublisher } from './raiser.js'
+export { WebhookRegistry } from './webhooks.js'
+export type {
+  AppHandlerInfo,
+  AppRegistration,
+  RegisteredApp,
+  WebhookSubscriptionInfo,
+  WebhookSubscriptionInput,
+} from './webhooks.js'
