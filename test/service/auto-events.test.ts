@@ -1,4 +1,4 @@
-import Fastify, { type FastifyInstance } from 'fastify'
+import Fastify, { type FastifyInstance, type FastifySchema } from 'fastify'
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { afterEach, describe, expect, it } from 'vitest'
@@ -121,7 +121,10 @@ async function fastifyApp(options: AutoEventsOptions): Promise<{ app: FastifyIns
   )
   app.get(
     '/health',
-    { schema: { operationId: 'health' }, config: { autoEvents: { response: 'health/checked' } } },
+    {
+      schema: { operationId: 'health' } as FastifySchema,
+      config: { autoEvents: { response: 'health/checked' } },
+    },
     async () => 'ok',
   )
   app.get('/quiet', async () => ({ nothing: 'raised' }))
