@@ -4,10 +4,15 @@ export default defineConfig({
   entry: {
     index: 'src/index.ts',
     cli: 'src/cli.ts',
+    service: 'src/service/index.ts',
+    // Runs in browsers too: it imports nothing from Node.
+    client: 'src/client/index.ts',
   },
   format: ['esm'],
   target: 'node20',
-  dts: { entry: { index: 'src/index.ts' } },
+  dts: {
+    entry: { index: 'src/index.ts', service: 'src/service/index.ts', client: 'src/client/index.ts' },
+  },
   sourcemap: true,
   clean: true,
   splitting: true,
