@@ -368,6 +368,7 @@ class ScopedBus implements EventBus {
   readonly tenant: Tenant
   readonly deadLetters: DeadLetters
   private readonly prepareOptions: { maxPayloadBytes: number; now: number }
+  private readonly syncAppendOptions: AppendOptions
 
   constructor(
     protected readonly core: BusCore,
@@ -375,6 +376,7 @@ class ScopedBus implements EventBus {
   ) {
     this.tenant = Object.freeze({ ...tenant })
     this.prepareOptions = { maxPayloadBytes: core.settings.maxPayloadBytes, now: 0 }
+    this.syncAppendOptions = { now: 0, dedupeWindowMs: core.settings.dedupeWindow, groupTtlMs: core.settings.groupTtl }
     this.deadLetters = {
       list: (query) => this.listDeadLetters(query),
       redrive: (id) => this.redrive(id),
@@ -422,7 +424,10 @@ class ScopedBus implements EventBus {
       // A store that appends without I/O saves the promise and the tick of an async append.
       core.clockHint = now
       try {
-        core.published(store.appendNow(this.tenant, prepared, this.appendOptions(now)).appended)
+        // A synchronous append keeps nothing of its options, so one object serves every call.
+        const options = this.syncAppendOptions
+        options.now = now
+        core.published(store.appendNow(this.tenant, prepared, options).appended)
       } catch (error) {
         return Promise.reject(error)
       } finally {

@@ -1,4 +1,4 @@
-import { describeError } from '../errors.js'
+import { describeError, isHeraldError } from '../errors.js'
 import type { HeraldEvent } from '../event.js'
 import type { Settlement, Store, SubscriptionRecord, SubscriptionSpec } from '../stores/store.js'
 import type { Attempt } from './attempt.js'
@@ -99,11 +99,20 @@ export class DurableWorker extends Worker {
         if (result.more) this.wanted = true
       }
     } catch (error) {
-      this.logger.error(
-        { subscriptionId: this.id, error: describeError(error) },
-        'claiming deliveries failed; will try again',
-      )
-      this.armDue(Date.now() + CLAIM_RETRY_MS)
+      if (isHeraldError(error, 'not_found')) {
+        // Another process unsubscribed it: nothing is owed any more, so stop asking.
+        this.logger.warn(
+          { subscriptionId: this.id },
+          'the durable subscription was deleted from the store; this process stops delivering it',
+        )
+        this.stop()
+      } else {
+        this.logger.error(
+          { subscriptionId: this.id, error: describeError(error) },
+          'claiming deliveries failed; will try again',
+        )
+        this.armDue(Date.now() + CLAIM_RETRY_MS)
+      }
     } finally {
       this.claiming = false
       this.checkDrained()

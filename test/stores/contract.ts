@@ -570,6 +570,34 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
         for (const root of roots) await root.close()
       })
 
+      it('a live subscriber on one bus receives what another bus on the store publishes', async () => {
+        const shared = fresh()
+        const [a, b] = [0, 1].map(() => createBus({ store, closeStore: false, logger: silentLogger }))
+        const got = recorder()
+        a!.scope(shared).subscribe('news', got.handler)
+        await b!.scope(shared).emit({ topic: 'news/today', data: 'hello' })
+        await waitFor(() => got.events.length === 1, 5000, 'the event from the other bus')
+        expect(got.events[0]!.data).toBe('hello')
+        await a!.close()
+        await b!.close()
+      })
+
+      it('a durable subscription deleted through another bus stops being delivered', async () => {
+        const shared = fresh()
+        const [a, b] = [0, 1].map(() => createBus({ store, closeStore: false, logger: silentLogger, pollInterval: 20 }))
+        const got = recorder()
+        a!.scope(shared).subscribe('jobs', got.handler, { subscriberId: 'doomed' })
+        await a!.scope(shared).emit({ topic: 'jobs', data: 1 })
+        await waitFor(() => got.events.length === 1, 5000, 'the first delivery')
+        b!.scope(shared).unsubscribe('jobs', undefined, { subscriberId: 'doomed' })
+        await waitFor(async () => (await store.listSubscriptions(shared)).length === 0, 5000, 'the deletion')
+        await b!.scope(shared).emit({ topic: 'jobs', data: 2 })
+        await sleep(150)
+        expect(got.events.map((e) => e.data)).toEqual([1])
+        await a!.close()
+        await b!.close()
+      })
+
       it('a failing durable delivery retries, becomes a dead letter, shows in status, and redrives', async () => {
         const bus = createBus({ store, closeStore: false, logger: silentLogger, pollInterval: 20 })
         const scoped = bus.scope(fresh())
