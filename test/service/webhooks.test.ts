@@ -1,6 +1,13 @@
 import { createHmac } from 'node:crypto'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
-import { createBus, memoryStore, silentLogger, type Bus, type Tenant } from '../../src/index.js'
+import {
+  createBus,
+  memoryStore,
+  silentLogger,
+  type Bus,
+  type RetryPolicy,
+  type Tenant,
+} from '../../src/index.js'
 import { WebhookRegistry } from '../../src/service/webhooks.js'
 import { sleep, waitFor } from '../helpers.js'
 import { startReceiver, type Receiver, type Received } from './receiver.js'
@@ -134,42 +141,37 @@ describe('app webhooks (VTEX IO protocol)', () => {
     expect(receiver.requests).toHaveLength(3)
   })
 
+  /** Registers an app whose one handler listens to `ping`, emits one ping, waits for `state`. */
+  async function pingUntil(
+    retry: Partial<RetryPolicy>,
+    state: 'dead' | 'delivered',
+  ): Promise<{ lastError?: string }> {
+    await registry.putApp(ACME, 'pinged', {
+      url: receiver.url,
+      manifest: { events: { onEvent: { keys: ['ping'] } } },
+      retry,
+    })
+    const acme = bus.scope(ACME)
+    const [id] = await acme.emit({ topic: 'ping', data: null })
+    const stateOf = async () => (await acme.status(id!))?.deliveries[0]
+    await waitFor(async () => (await stateOf())?.state === state, 5000, state)
+    return (await stateOf())!
+  }
+
   it.each([400, 401, 404, 410, 422])(
     'a %i answer is not retried: the delivery is dead at once',
     async (code) => {
       receiver.reply = () => code
-      await registry.putApp(ACME, 'strict', {
-        url: receiver.url,
-        manifest: { events: { onEvent: { keys: ['ping'] } } },
-        retry: { retries: 3, initialBackoffDelay: 20 },
-      })
-      const acme = bus.scope(ACME)
-      const [id] = await acme.emit({ topic: 'ping', data: null })
-      await waitFor(
-        async () => (await acme.status(id!))?.deliveries[0]?.state === 'dead',
-        5000,
-        'a dead letter',
-      )
+      const status = await pingUntil({ retries: 3, initialBackoffDelay: 20 }, 'dead')
       await sleep(150)
       expect(receiver.requests).toHaveLength(1)
-      expect((await acme.status(id!))?.deliveries[0]?.lastError).toContain(String(code))
+      expect(status.lastError).toContain(String(code))
     },
   )
 
   it.each([408, 429, 500])('a %i answer is retried', async (code) => {
     receiver.reply = () => (receiver.requests.length === 1 ? code : 204)
-    await registry.putApp(ACME, 'busy', {
-      url: receiver.url,
-      manifest: { events: { onEvent: { keys: ['ping'] } } },
-      retry: { retries: 3, initialBackoffDelay: 20 },
-    })
-    const acme = bus.scope(ACME)
-    const [id] = await acme.emit({ topic: 'ping', data: null })
-    await waitFor(
-      async () => (await acme.status(id!))?.deliveries[0]?.state === 'delivered',
-      5000,
-      'delivered',
-    )
+    await pingUntil({ retries: 3, initialBackoffDelay: 20 }, 'delivered')
     expect(receiver.requests).toHaveLength(2)
   })
 
@@ -179,18 +181,7 @@ describe('app webhooks (VTEX IO protocol)', () => {
       await sleep(1500)
       return 204
     }
-    await registry.putApp(ACME, 'slow', {
-      url: receiver.url,
-      manifest: { events: { onEvent: { keys: ['ping'] } } },
-      retry: { retries: 2, initialBackoffDelay: 20, timeout: 200 },
-    })
-    const acme = bus.scope(ACME)
-    const [id] = await acme.emit({ topic: 'ping', data: null })
-    await waitFor(
-      async () => (await acme.status(id!))?.deliveries[0]?.state === 'delivered',
-      5000,
-      'delivered',
-    )
+    await pingUntil({ retries: 2, initialBackoffDelay: 20, timeout: 200 }, 'delivered')
     expect(receiver.requests).toHaveLength(2)
     await waitFor(() => receiver.abandoned === 1, 2000, 'the first request to be abandoned')
   })
