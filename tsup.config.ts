@@ -3,6 +3,7 @@ import { defineConfig } from 'tsup'
 export default defineConfig({
   entry: {
     index: 'src/index.ts',
+    server: 'src/server/index.ts',
     cli: 'src/cli.ts',
     service: 'src/service/index.ts',
     // Runs in browsers too: it imports nothing from Node.
@@ -11,7 +12,12 @@ export default defineConfig({
   format: ['esm'],
   target: 'node20',
   dts: {
-    entry: { index: 'src/index.ts', service: 'src/service/index.ts', client: 'src/client/index.ts' },
+    entry: {
+      index: 'src/index.ts',
+      server: 'src/server/index.ts',
+      service: 'src/service/index.ts',
+      client: 'src/client/index.ts',
+    },
   },
   sourcemap: true,
   clean: true,

@@ -1,4 +1,151 @@
 #!/usr/bin/env node
-// The `herald` command; subcommands arrive with the server issue.
-console.error('herald: the CLI is not built yet')
-process.exit(1)
+/**
+ * The `herald` command (DESIGN §10): `serve` runs the server; the others talk to one, at
+ * --url / HERALD_URL with --token / HERALD_TOKEN. Errors are one line on stderr and exit 1.
+ */
+import { readFileSync } from 'node:fs'
+import { Command, InvalidArgumentError } from 'commander'
+import { CliError, call, tail, type Target } from './cli/client.js'
+import type { ServerConfigInput } from './server/config.js'
+
+const DEFAULT_URL = 'http://127.0.0.1:8080'
+
+function integer(value: string): number {
+  const number = Number(value)
+  if (!Number.isInteger(number) || number < 0) throw new InvalidArgumentError('must be a whole number')
+  return number
+}
+
+function parseJson(text: string, what: string): unknown {
+  try {
+    return JSON.parse(text)
+  } catch (error) {
+    throw new CliError(`${what} is not JSON: ${(error as Error).message}`)
+  }
+}
+
+function print(value: unknown): void {
+  process.stdout.write(`${typeof value === 'string' ? value : JSON.stringify(value)}\n`)
+}
+
+const program = new Command()
+program
+  .name('herald')
+  .description('Server-side events: run the server, or publish, tail and inspect events on one.')
+  .option('--url <url>', 'server URL (env HERALD_URL)', process.env.HERALD_URL || DEFAULT_URL)
+  .option('--token <token>', 'token (env HERALD_TOKEN)', process.env.HERALD_TOKEN || undefined)
+  .showHelpAfterError()
+
+function target(): Target {
+  const options = program.opts<{ url: string; token?: string }>()
+  return { url: options.url, token: options.token }
+}
+
+program
+  .command('serve')
+  .description('run the server (settings: flags > HERALD_* > config file > defaults)')
+  .option('-c, --config <path>', 'configuration file (env HERALD_CONFIG)')
+  .option('--host <host>', 'address to bind (default 127.0.0.1)')
+  .option('-p, --port <port>', 'port (default 8080)', integer)
+  .option(
+    '--store <url>',
+    'memory | sqlite:<path> | redis://host:port (default sqlite:./herald-data/herald.db)',
+  )
+  .option('--ping-interval <ms>', 'WebSocket ping interval in ms (default 30000)', integer)
+  .option('--log-level <level>', 'fatal | error | warn | info | debug | trace | silent')
+  .action(
+    async (options: {
+      config?: string
+      host?: string
+      port?: number
+      store?: string
+      pingInterval?: number
+      logLevel?: string
+    }) => {
+      const { startServer } = await import('./server/index.js')
+      const flags: ServerConfigInput = {}
+      if (options.host !== undefined) flags.host = options.host
+      if (options.port !== undefined) flags.port = options.port
+      if (options.store !== undefined) flags.store = options.store
+      if (options.pingInterval !== undefined) flags.pingInterval = options.pingInterval
+      if (options.logLevel !== undefined) flags.logLevel = options.logLevel as ServerConfigInput['logLevel']
+      await startServer({ flags, ...(options.config !== undefined ? { configPath: options.config } : {}) })
+    },
+  )
+
+program
+  .command('publish <topic> [json]')
+  .description('publish one event; its data is the JSON argument, else standard input, else null')
+  .action(async (topic: string, json: string | undefined) => {
+    let data: unknown = null
+    if (json !== undefined) data = parseJson(json, 'the data argument')
+    else if (!process.stdin.isTTY) {
+      const text = readFileSync(0, 'utf8').trim()
+      if (text !== '') data = parseJson(text, 'standard input')
+    }
+    const { ids } = await call<{ ids: string[] }>(target(), 'POST', 'v1/events', { topic, data })
+    for (const id of ids) print(id)
+  })
+
+program
+  .command('tail <patterns...>')
+  .description('print events matching the patterns as they are stored, one JSON line each')
+  .option('--since <seq>', 'first replay the events stored after this seq')
+  .action(async (patterns: string[], options: { since?: string }) => {
+    const stream = tail(target(), patterns, options.since, { onEvent: (event) => print(event) })
+    process.once('SIGINT', () => stream.stop())
+    process.once('SIGTERM', () => stream.stop())
+    await stream.done
+  })
+
+program
+  .command('status <eventId>')
+  .description('the event and its delivery status per subscription')
+  .action(async (id: string) => {
+    print(await call(target(), 'GET', `v1/events/${encodeURIComponent(id)}`))
+  })
+
+program
+  .command('dead-letters [action] [id]')
+  .description('list dead letters (default), or redrive <id>, or delete <id> (admin token)')
+  .option('--subscription <id>', 'only this subscription (list)')
+  .option('--limit <n>', 'at most this many (list)', integer)
+  .action(
+    async (
+      action: string | undefined,
+      id: string | undefined,
+      options: { subscription?: string; limit?: number },
+    ) => {
+      const verb = action ?? 'list'
+      if (verb === 'list') {
+        const query = new URLSearchParams()
+        if (options.subscription) query.set('subscriptionId', options.subscription)
+        if (options.limit !== undefined) query.set('limit', String(options.limit))
+        const { deadLetters } = await call<{ deadLetters: unknown[] }>(
+          target(),
+          'GET',
+          `v1/dead-letters${query.size ? `?${query}` : ''}`,
+        )
+        for (const dead of deadLetters) print(dead)
+        return
+      }
+      if (verb !== 'redrive' && verb !== 'delete')
+        throw new CliError(
+          `unknown dead-letters action ${JSON.stringify(verb)}: use list, redrive <id> or delete <id>`,
+        )
+      if (!id) throw new CliError(`dead-letters ${verb} needs the dead letter's id`)
+      if (verb === 'redrive') {
+        await call(target(), 'POST', `v1/dead-letters/${encodeURIComponent(id)}/redrive`)
+        print(`redriven ${id}`)
+      } else {
+        await call(target(), 'DELETE', `v1/dead-letters/${encodeURIComponent(id)}`)
+        print(`deleted ${id}`)
+      }
+    },
+  )
+
+program.parseAsync(process.argv).catch((error: unknown) => {
+  const message = error instanceof Error ? error.message : String(error)
+  process.stderr.write(`herald: ${message.split('\n')[0]}\n`)
+  process.exit(1)
+})

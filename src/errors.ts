@@ -41,6 +41,7 @@ export const ERROR_CODES = {
     status: 500,
     meaning: 'the store holds data Herald cannot use (not a Herald database, wrong schema version)',
   },
+  internal: { status: 500, meaning: 'an unexpected failure inside the server; its log has the details' },
 } as const satisfies Record<string, { status: number; meaning: string }>
 
 export type HeraldErrorCode = keyof typeof ERROR_CODES

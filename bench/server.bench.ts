@@ -1,0 +1,279 @@
+/**
+ * `npm run bench server`: the server against bare Fastify and raw `ws`, side by side.
+ * 1. `POST /v1/events` (one event, with a token) vs a bare Fastify route that parses the same JSON
+ *    and answers 204; autocannon in its own process (goal ≥ 0.80×).
+ * 2. Batch publish: arrays of 100 events per request, events/s.
+ * 3. WebSocket fan-out to 100 clients (in another process) vs raw `ws` broadcasting the same
+ *    frames, deliveries/s, same flow control for both (goal ≥ 0.70×).
+ * 4. Publish-to-client latency at 10,000 events/s over HTTP, p50/p99 (goal p99 < 5 ms).
+ */
+import { spawn, type ChildProcess } from 'node:child_process'
+import { once } from 'node:events'
+import { createRequire } from 'node:module'
+import { fileURLToPath } from 'node:url'
+import Fastify from 'fastify'
+import type { Socket } from 'node:net'
+import { WebSocketServer, type WebSocket } from 'ws'
+import { createServer, type HeraldServer } from '../src/server/index.js'
+import { header, medianOf, table } from './lib/report.js'
+
+const RUNS = Number(process.env.BENCH_RUNS ?? 3)
+const DURATION = Number(process.env.BENCH_DURATION ?? 5)
+const FANOUT_CLIENTS = 100
+const FANOUT_EVENTS = Number(process.env.BENCH_FANOUT_EVENTS ?? 10_000)
+const LATENCY_RATE = 10_000
+/** Which parts to run (default all): BENCH_SECTIONS=http,fanout,latency */
+const SECTIONS = new Set((process.env.BENCH_SECTIONS ?? 'http,fanout,latency').split(','))
+const TOKEN = 'bench-token-0123456789abcdef'
+const EVENT = JSON.stringify({
+  topic: 'orders.created',
+  data: { orderId: 123, customer: 'c-0001234', amount: 129.95 },
+})
+const BATCH = JSON.stringify(
+  Array.from({ length: 100 }, (_, i) => ({
+    topic: 'orders.created',
+    data: { orderId: i, customer: 'c-0001234', amount: 129.95 },
+  })),
+)
+const require = createRequire(new URL('./package.json', import.meta.url))
+const autocannonBin = require.resolve('autocannon/autocannon.js')
+const clientsScript = fileURLToPath(new URL('./lib/ws-clients.mjs', import.meta.url))
+
+function startHerald(): Promise<HeraldServer> {
+  return createServer({
+    host: '127.0.0.1',
+    port: 0,
+    store: process.env.BENCH_STORE ?? 'memory',
+    logLevel: 'silent',
+    limits: { requestsPerSecond: 0, wsBufferBytes: 64 * 1024 * 1024 },
+    tokens: [{ token: TOKEN, account: 'bench', workspace: 'master' }],
+  })
+}
+
+/** Runs autocannon in a child process; resolves with mean requests/s. */
+async function autocannon(url: string, body: string, headers: Record<string, string>): Promise<number> {
+  const args = [autocannonBin, '-c', '50', '-d', String(DURATION), '-m', 'POST', '-b', body, '--json']
+  for (const [name, value] of Object.entries({ 'content-type': 'application/json', ...headers }))
+    args.push('-H', `${name}=${value}`)
+  const child = spawn(process.execPath, [...args, url], { stdio: ['ignore', 'pipe', 'ignore'] })
+  let out = ''
+  child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()))
+  await once(child, 'exit')
+  const result = JSON.parse(out) as { requests: { average: number }; non2xx: number; errors: number }
+  if (result.non2xx > 0 || result.errors > 0)
+    throw new Error(`autocannon saw ${result.non2xx} non-2xx answers and ${result.errors} errors`)
+  return result.requests.average
+}
+
+async function bareFastifyRate(): Promise<number> {
+  const app = Fastify({ logger: false })
+  app.post('/v1/events', async (_request, reply) => reply.code(204).send())
+  const url = await app.listen({ host: '127.0.0.1', port: 0 })
+  const rate = await autocannon(`${url}/v1/events`, EVENT, {})
+  await app.close()
+  return rate
+}
+
+async function heraldRate(body: string): Promise<number> {
+  const server = await startHerald()
+  const url = await server.listen()
+  const rate = await autocannon(`${url}/v1/events`, body, { authorization: `Bearer ${TOKEN}` })
+  await server.close()
+  return rate
+}
+
+/** Starts the client process; resolves once its clients are connected. */
+async function clients(
+  spec: Record<string, unknown>,
+): Promise<{ child: ChildProcess; line: () => Promise<string> }> {
+  const child = spawn(process.execPath, [clientsScript, JSON.stringify(spec)], {
+    stdio: ['pipe', 'pipe', 'inherit'],
+  })
+  const lines: string[] = []
+  const waiting: ((line: string) => void)[] = []
+  let buffer = ''
+  child.stdout!.on('data', (chunk: Buffer) => {
+    buffer += chunk.toString()
+    let end: number
+    while ((end = buffer.indexOf('\n')) !== -1) {
+      const line = buffer.slice(0, end)
+      buffer = buffer.slice(end + 1)
+      const waiter = waiting.shift()
+      if (waiter) waiter(line)
+      else lines.push(line)
+    }
+  })
+  const line = () =>
+    lines.length > 0
+      ? Promise.resolve(lines.shift()!)
+      : new Promise<string>((resolve) => waiting.push(resolve))
+  const ready = await line()
+  if (ready !== 'ready') throw new Error(`client process said ${ready}`)
+  return { child, line }
+}
+
+/**
+ * Both contenders yield to the event loop every 256 events. Neither needs more flow control here:
+ * the whole run is about 2.5 MB per client, under the buffer limits of both.
+ */
+function pace(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve))
+}
+
+function tcp(socket: WebSocket): Socket {
+  return (socket as unknown as { _socket: Socket })._socket
+}
+
+function sampleEvent(i: number): Record<string, unknown> {
+  return {
+    id: `01JBENCH${String(i).padStart(18, '0')}`,
+    topic: 'fanout/event',
+    data: { orderId: i, customer: 'c-0001234', amount: 129.95 },
+    metadata: {},
+    account: 'bench',
+    workspace: 'master',
+    time: new Date().toISOString(),
+    seq: String(i).padStart(16, '0'),
+  }
+}
+
+async function heraldFanout(): Promise<number> {
+  const server = await startHerald()
+  const url = await server.listen()
+  const { child, line } = await clients({
+    mode: 'count',
+    url: `${url.replace('http', 'ws')}/v1/stream`,
+    token: TOKEN,
+    clients: FANOUT_CLIENTS,
+    expected: FANOUT_EVENTS,
+    subscribe: { subscribe: ['fanout'] },
+  })
+  const bus = server.bus.scope({ account: 'bench', workspace: 'master' })
+  const start = performance.now()
+  for (let i = 0; i < FANOUT_EVENTS; i += 256) {
+    const batch = []
+    for (let j = i; j < Math.min(FANOUT_EVENTS, i + 256); j++)
+      batch.push({ topic: 'fanout/event', data: { orderId: j, customer: 'c-0001234', amount: 129.95 } })
+    await bus.emit(batch)
+    await pace()
+  }
+  await line()
+  const rate = (FANOUT_CLIENTS * FANOUT_EVENTS) / ((performance.now() - start) / 1000)
+  child.stdin!.end()
+  await server.close()
+  return rate
+}
+
+/** Raw ws; `corked` also corks each socket per run of frames, as Herald does. */
+async function rawWsFanout(corked = false): Promise<number> {
+  const wss = new WebSocketServer({ host: '127.0.0.1', port: 0 })
+  await once(wss, 'listening')
+  const { port } = wss.address() as { port: number }
+  const { child, line } = await clients({
+    mode: 'count',
+    url: `ws://127.0.0.1:${port}`,
+    clients: FANOUT_CLIENTS,
+    expected: FANOUT_EVENTS,
+  })
+  const start = performance.now()
+  for (let i = 0; i < FANOUT_EVENTS; i += 256) {
+    if (corked) for (const socket of wss.clients) tcp(socket).cork()
+    for (let j = i; j < Math.min(FANOUT_EVENTS, i + 256); j++) {
+      const frame = Buffer.from(JSON.stringify({ event: sampleEvent(j) }))
+      for (const socket of wss.clients) socket.send(frame, { binary: false })
+    }
+    if (corked) for (const socket of wss.clients) tcp(socket).uncork()
+    await pace()
+  }
+  await line()
+  const rate = (FANOUT_CLIENTS * FANOUT_EVENTS) / ((performance.now() - start) / 1000)
+  child.stdin!.end()
+  for (const socket of wss.clients) socket.terminate()
+  wss.close()
+  return rate
+}
+
+async function latency(): Promise<{ p50: number; p99: number; rate: number }> {
+  const server = await startHerald()
+  const url = await server.listen()
+  const { child, line } = await clients({
+    mode: 'latency',
+    url: `${url.replace('http', 'ws')}/v1/stream`,
+    publishUrl: `${url}/v1/events`,
+    token: TOKEN,
+    subscribe: { subscribe: ['latency'] },
+    rate: LATENCY_RATE,
+    eventsPerRequest: 10,
+    durationMs: DURATION * 1000,
+  })
+  const result = JSON.parse(await line()) as { p50: number; p99: number; rate: number }
+  await once(child, 'exit')
+  await server.close()
+  return result
+}
+
+header(`bench server: autocannon -c 50 -d ${DURATION}, median of ${RUNS} runs (each after a warm-up)`)
+if (SECTIONS.has('http')) {
+  const bare = await medianOf(RUNS, bareFastifyRate)
+  const single = await medianOf(RUNS, () => heraldRate(EVENT))
+  table(
+    'POST /v1/events, one event per request',
+    [
+      { name: 'bare fastify (parse JSON, 204)', value: bare, unit: 'req/s' },
+      { name: 'herald (memory store, token)', value: single, unit: 'req/s', note: 'goal ≥ 0.80×' },
+    ],
+    'bare fastify (parse JSON, 204)',
+  )
+  const batch = await medianOf(RUNS, () => heraldRate(BATCH))
+  table(
+    'POST /v1/events, arrays of 100 events',
+    [
+      {
+        name: 'herald (memory store, token)',
+        value: batch * 100,
+        unit: 'events/s',
+        note: `${batch.toFixed(0)} req/s`,
+      },
+    ],
+    'herald (memory store, token)',
+  )
+}
+
+if (SECTIONS.has('fanout')) {
+  const raw = await medianOf(RUNS, () => rawWsFanout())
+  const rawCorked = await medianOf(RUNS, () => rawWsFanout(true))
+  const fanout = await medianOf(RUNS, heraldFanout)
+  table(
+    `WebSocket fan-out: ${FANOUT_EVENTS.toLocaleString('en')} events to ${FANOUT_CLIENTS} clients`,
+    [
+      { name: 'raw ws broadcast', value: raw, unit: 'deliveries/s' },
+      {
+        name: 'raw ws broadcast, corked per run',
+        value: rawCorked,
+        unit: 'deliveries/s',
+        note: 'the same trick Herald uses',
+      },
+      { name: 'herald /v1/stream', value: fanout, unit: 'deliveries/s', note: 'goal ≥ 0.70×' },
+    ],
+    'raw ws broadcast',
+  )
+}
+
+if (SECTIONS.has('latency')) {
+  await latency() // warm-up
+  const measured = await latency()
+  table(
+    `publish-to-client latency at ${LATENCY_RATE.toLocaleString('en')} events/s (HTTP arrays of 10 → one WebSocket client)`,
+    [
+      { name: 'p50', value: measured.p50, unit: 'ms' },
+      {
+        name: 'p99',
+        value: measured.p99,
+        unit: 'ms',
+        note: `goal < 5 ms; achieved ${measured.rate.toFixed(0)} events/s`,
+      },
+    ],
+    'p50',
+    { lowerIsBetter: true },
+  )
+}

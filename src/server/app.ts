@@ -1,0 +1,53 @@
+import websocket from '@fastify/websocket'
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify'
+import type { Logger as PinoLogger } from 'pino'
+import type { ServerContext } from './context.js'
+import { courierPlugin } from './courier.js'
+import { deadLettersPlugin } from './dead-letters.js'
+import { installErrorHandling } from './errors.js'
+import { eventsPlugin } from './events.js'
+import { healthPlugin } from './health.js'
+import { ssePlugin } from './sse.js'
+import { streamPlugin } from './stream.js'
+import { voltmxPublishPlugin, voltmxStreamPlugin } from './voltmx.js'
+
+/**
+ * Builds the Fastify app: one plugin per endpoint family, each with its own auth hook and body
+ * parsers. Later families (`/v1/subscriptions`, `/v1/apps`) register here the same way.
+ */
+export async function buildApp(context: ServerContext, logger: PinoLogger): Promise<FastifyInstance> {
+  const { limits } = context.config
+  const app = Fastify({
+    loggerInstance: logger as FastifyBaseLogger,
+    // One log line per request would dominate the hot path; failures are logged where they happen.
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: limits.bodyBytes,
+    // Types on the wire are what they claim: a topic sent as a number is an error, not "5".
+    ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } },
+    return503OnClosing: true,
+  })
+  app.decorateRequest('principal', null as never)
+  installErrorHandling(app, context.logger)
+
+  const options = { context }
+  await app.register(healthPlugin, options)
+  await app.register(eventsPlugin, options)
+  await app.register(ssePlugin, options)
+  await app.register(deadLettersPlugin, options)
+  await app.register(voltmxPublishPlugin, options)
+  await app.register(courierPlugin, options)
+  // WebSocket routes in a context of their own: the websocket plugin's hooks then run for them only, not on every publish.
+  await app.register(async (streams) => {
+    await streams.register(websocket, {
+      options: { maxPayload: limits.bodyBytes },
+      // Shutdown: every stream (WebSocket and SSE) finishes its frames in progress, then closes with 1001.
+      preClose: async function closeStreams(this: FastifyInstance) {
+        await Promise.all([...context.streams].map((stream) => stream.shutdown()))
+        this.websocketServer.close()
+      },
+    })
+    await streams.register(streamPlugin, options)
+    await streams.register(voltmxStreamPlugin, options)
+  })
+  return app
+}

@@ -1,0 +1,55 @@
+import type { FastifyPluginAsync } from 'fastify'
+import { Type } from '@sinclair/typebox'
+import { assertTenant } from '../event.js'
+import { authenticate, type Principal } from './auth.js'
+import type { ServerContext } from './context.js'
+import { IdsSchema } from './events.js'
+import { publish } from './publish.js'
+
+/** `@vtex/api` sends its app id as the user agent: `vendor.app@version`. */
+const APP_USER_AGENT = /^([A-Za-z0-9-]+\.[A-Za-z0-9-]+@[0-9][^\s]*)/
+
+/** The sender of a courier event: the token's app, else the `vendor.app@version` of the user agent. */
+export function courierSender(principal: Principal, userAgent: string | undefined): string | undefined {
+  if (principal.sender !== undefined) return principal.sender
+  return userAgent === undefined ? undefined : APP_USER_AGENT.exec(userAgent)?.[1]
+}
+
+const CourierParams = Type.Object({
+  account: Type.String(),
+  workspace: Type.String(),
+  key: Type.String({ minLength: 1 }),
+})
+
+/**
+ * `PUT /courier/v0/:account/:workspace/events/:key` (VTEX IO compatible): the body is the
+ * event's data, the key its topic. The path's tenant must be the token's (an open server takes it as given).
+ */
+export const courierPlugin: FastifyPluginAsync<{ context: ServerContext }> = async (app, { context }) => {
+  const json = app.getDefaultJsonParser('error', 'ignore')
+  app.removeAllContentTypeParsers()
+  // `sendEvent` may send no message at all: an empty body is null data.
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
+    if ((body as string).trim() === '') return done(null, null)
+    json(request, body as string, done)
+  })
+  app.addHook('onRequest', authenticate(context.auth))
+
+  app.put<{ Params: { account: string; workspace: string; key: string } }>(
+    '/courier/v0/:account/:workspace/events/:key',
+    { schema: { params: CourierParams, response: { 202: IdsSchema } } },
+    async (request, reply) => {
+      const { principal } = request
+      const tenant = assertTenant({ account: request.params.account, workspace: request.params.workspace })
+      const acting = context.auth.inTenant(principal, tenant)
+      const sender = courierSender(principal, request.headers['user-agent'])
+      const event = {
+        topic: request.params.key,
+        data: request.body === undefined ? null : request.body,
+        ...(sender ? { sender } : {}),
+      }
+      const ids = await publish(context.bus, acting, [event], 1)
+      return reply.code(202).send({ ids })
+    },
+  )
+}

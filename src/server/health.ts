@@ -1,0 +1,21 @@
+import type { FastifyPluginAsync } from 'fastify'
+import { HeraldError } from '../errors.js'
+import { authenticate } from './auth.js'
+import type { ServerContext } from './context.js'
+import { errorBody } from './errors.js'
+
+/** `/healthz` (the process answers), `/readyz` (it takes work: not shutting down), `/metrics` (admin). */
+export const healthPlugin: FastifyPluginAsync<{ context: ServerContext }> = async (app, { context }) => {
+  app.get('/healthz', async () => ({ status: 'ok' }))
+  app.get('/readyz', async (_request, reply) => {
+    if (!context.accepting)
+      return reply.code(503).send(errorBody(new HeraldError('closed', 'the server is shutting down')))
+    return { status: 'ready', store: context.bus.store.kind }
+  })
+  app.register(async (admin) => {
+    admin.addHook('onRequest', authenticate(context.auth, { admin: true }))
+    admin.get('/metrics', async (_request, reply) =>
+      reply.type(context.metrics.contentType).send(await context.metrics.render()),
+    )
+  })
+}

@@ -1,0 +1,10 @@
+/** `herald/server`: run Herald as a service (DESIGN §7). */
+export { createServer, startServer, isLoopback } from './server.js'
+export type { CreateServerOptions, HeraldServer } from './server.js'
+export { DEFAULT_CONFIG, loadConfig, resolveConfig, configFromEnv, readConfigFile } from './config.js'
+export type { Limits, LoadOptions, ServerConfig, ServerConfigInput, TokenConfig } from './config.js'
+export { openStore, parseStoreUrl } from './store-url.js'
+export type { StoreLocation } from './store-url.js'
+export { CLOSE_CODES } from './close-codes.js'
+export { VOLTMX_CODES } from './voltmx.js'
+export type { Principal } from './auth.js'

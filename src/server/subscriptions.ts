@@ -1,0 +1,65 @@
+import type { EventBus } from '../bus.js'
+import type { HeraldEvent } from '../event.js'
+import type { Tail } from '../tail.js'
+
+/**
+ * The patterns one stream connection listens to, served by a single tail over their union, so
+ * an event matching several patterns still arrives once. Changing the set swaps the tail
+ * synchronously: stores hand events to tails synchronously, so nothing is lost or repeated
+ * in between.
+ */
+export class StreamSubscriptions {
+  private patterns: string[] = []
+  private tail: Tail | undefined
+  private lastPosition: string | undefined
+
+  constructor(
+    private readonly bus: EventBus,
+    private readonly listener: (event: HeraldEvent) => void,
+  ) {}
+
+  get list(): readonly string[] {
+    return this.patterns
+  }
+
+  /** Seq of the last event handed to the listener. */
+  get position(): string | undefined {
+    return this.tail?.position ?? this.lastPosition
+  }
+
+  /**
+   * Adds patterns; with `since`, the whole stream (old patterns too) replays after that seq.
+   * Resolves once the replay is done and the stream is live.
+   */
+  add(patterns: readonly string[], since?: string): Promise<void> {
+    const union = [...this.patterns]
+    for (const pattern of patterns) if (!union.includes(pattern)) union.push(pattern)
+    return this.replace(union, since)
+  }
+
+  /** Removes patterns (those subscribed); returns the ones removed. */
+  remove(patterns: readonly string[]): string[] {
+    const removed = patterns.filter((pattern) => this.patterns.includes(pattern))
+    if (removed.length > 0)
+      void this.replace(
+        this.patterns.filter((pattern) => !removed.includes(pattern)),
+        undefined,
+      )
+    return removed
+  }
+
+  private replace(patterns: string[], since: string | undefined): Promise<void> {
+    this.close()
+    this.patterns = patterns
+    if (patterns.length === 0) return Promise.resolve()
+    this.tail = this.bus.tail(patterns, this.listener, since === undefined ? {} : { since })
+    return this.tail.ready
+  }
+
+  close(): void {
+    if (!this.tail) return
+    this.lastPosition = this.tail.position
+    this.tail.close()
+    this.tail = undefined
+  }
+}

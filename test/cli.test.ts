@@ -1,0 +1,126 @@
+import { spawn } from 'node:child_process'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { NonRetriableError } from '../src/index.js'
+import { waitFor } from './helpers.js'
+import { ADMIN, ACME, TOKENS, startTestServer, type TestServer } from './server/helpers.js'
+import { ROOT, runCli } from './support/herald-process.js'
+
+let t: TestServer
+beforeAll(async () => {
+  t = await startTestServer({ tokens: TOKENS })
+})
+afterAll(async () => {
+  await t.close()
+})
+
+const env = (token = ACME) => ({ HERALD_URL: t.url, HERALD_TOKEN: token })
+
+describe('herald CLI', () => {
+  it('publish prints the id; status shows the stored event', async () => {
+    const published = await runCli(['publish', 'cli/orders', '{"n":1}'], { env: env() })
+    expect(published.stderr).toBe('')
+    expect(published.code).toBe(0)
+    const id = published.stdout.trim()
+    expect(id).toMatch(/^[0-9A-Z]{26}$/)
+    const status = await runCli(['status', id], { env: env() })
+    expect(status.code).toBe(0)
+    expect(JSON.parse(status.stdout)).toMatchObject({
+      event: { id, topic: 'cli/orders', data: { n: 1 }, account: 'acme' },
+      deliveries: [],
+    })
+  })
+
+  it('publish reads the data from standard input, and takes --url and --token flags', async () => {
+    const published = await runCli(['--url', t.url, '--token', ACME, 'publish', 'cli/stdin'], {
+      input: '{"from":"stdin"}',
+    })
+    expect(published.code).toBe(0)
+    const status = await runCli(['status', published.stdout.trim()], { env: env() })
+    expect(JSON.parse(status.stdout).event.data).toEqual({ from: 'stdin' })
+  })
+
+  it('tail prints events as they are stored, one JSON line each', async () => {
+    const child = spawn(process.execPath, ['--import', 'tsx', `${ROOT}/src/cli.ts`, 'tail', 'cli/tail'], {
+      cwd: ROOT,
+      env: { ...process.env, ...env() },
+    })
+    let stdout = ''
+    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()))
+    const exited = new Promise<number | null>((resolve) => child.on('exit', resolve))
+    // The tail is live once its subscription exists: publish until one comes through.
+    await waitFor(
+      async () => {
+        await runCli(['publish', 'cli/tail/x', '{"k":2}'], { env: env() })
+        return stdout.includes('\n')
+      },
+      15_000,
+      'the tail to print an event',
+    )
+    const first = JSON.parse(stdout.split('\n')[0]!)
+    expect(first).toMatchObject({ topic: 'cli/tail/x', data: { k: 2 } })
+    child.kill('SIGINT')
+    expect(await exited).toBe(0)
+  })
+
+  it('dead-letters lists, redrives and deletes', async () => {
+    let fail = true
+    t.server.bus.scope({ account: 'acme', workspace: 'master' }).subscribe('cli/doomed', async () => {
+      if (fail) throw new NonRetriableError('refused')
+    })
+    await runCli(['publish', 'cli/doomed', '1'], { env: env() })
+    let lines: string[] = []
+    await waitFor(async () => {
+      lines = (await runCli(['dead-letters'], { env: env(ADMIN) })).stdout.trim().split('\n').filter(Boolean)
+      return lines.length === 1
+    }, 10_000)
+    const dead = JSON.parse(lines[0]!)
+    expect(dead).toMatchObject({
+      event: { topic: 'cli/doomed' },
+      lastError: expect.stringContaining('refused'),
+    })
+    fail = false
+    const redriven = await runCli(['dead-letters', 'redrive', dead.id], { env: env(ADMIN) })
+    expect(redriven).toMatchObject({ code: 0, stdout: `redriven ${dead.id}\n` })
+    await waitFor(async () => (await runCli(['dead-letters'], { env: env(ADMIN) })).stdout === '', 10_000)
+    const gone = await runCli(['dead-letters', 'delete', dead.id], { env: env(ADMIN) })
+    expect(gone.code).toBe(1)
+    expect(gone.stderr).toMatch(/^herald: 404 not_found: /)
+  })
+
+  it('reports an error as one line on stderr and exits 1', async () => {
+    const cases = [
+      { args: ['publish', 'x', '{nope'], env: env(), error: /^herald: the data argument is not JSON: .*\n$/ },
+      {
+        args: ['publish', 'x', '1'],
+        env: env('wrong-token-0123456789'),
+        error: /^herald: 401 unauthorized: unknown token\n$/,
+      },
+      {
+        args: ['dead-letters'],
+        env: env(ACME),
+        error: /^herald: 403 forbidden: this endpoint needs an admin token\n$/,
+      },
+      {
+        args: ['status', 'x'],
+        env: { HERALD_URL: 'http://127.0.0.1:2', HERALD_TOKEN: ACME },
+        error: /^herald: cannot reach http:\/\/127\.0\.0\.1:2: ECONNREFUSED\n$/,
+      },
+      {
+        args: ['tail', 'x'],
+        env: env('wrong-token-0123456789'),
+        error: /^herald: 401 unauthorized: unknown token\n$/,
+      },
+      {
+        args: ['dead-letters', 'explode'],
+        env: env(ADMIN),
+        error: /^herald: unknown dead-letters action "explode"/,
+      },
+      { args: ['serve', '--store', 'bogus'], env: {}, error: /^herald: store "bogus" is not a store URL/ },
+    ]
+    const runs = await Promise.all(cases.map((c) => runCli(c.args, { env: c.env })))
+    runs.forEach((run, i) => {
+      expect(run.code, cases[i]!.args.join(' ')).toBe(1)
+      expect(run.stderr, cases[i]!.args.join(' ')).toMatch(cases[i]!.error)
+    })
+  })
+})

@@ -1,0 +1,197 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { waitFor } from '../helpers.js'
+import {
+  ACME,
+  ADMIN,
+  ORDERS_ONLY,
+  StreamClient,
+  TOKENS,
+  request,
+  startTestServer,
+  type TestServer,
+} from './helpers.js'
+
+let t: TestServer
+const LIMITED = 'rate-limited-token-0123456789'
+
+beforeAll(async () => {
+  t = await startTestServer({
+    tokens: [...TOKENS!, { token: LIMITED, account: 'acme', workspace: 'master', requestsPerSecond: 3 }],
+    limits: { bodyBytes: 4096, eventsPerRequest: 5 },
+  })
+})
+afterAll(async () => {
+  await t.close()
+})
+
+const events = `/v1/events`
+
+describe('limits and errors, with their statuses', () => {
+  it('413 for a body over limits.bodyBytes', async () => {
+    const answer = await request(`${t.url}${events}`, {
+      token: ACME,
+      body: { topic: 'big', data: 'x'.repeat(5000) },
+    })
+    expect(answer.status).toBe(413)
+    expect(answer.body).toMatchObject({ error: { code: 'payload_too_large' } })
+  })
+
+  it('400 for more events than limits.eventsPerRequest', async () => {
+    const answer = await request(`${t.url}${events}`, {
+      token: ACME,
+      body: Array.from({ length: 6 }, () => ({ topic: 'a', data: 1 })),
+    })
+    expect(answer.status).toBe(400)
+    expect(answer.body).toMatchObject({
+      error: { code: 'invalid_request', message: expect.stringMatching(/more than 5 items/) },
+    })
+  })
+
+  it("400 for malformed JSON, with the parser's message", async () => {
+    const answer = await request<{ error: { message: string } }>(`${t.url}${events}`, {
+      token: ACME,
+      raw: '{"topic": "a", "data": }',
+      headers: { 'content-type': 'application/json' },
+    })
+    expect(answer.status).toBe(400)
+    expect(answer.body).toMatchObject({ error: { code: 'invalid_request' } })
+    expect(answer.body.error.message).toMatch(/Unexpected token|JSON/)
+  })
+
+  it('400 naming the problem for an invalid event; nothing of the request is stored', async () => {
+    const answer = await request<{ error: { message: string } }>(`${t.url}${events}`, {
+      token: ACME,
+      body: [
+        { topic: 'fine', data: 1 },
+        { topic: 'bad//topic', data: 1 },
+      ],
+    })
+    expect(answer.status).toBe(400)
+    expect(answer.body).toMatchObject({ error: { code: 'invalid_topic' } })
+    const noData = await request(`${t.url}${events}`, { token: ACME, body: { topic: 'x' } })
+    expect(noData.body).toMatchObject({ error: { code: 'invalid_event' } })
+    const typed = await request(`${t.url}${events}`, { token: ACME, body: { topic: 5, data: 1 } })
+    expect(typed.status).toBe(400)
+  })
+
+  it('415 for a content type Herald does not accept', async () => {
+    const answer = await request(`${t.url}${events}`, {
+      token: ACME,
+      raw: 'topic=a',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    })
+    expect(answer.status).toBe(415)
+    expect(answer.body).toMatchObject({ error: { code: 'unsupported_media_type' } })
+    const text = await request(`${t.url}${events}`, {
+      token: ACME,
+      raw: 'hello',
+      headers: { 'content-type': 'text/plain' },
+    })
+    expect(text.status).toBe(415)
+  })
+
+  it('401 for a missing or unknown token, on every endpoint', async () => {
+    for (const [method, path] of [
+      ['POST', events],
+      ['GET', `${events}/x`],
+      ['GET', '/v1/sse?topics=a'],
+      ['GET', '/v1/dead-letters'],
+      ['GET', '/metrics'],
+      ['POST', '/services/ServerEvents'],
+      ['PUT', '/courier/v0/acme/master/events/k'],
+    ] as const) {
+      const body = method === 'GET' ? undefined : { topic: 'a', data: 1 }
+      const missing = await request(`${t.url}${path}`, { method, body })
+      expect(missing.status, `${method} ${path}`).toBe(401)
+      expect(missing.body).toMatchObject({ error: { code: 'unauthorized' } })
+      const unknown = await request(`${t.url}${path}`, { method, body, token: 'nobody-knows-this-token' })
+      expect(unknown.status, `${method} ${path}`).toBe(401)
+    }
+  })
+
+  it('refuses a WebSocket handshake without a valid token with HTTP 401', async () => {
+    await expect(StreamClient.open(`${t.wsUrl}/v1/stream`)).rejects.toThrow(/401/)
+    await expect(StreamClient.open(`${t.wsUrl}/v1/stream?token=wrong-token-value`)).rejects.toThrow(/401/)
+    await expect(
+      StreamClient.open(`${t.wsUrl}/services/ServerEvents/Stream?X-Voltmx-Authorization=wrong`),
+    ).rejects.toThrow(/401/)
+  })
+
+  it('403 for a topic outside the publish list, and for admin endpoints without admin', async () => {
+    const answer = await request(`${t.url}${events}`, {
+      token: ORDERS_ONLY,
+      body: [
+        { topic: 'orders/1', data: 1 },
+        { topic: 'invoice/1', data: 1 },
+      ],
+    })
+    expect(answer.status).toBe(403)
+    expect(answer.body).toMatchObject({ error: { code: 'forbidden' } })
+    for (const path of ['/metrics', '/v1/dead-letters']) {
+      const refused = await request(`${t.url}${path}`, { token: ACME })
+      expect(refused.status, path).toBe(403)
+    }
+    expect((await request(`${t.url}/metrics`, { token: ADMIN })).status).toBe(200)
+  })
+
+  it('429 with retry-after past the per-token rate limit, other tokens unaffected', async () => {
+    const statuses: number[] = []
+    for (let i = 0; i < 6; i++)
+      statuses.push(
+        (await request(`${t.url}${events}`, { token: LIMITED, body: { topic: 'r', data: i } })).status,
+      )
+    expect(statuses.slice(0, 3)).toEqual([202, 202, 202])
+    expect(statuses).toContain(429)
+    const limited = await request(`${t.url}${events}`, { token: LIMITED, body: { topic: 'r', data: 0 } })
+    expect(limited.status).toBe(429)
+    expect(limited.body).toMatchObject({ error: { code: 'rate_limited' } })
+    expect(Number(limited.headers.get('retry-after'))).toBeGreaterThanOrEqual(1)
+    expect((await request(`${t.url}${events}`, { token: ACME, body: { topic: 'r', data: 0 } })).status).toBe(
+      202,
+    )
+  })
+
+  it('404 for an unknown event and an unknown route', async () => {
+    expect((await request(`${t.url}${events}/01NOPE`, { token: ACME })).status).toBe(404)
+    const route = await request(`${t.url}/v2/nothing`, { token: ACME })
+    expect(route.status).toBe(404)
+    expect(route.body).toMatchObject({ error: { code: 'not_found' } })
+  })
+
+  it('closes a WebSocket whose frame is over limits.bodyBytes with 1009', async () => {
+    const client = await StreamClient.open(`${t.wsUrl}/v1/stream`, {
+      headers: { authorization: `Bearer ${ACME}` },
+    })
+    client.send({ events: [{ topic: 'big', data: 'x'.repeat(5000) }] })
+    expect((await client.closed).code).toBe(1009)
+  })
+
+  it('rate-limits stream frames with an error frame, keeping the connection', async () => {
+    // The handshake counts too (and is refused with 429 while the bucket is empty): wait for it to refill.
+    let client: StreamClient | undefined
+    await waitFor(
+      async () => {
+        client = await StreamClient.open(`${t.wsUrl}/v1/stream`, {
+          headers: { authorization: `Bearer ${LIMITED}` },
+        }).catch((error: Error) => {
+          expect(error.message).toMatch(/429/)
+          return undefined
+        })
+        return client !== undefined
+      },
+      5000,
+      'the rate limit to let a handshake through',
+    )
+    const replies = []
+    for (let i = 0; i < 6; i++) replies.push(await client!.call({ subscribe: [`rl${i}`] }))
+    expect(
+      replies.some((reply) => (reply.error as { code?: string } | undefined)?.code === 'rate_limited'),
+    ).toBe(true)
+    client!.close()
+  })
+
+  it('never writes a token to the log', () => {
+    const logs = t.logs()
+    for (const token of [ACME, ADMIN, ORDERS_ONLY, LIMITED]) expect(logs).not.toContain(token)
+  })
+})

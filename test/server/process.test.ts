@@ -1,0 +1,78 @@
+import { afterEach, describe, expect, it } from 'vitest'
+import { spawnServer, type ServerProcess } from '../support/herald-process.js'
+import { waitFor } from '../helpers.js'
+import { StreamClient, request } from './helpers.js'
+
+let server: ServerProcess | undefined
+afterEach(() => {
+  server?.kill()
+  server = undefined
+})
+
+async function metric(url: string, name: string): Promise<number> {
+  const answer = await request<string>(`${url}/metrics`)
+  const line = answer.body.split('\n').find((l) => l.startsWith(name))
+  return line === undefined ? NaN : Number(line.split(' ').pop())
+}
+
+describe('herald serve as a process', () => {
+  it('on SIGTERM delivers every event it answered 202 for, closes streams with 1001, and exits 0', async () => {
+    server = await spawnServer(['--store', 'memory', '--log-level', 'info'])
+    const client = await StreamClient.open(`${server.url.replace('http', 'ws')}/v1/stream`)
+    await client.call({ subscribe: ['*'] })
+    const accepted: string[] = []
+    const publishers = Array.from({ length: 40 }, (_, i) =>
+      request<{ ids: string[] }>(`${server!.url}/v1/events`, {
+        body: Array.from({ length: 25 }, (_, j) => ({ topic: `shutdown/${i}`, data: j })),
+      })
+        .then((answer) => {
+          if (answer.status === 202) accepted.push(...answer.body.ids)
+        })
+        .catch(() => {}),
+    )
+    await waitFor(() => accepted.length > 0, 10_000, 'a first publish')
+    server.child.kill('SIGTERM')
+    await Promise.all(publishers)
+    const closed = await client.closed
+    expect(closed).toEqual({ code: 1001, reason: 'server shutting down' })
+    expect(await server.exited).toBe(0)
+    const received = new Set(client.takeEvents().map((event) => event.id))
+    expect(accepted.length).toBeGreaterThan(0)
+    expect(accepted.filter((id) => !received.has(id))).toEqual([])
+  })
+
+  it('closes a client that stops reading with 4008 and keeps its memory bounded while 50,000 events are published', async () => {
+    server = await spawnServer(['--store', 'memory:?maxEvents=1000', '--log-level', 'info'], {
+      env: {
+        HERALD_WS_BUFFER_BYTES: String(256 * 1024),
+        HERALD_BODY_BYTES: String(4 * 1024 * 1024),
+        HERALD_EVENTS_PER_REQUEST: '1000',
+      },
+    })
+    const payload = 'x'.repeat(2000)
+    const publishBatch = async (from: number) => {
+      const answer = await request(`${server!.url}/v1/events`, {
+        body: Array.from({ length: 1000 }, (_, i) => ({ topic: 'flood', data: { i: from + i, payload } })),
+      })
+      expect(answer.status).toBe(202)
+    }
+    // Warm up the publish path so the baseline includes its steady-state memory.
+    for (let i = 0; i < 5; i++) await publishBatch(-5000 + i * 1000)
+    const rssBefore = await metric(server.url, 'process_resident_memory_bytes')
+
+    const client = await StreamClient.open(`${server.url.replace('http', 'ws')}/v1/stream`)
+    await client.call({ subscribe: ['flood'] })
+    client.socket.pause()
+    for (let i = 0; i < 50; i++) await publishBatch(i * 1000)
+    const rssAfter = await metric(server.url, 'process_resident_memory_bytes')
+    expect(await metric(server.url, 'herald_stream_slow_closed_total{transport="websocket"}')).toBe(1)
+
+    client.socket.resume()
+    const closed = await client.closed
+    expect(closed.code).toBe(4008)
+    expect(closed.reason).toMatch(/slow consumer/)
+    // Unbounded, the 50,000 frames (~2 KB each, ~100 MB) would sit in the server's memory.
+    expect(rssAfter - rssBefore).toBeLessThan(60 * 1024 * 1024)
+    expect(client.takeEvents().length).toBeLessThan(50_000)
+  }, 60_000)
+})

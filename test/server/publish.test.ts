@@ -1,0 +1,204 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import {
+  ACME,
+  ORDERS_ONLY,
+  StreamClient,
+  TOKENS,
+  request,
+  startTestServer,
+  type Frame,
+  type TestServer,
+} from './helpers.js'
+
+let t: TestServer
+let watcher: StreamClient
+
+beforeAll(async () => {
+  t = await startTestServer({ tokens: TOKENS })
+  watcher = await StreamClient.open(`${t.wsUrl}/v1/stream`, { headers: { authorization: `Bearer ${ACME}` } })
+  await watcher.call({ subscribe: ['*'] })
+})
+afterAll(async () => {
+  watcher.close()
+  await t.close()
+})
+
+async function published(ids: string[]): Promise<Frame[]> {
+  const events = await watcher.events(ids.length)
+  expect(events.map((event) => event.id)).toEqual(ids)
+  return events
+}
+
+describe('POST /v1/events', () => {
+  it('accepts one event and answers 202 with its id once stored', async () => {
+    const answer = await request<{ ids: string[] }>(`${t.url}/v1/events`, {
+      token: ACME,
+      body: { topic: 'orders/created', data: { n: 1 } },
+    })
+    expect(answer.status).toBe(202)
+    expect(answer.body.ids).toHaveLength(1)
+    const [event] = await published(answer.body.ids)
+    expect(event).toMatchObject({
+      topic: 'orders/created',
+      data: { n: 1 },
+      account: 'acme',
+      workspace: 'master',
+    })
+    expect(typeof event!.seq).toBe('string')
+    const status = await request<{ event: Frame }>(`${t.url}/v1/events/${answer.body.ids[0]}`, {
+      token: ACME,
+    })
+    expect(status.status).toBe(200)
+    expect(status.body.event).toMatchObject({ id: answer.body.ids[0], topic: 'orders/created' })
+  })
+
+  it('accepts an array of events, in order', async () => {
+    const answer = await request<{ ids: string[] }>(`${t.url}/v1/events`, {
+      token: ACME,
+      body: [
+        { topic: 'a', data: 1 },
+        { name: 'b', data: 2 },
+      ],
+    })
+    expect(answer.status).toBe(202)
+    const events = await published(answer.body.ids)
+    expect(events.map((event) => event.topic)).toEqual(['a', 'b'])
+  })
+
+  it('accepts {"events":[...]} and ignores unknown fields', async () => {
+    const answer = await request<{ ids: string[] }>(`${t.url}/v1/events`, {
+      token: ACME,
+      body: { events: [{ topic: 'c', data: null, colour: 'blue' }], extra: true },
+    })
+    expect(answer.status).toBe(202)
+    const [event] = await published(answer.body.ids)
+    expect(event).not.toHaveProperty('colour')
+  })
+
+  it('accepts a structured CloudEvent', async () => {
+    const answer = await request<{ ids: string[] }>(`${t.url}/v1/events`, {
+      token: ACME,
+      headers: { 'content-type': 'application/cloudevents+json' },
+      body: {
+        specversion: '1.0',
+        id: 'ce-1',
+        source: 'acme.billing',
+        type: 'invoice/paid',
+        data: { total: 3 },
+        heraldmetadata: '{"k":"v"}',
+      },
+    })
+    expect(answer.status).toBe(202)
+    expect(answer.body.ids).toEqual(['ce-1'])
+    const [event] = await published(['ce-1'])
+    expect(event).toMatchObject({
+      topic: 'invoice/paid',
+      sender: 'acme.billing',
+      data: { total: 3 },
+      metadata: { k: 'v' },
+    })
+  })
+
+  it('accepts a CloudEvents batch', async () => {
+    const answer = await request<{ ids: string[] }>(`${t.url}/v1/events`, {
+      token: ACME,
+      headers: { 'content-type': 'application/cloudevents-batch+json' },
+      body: [
+        { specversion: '1.0', id: 'ce-2', source: 's', type: 'x/1', data: 1 },
+        { specversion: '1.0', id: 'ce-3', source: 's', type: 'x/2', data: 2 },
+      ],
+    })
+    expect(answer.status).toBe(202)
+    expect((await published(['ce-2', 'ce-3'])).map((e) => e.topic)).toEqual(['x/1', 'x/2'])
+  })
+
+  it('accepts a CloudEvent in binary mode, JSON or text data', async () => {
+    const json = await request<{ ids: string[] }>(`${t.url}/v1/events`, {
+      token: ACME,
+      headers: {
+        'ce-specversion': '1.0',
+        'ce-type': 'bin/json',
+        'ce-id': 'ce-4',
+        'ce-source': 'acme.bin',
+        'content-type': 'application/json',
+      },
+      raw: '{"amount":5}',
+    })
+    expect(json.status).toBe(202)
+    const text = await request<{ ids: string[] }>(`${t.url}/v1/events`, {
+      token: ACME,
+      headers: {
+        'ce-specversion': '1.0',
+        'ce-type': 'bin/text',
+        'ce-id': 'ce-5',
+        'ce-source': 'acme.bin',
+        'content-type': 'text/plain',
+      },
+      raw: 'hello',
+    })
+    expect(text.status).toBe(202)
+    const events = await published(['ce-4', 'ce-5'])
+    expect(events[0]).toMatchObject({ topic: 'bin/json', data: { amount: 5 }, sender: 'acme.bin' })
+    expect(events[1]).toMatchObject({ topic: 'bin/text', data: 'hello' })
+  })
+
+  it("stamps the token's sender whatever the event claims", async () => {
+    const answer = await request<{ ids: string[] }>(`${t.url}/v1/events`, {
+      token: ORDERS_ONLY,
+      body: { topic: 'orders/1', data: {}, sender: 'someone.else' },
+    })
+    expect(answer.status).toBe(202)
+    const [event] = await published(answer.body.ids)
+    expect(event!.sender).toBe('acme.orders')
+  })
+})
+
+describe('POST /services/ServerEvents (Volt MX)', () => {
+  it('publishes {"events":[{topic,data,additionalMetadata}]} with the X-VoltMX-Authorization header', async () => {
+    const answer = await request<{ ids: string[] }>(`${t.url}/services/ServerEvents`, {
+      headers: { 'x-voltmx-authorization': ACME },
+      body: {
+        events: [
+          { topic: 'transaction/credit', data: { amount: 10 }, additionalMetadata: { channel: 'mobile' } },
+        ],
+      },
+    })
+    expect(answer.status).toBe(202)
+    const [event] = await published(answer.body.ids)
+    expect(event).toMatchObject({
+      topic: 'transaction/credit',
+      data: { amount: 10 },
+      metadata: { channel: 'mobile' },
+    })
+  })
+})
+
+describe('PUT /courier/v0/:account/:workspace/events/:key (VTEX)', () => {
+  it('publishes the body as data, the key as topic, the user agent app as sender', async () => {
+    const answer = await request<{ ids: string[] }>(`${t.url}/courier/v0/acme/master/events/send-event`, {
+      method: 'PUT',
+      token: ACME,
+      headers: { 'user-agent': 'vtex.events-example@0.0.1' },
+      body: { relayed: { n: 1 } },
+    })
+    expect(answer.status).toBe(202)
+    const [event] = await published(answer.body.ids)
+    expect(event).toMatchObject({
+      topic: 'send-event',
+      data: { relayed: { n: 1 } },
+      sender: 'vtex.events-example@0.0.1',
+    })
+  })
+
+  it("prefers the token's app over the user agent", async () => {
+    const answer = await request<{ ids: string[] }>(`${t.url}/courier/v0/acme/master/events/orders`, {
+      method: 'PUT',
+      token: ORDERS_ONLY,
+      headers: { 'user-agent': 'vtex.events-example@0.0.1' },
+      body: { n: 2 },
+    })
+    expect(answer.status).toBe(202)
+    const [event] = await published(answer.body.ids)
+    expect(event!.sender).toBe('acme.orders')
+  })
+})
