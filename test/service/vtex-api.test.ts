@@ -2,9 +2,8 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import { createServer, type Server } from 'node:http'
 import { fileURLToPath } from 'node:url'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { createBus, silentLogger, type Bus } from '../../src/index.js'
-import { WebhookRegistry } from '../../src/service/webhooks.js'
 import { waitFor } from '../helpers.js'
+import { ACME, ADMIN, TOKENS, request, startTestServer, type TestServer } from '../server/helpers.js'
 
 /**
  * An unchanged `@vtex/api` 6.x app (test/fixtures/vtex-app: service.json + the events-example
@@ -17,7 +16,7 @@ const APP_PORT = 5050
 let app: ChildProcess
 let output = ''
 let upListener: Server | undefined
-let bus: Bus
+let herald: TestServer
 
 /** The runtime's master POSTs to 127.0.0.1:5000 once a worker is up and crashes it when refused. */
 async function listenOn5000(): Promise<Server | undefined> {
@@ -54,11 +53,11 @@ beforeAll(async () => {
   )
   if (app.exitCode !== null) throw new Error(`the @vtex/api app exited: ${output}`)
   if (/EADDRINUSE/.test(output)) throw new Error(`port ${APP_PORT} is taken: ${output}`)
-  bus = createBus({ logger: silentLogger, pollInterval: 50 })
+  herald = await startTestServer({ tokens: TOKENS })
 }, 40_000)
 
 afterAll(async () => {
-  await bus?.close()
+  await herald?.close()
   if (app?.pid !== undefined && app.exitCode === null) {
     try {
       process.kill(-app.pid, 'SIGKILL')
@@ -71,20 +70,29 @@ afterAll(async () => {
 
 describe('an unchanged @vtex/api app', () => {
   it('receives a Herald event and its handler runs', async () => {
-    const registry = new WebhookRegistry(bus, { logger: silentLogger })
-    const tenant = { account: 'acme', workspace: 'master' }
-    await registry.putApp(tenant, 'vtex.events-example', {
-      url: `http://127.0.0.1:${APP_PORT}`,
-      credential: 'app-token-xyz',
-      manifest: { events: { example: { sender: 'vtex.events-example', keys: ['send-event'] } } },
-      retry: { retries: 5, initialBackoffDelay: 200, timeout: 10_000 },
+    const registered = await request(`${herald.url}/v1/apps/vtex.events-example`, {
+      method: 'PUT',
+      token: ADMIN,
+      body: {
+        url: `http://127.0.0.1:${APP_PORT}`,
+        credential: 'app-token-xyz',
+        manifest: { events: { example: { sender: 'vtex.events-example', keys: ['send-event'] } } },
+        retry: { retries: 5, initialBackoffDelay: 200, timeout: 10_000 },
+      },
     })
-    const acme = bus.scope(tenant)
-    const [id] = await acme.emit({
-      topic: 'send-event',
-      sender: 'vtex.events-example@0.0.1',
-      data: { random: '42' },
-    })
+    expect(registered.status).toBe(201)
+    // Published the way an @vtex/api app's Events client sends: PUT to the courier, its app id as user agent.
+    const published = await request<{ ids: string[] }>(
+      `${herald.url}/courier/v0/acme/master/events/send-event`,
+      {
+        method: 'PUT',
+        token: ACME,
+        headers: { 'user-agent': 'vtex.events-example@0.0.1' },
+        body: { random: '42' },
+      },
+    )
+    expect(published.status).toBe(202)
+    const [id] = published.body.ids
     await waitFor(() => output.includes('RECEIVED EVENT'), 15_000, 'the handler to log the event')
     const line = output.split('\n').find((l) => l.includes('RECEIVED EVENT'))!
     const seen = JSON.parse(line.slice(line.indexOf('{'))) as Record<string, unknown>
@@ -101,7 +109,12 @@ describe('an unchanged @vtex/api app', () => {
     expect(seen.requestId).toMatch(/^[0-9A-Z]{26}$/)
     // The runtime answered 204: the delivery is done, not retried.
     await waitFor(
-      async () => (await acme.status(id!))?.deliveries[0]?.state === 'delivered',
+      async () =>
+        (
+          await request<{ deliveries: { state: string }[] }>(`${herald.url}/v1/events/${id}`, {
+            token: ADMIN,
+          })
+        ).body.deliveries[0]?.state === 'delivered',
       10_000,
       'delivered',
     )
