@@ -132,6 +132,11 @@ export interface EventBus {
   /** Durable subscriptions of this tenant in the store, whether or not attached in this process. */
   subscriptions(): Promise<SubscriptionInfo[]>
   /**
+   * The seq of this tenant's newest stored event ('' for an empty log): a position that a stream
+   * can resume from without a gap, before it has seen any event.
+   */
+  head(): Promise<string>
+  /**
    * Hands each stored event matching `patterns` to `listener`, synchronously and in log order,
    * from the next one stored (or replaying after `since`). For streams; no retries.
    */
@@ -573,6 +578,11 @@ class ScopedBus implements EventBus {
     runtime.tails.add(tail)
     for (const pattern of list) runtime.index.add(pattern, tail)
     return tail
+  }
+
+  async head(): Promise<string> {
+    this.core.assertOpen()
+    return (await this.core.store.head(this.tenant)) ?? ''
   }
 
   async subscriptions(): Promise<SubscriptionInfo[]> {
