@@ -36,7 +36,9 @@ describe('HeraldClient', () => {
       name: 'HeraldError',
       code: 'forbidden',
     })
-    await expect(client(server.url, 'not-a-token-0123456789').publish({ topic: 'a', data: 1 })).rejects.toMatchObject({
+    await expect(
+      client(server.url, 'not-a-token-0123456789').publish({ topic: 'a', data: 1 }),
+    ).rejects.toMatchObject({
       code: 'unauthorized',
     })
   })
@@ -73,9 +75,13 @@ describe('HeraldClient', () => {
   it('resumes without a gap even when the connection drops before the first event', async () => {
     const received: unknown[] = []
     const states: SubscriptionState[] = []
-    const subscription = client(proxy.url, ACME).subscribe('orders', (event) => void received.push(event.data), {
-      onState: (state) => states.push(state),
-    })
+    const subscription = client(proxy.url, ACME).subscribe(
+      'orders',
+      (event) => void received.push(event.data),
+      {
+        onState: (state) => states.push(state),
+      },
+    )
     await subscription.ready
     proxy.down()
     proxy.cut()
@@ -112,9 +118,13 @@ describe('HeraldClient', () => {
   it('reports refused patterns and keeps the allowed ones', async () => {
     const errors: Error[] = []
     const got: unknown[] = []
-    const subscription = client(server.url, ORDERS_ONLY).subscribe('orders;invoices', (e) => void got.push(e.data), {
-      onError: (error) => errors.push(error),
-    })
+    const subscription = client(server.url, ORDERS_ONLY).subscribe(
+      'orders;invoices',
+      (e) => void got.push(e.data),
+      {
+        onError: (error) => errors.push(error),
+      },
+    )
     await subscription.ready
     await waitFor(() => errors.length === 1)
     expect(errors[0]).toMatchObject({ code: 'forbidden' })
