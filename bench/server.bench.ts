@@ -65,9 +65,13 @@ async function autocannon(url: string, body: string, headers: Record<string, str
   return result.requests.average
 }
 
-async function bareFastifyRate(): Promise<number> {
+/** A bare Fastify route: parses the JSON, answers 204 (or, `withIds`, 202 with a body shaped like Herald's). */
+async function bareFastifyRate(withIds = false): Promise<number> {
   const app = Fastify({ logger: false })
-  app.post('/v1/events', async (_request, reply) => reply.code(204).send())
+  const ids = { ids: ['01JD6Z8S4Y3V0G3W2Q1N5K7M9P'] }
+  app.post('/v1/events', async (_request, reply) =>
+    withIds ? reply.code(202).send(ids) : reply.code(204).send(),
+  )
   const url = await app.listen({ host: '127.0.0.1', port: 0 })
   const rate = await autocannon(`${url}/v1/events`, EVENT, {})
   await app.close()
@@ -214,12 +218,19 @@ async function latency(): Promise<{ p50: number; p99: number; rate: number }> {
 
 header(`bench server: autocannon -c 50 -d ${DURATION}, median of ${RUNS} runs (each after a warm-up)`)
 if (SECTIONS.has('http')) {
-  const bare = await medianOf(RUNS, bareFastifyRate)
+  const bare = await medianOf(RUNS, () => bareFastifyRate())
+  const bareIds = await medianOf(RUNS, () => bareFastifyRate(true))
   const single = await medianOf(RUNS, () => heraldRate(EVENT))
   table(
     'POST /v1/events, one event per request',
     [
       { name: 'bare fastify (parse JSON, 204)', value: bare, unit: 'req/s' },
+      {
+        name: 'bare fastify (parse JSON, 202 {"ids":[…]})',
+        value: bareIds,
+        unit: 'req/s',
+        note: 'what answering with the ids costs alone',
+      },
       { name: 'herald (memory store, token)', value: single, unit: 'req/s', note: 'goal ≥ 0.80×' },
     ],
     'bare fastify (parse JSON, 204)',

@@ -1,3 +1,4 @@
+/* global performance, setTimeout */
 // The client side of `npm run bench server`, in its own process so that clients and server do
 // not share an event loop. Modes (argv[2] is a JSON spec):
 // - count:   open `clients` WebSockets (sending `subscribe`, if given, and waiting for its

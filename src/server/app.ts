@@ -23,6 +23,8 @@ export async function buildApp(context: ServerContext, logger: PinoLogger): Prom
     loggerInstance: logger as FastifyBaseLogger,
     // One log line per request would dominate the hot path; failures are logged where they happen.
     logController: new LogController({ disableRequestLogging: true }),
+    // No per-request child logger: nothing logs per request, and creating one costs on every publish.
+    childLoggerFactory: (logger) => logger,
     bodyLimit: limits.bodyBytes,
     // Types on the wire are what they claim: a topic sent as a number is an error, not "5".
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } },

@@ -59,6 +59,7 @@ class SseConnection implements Closable {
         'closing a stream client that reads too slowly',
       )
       // An SSE client has no close code: the stream just ends; it resumes with Last-Event-ID.
+      this.cleanUp()
       this.response.destroy()
     }
   }

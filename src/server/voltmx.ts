@@ -266,7 +266,10 @@ class VoltmxStream {
 }
 
 /** `POST /services/ServerEvents` (Volt MX compatible publish; answers like `POST /v1/events`). */
-export const voltmxPublishPlugin: FastifyPluginAsync<{ context: ServerContext }> = async (app, { context }) => {
+export const voltmxPublishPlugin: FastifyPluginAsync<{ context: ServerContext }> = async (
+  app,
+  { context },
+) => {
   const { bus, config } = context
   registerEventBodyParsers(app)
   app.addHook('onRequest', authenticate(context.auth))
@@ -282,7 +285,10 @@ export const voltmxPublishPlugin: FastifyPluginAsync<{ context: ServerContext }>
 }
 
 /** The `/services/ServerEvents/Stream` WebSocket (Volt MX compatible). */
-export const voltmxStreamPlugin: FastifyPluginAsync<{ context: ServerContext }> = async (app, { context }) => {
+export const voltmxStreamPlugin: FastifyPluginAsync<{ context: ServerContext }> = async (
+  app,
+  { context },
+) => {
   app.addHook('onRequest', authenticate(context.auth, { query: true }))
   app.get('/services/ServerEvents/Stream', { websocket: true }, (socket: WebSocket, request) => {
     new VoltmxStream(openConnection(context, socket, request.principal, 'voltmx'), request.principal, context)

@@ -90,9 +90,11 @@ export class WsConnection implements Pingable, Closable {
   private received(data: RawData, isBinary: boolean): void {
     if (this.closing || !this.handler) return
     const handler = this.handler
-    const text = Array.isArray(data)
-      ? Buffer.concat(data).toString('utf8')
-      : Buffer.from(data as ArrayBuffer).toString('utf8')
+    const text = Buffer.isBuffer(data)
+      ? data.toString('utf8')
+      : Array.isArray(data)
+        ? Buffer.concat(data).toString('utf8')
+        : Buffer.from(data).toString('utf8')
     if (++this.pending >= MAX_PENDING_FRAMES) this.socket.pause()
     this.queue = this.queue
       .then(() => (this.closing ? undefined : handler(text, isBinary)))

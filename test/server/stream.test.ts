@@ -298,3 +298,35 @@ describe('SSE /v1/sse', () => {
     expect(bad.body).toMatchObject({ error: { code: 'invalid_pattern' } })
   })
 })
+
+describe('slow SSE client', () => {
+  it('is disconnected once more than limits.wsBufferBytes waits for it', async () => {
+    const slow = await startTestServer({
+      tokens: TOKENS,
+      limits: { wsBufferBytes: 64 * 1024, bodyBytes: 4 * 1024 * 1024 },
+    })
+    const { get: httpGet } = await import('node:http')
+    let ended = false
+    await new Promise<void>((resolve) => {
+      const call = httpGet(`${slow.url}/v1/sse?topics=flood&token=${ACME}`, (response) => {
+        response.pause()
+        response.on('close', () => (ended = true))
+        resolve()
+      })
+      call.on('error', () => (ended = true))
+    })
+    const payload = 'x'.repeat(2000)
+    for (let i = 0; i < 20 && !ended; i++) {
+      const answer = await request(`${slow.url}/v1/events`, {
+        token: ACME,
+        body: Array.from({ length: 500 }, (_, j) => ({ topic: 'flood', data: { i, j, payload } })),
+      })
+      expect(answer.status).toBe(202)
+    }
+    const metrics = await request<string>(`${slow.url}/metrics`, { token: TOKENS![0]!.token })
+    expect(metrics.body).toMatch(/herald_stream_slow_closed_total\{transport="sse"\} 1/)
+    expect(metrics.body).toMatch(/herald_connections\{transport="sse"\} 0/)
+    await waitFor(() => ended, 5000, 'the client to see the stream end')
+    await slow.close()
+  })
+})
