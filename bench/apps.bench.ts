@@ -12,7 +12,7 @@ import { Agent, createServer, request, type RequestListener, type Server } from 
 import type { AddressInfo } from 'node:net'
 import { createBus, silentLogger, type Bus } from '../src/index.js'
 import { WebhookRegistry, autoEvents } from '../src/service/index.js'
-import { header, medianOf, table, type Row } from './lib/report.js'
+import { header, table, type Row } from './lib/report.js'
 
 const REQUESTS = Number(process.env.BENCH_REQUESTS ?? 20_000)
 const EVENTS = Number(process.env.BENCH_EVENTS ?? 5_000)
@@ -157,39 +157,52 @@ async function webhookRate(concurrency: number): Promise<number> {
 
 header('apps: autoEvents overhead and webhook delivery')
 
-const requestRows: Row[] = []
-for (const [name, run] of [
-  ['fastify', () => fastifyRate(false)],
-  ['fastify + autoEvents', () => fastifyRate(true)],
-  ['fastify + autoEvents, discarded', () => fastifyRate('discard')],
-  ['http', () => httpRate(false)],
-  ['http + autoEvents', () => httpRate(true)],
-] as const) {
-  requestRows.push({ name, value: await medianOf(RUNS, run), unit: 'req/s' })
+/** Runs every contender once per round, RUNS rounds (after a warm-up round), and keeps each one's median: interleaving spreads a noisy machine's slow spells over all of them. */
+async function interleaved(
+  contenders: readonly (readonly [string, () => Promise<number>])[],
+): Promise<Row[]> {
+  for (const [, run] of contenders) await run()
+  const values = contenders.map(() => [] as number[])
+  for (let round = 0; round < RUNS; round++) {
+    for (let i = 0; i < contenders.length; i++) values[i]!.push(await contenders[i]![1]())
+  }
+  return contenders.map(([name], i) => {
+    const sorted = values[i]!.sort((a, b) => a - b)
+    return { name, value: sorted[Math.floor(sorted.length / 2)]!, unit: '' }
+  })
 }
+
+const requestRows = (
+  await interleaved([
+    ['fastify', () => fastifyRate(false)],
+    ['fastify + autoEvents', () => fastifyRate(true)],
+    ['fastify + autoEvents, discarded', () => fastifyRate('discard')],
+    ['http', () => httpRate(false)],
+    ['http + autoEvents', () => httpRate(true)],
+  ])
+).map((row) => ({ ...row, unit: 'req/s' }))
 table(
   `${REQUESTS} POSTs over ${CONNECTIONS} keep-alive connections, events on request and response (median of ${RUNS})`,
   requestRows,
   'fastify',
 )
 
-const deliveryRows: Row[] = [
-  {
-    name: 'in-process handler',
-    value: await medianOf(RUNS, () =>
-      deliveryRate(async (bus, delivered) => {
-        bus.subscribe('send-event', async () => delivered(), {
-          subscriberId: 'local',
-          retry: { concurrency: 64 },
-        })
-      }),
-    ),
-    unit: 'events/s',
-    note: 'durable subscription, concurrency 64',
-  },
-  { name: 'webhook, concurrency 64', value: await medianOf(RUNS, () => webhookRate(64)), unit: 'events/s' },
-  { name: 'webhook, concurrency 1', value: await medianOf(RUNS, () => webhookRate(1)), unit: 'events/s' },
-]
+const deliveryRows = (
+  await interleaved([
+    [
+      'in-process handler',
+      () =>
+        deliveryRate(async (bus, delivered) => {
+          bus.subscribe('send-event', async () => delivered(), {
+            subscriberId: 'local',
+            retry: { concurrency: 64 },
+          })
+        }),
+    ],
+    ['webhook, concurrency 64', () => webhookRate(64)],
+    ['webhook, concurrency 1', () => webhookRate(1)],
+  ])
+).map((row) => ({ ...row, unit: 'events/s' }))
 table(
   `${EVENTS} events delivered (VTEX IO format, signed, to a local endpoint; median of ${RUNS})`,
   deliveryRows,

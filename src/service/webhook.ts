@@ -117,14 +117,25 @@ function retriable(status: number): boolean {
   return status < 400 || status >= 500 || status === 408 || status === 429
 }
 
+/** The start of an error answer's body, for `lastError`; the rest is not read. */
 async function readSnippet(response: Response): Promise<string> {
+  const reader = response.body?.getReader()
+  if (!reader) return ''
+  const decoder = new TextDecoder()
+  let text = ''
   try {
-    const text = await response.text()
-    const trimmed = text.trim().replace(/\s+/g, ' ')
-    return trimmed.length > ERROR_BODY_CHARS ? `${trimmed.slice(0, ERROR_BODY_CHARS)}…` : trimmed
+    while (text.length <= ERROR_BODY_CHARS) {
+      const { done, value } = await reader.read()
+      if (done) break
+      text += decoder.decode(value, { stream: true })
+    }
   } catch {
-    return ''
+    // a body cut short still says what it said so far
+  } finally {
+    reader.cancel().catch(() => undefined)
   }
+  const trimmed = text.trim().replace(/\s+/g, ' ')
+  return trimmed.length > ERROR_BODY_CHARS ? `${trimmed.slice(0, ERROR_BODY_CHARS)}…` : trimmed
 }
 
 /**
