@@ -64,7 +64,7 @@ export async function listenForEvents(
   port: number,
   options: ListenOptions = {},
 ): Promise<ServiceServer> {
-  const key = options.secret === undefined ? undefined : secretKey(options.secret)
+  const signingKey = options.secret === undefined ? undefined : secretKey(options.secret)
   const logger = options.logger ?? consoleLogger
   const app = Fastify({ bodyLimit: options.bodyLimit ?? DEFAULT_BODY_LIMIT })
   // The signature covers the exact bytes sent: keep the body as text and parse it here.
@@ -77,8 +77,8 @@ export async function listenForEvents(
   ): Promise<void> => {
     const headers = request.headers as HeaderBag
     const raw = typeof request.body === 'string' ? request.body : ''
-    if (key !== undefined) {
-      const problem = verifySignature(key, headers, raw, { toleranceSeconds: options.toleranceSeconds })
+    if (signingKey !== undefined) {
+      const problem = verifySignature(signingKey, headers, raw, { toleranceSeconds: options.toleranceSeconds })
       if (problem !== undefined) return reply.code(401).send({ error: `signature refused: ${problem}` })
     }
     const name = first(headers, EVENT_HEADERS.handler)
@@ -96,13 +96,13 @@ export async function listenForEvents(
     const account = first(headers, EVENT_HEADERS.account) ?? request.params.account
     const workspace = first(headers, EVENT_HEADERS.workspace) ?? request.params.workspace
     const eventId = first(headers, EVENT_HEADERS.eventId) ?? ''
-    const key_ = first(headers, EVENT_HEADERS.key) ?? ''
+    const topic = first(headers, EVENT_HEADERS.key) ?? ''
     const sender = first(headers, EVENT_HEADERS.sender) || undefined
     const attempt = Number(first(headers, EVENT_HEADERS.attempt) ?? 0)
     const ctx = createContext({
       handler: name,
       body: parsed.body,
-      key: key_,
+      key: topic,
       sender,
       subject: first(headers, EVENT_HEADERS.subject) ?? '',
       account,

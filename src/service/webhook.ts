@@ -2,7 +2,7 @@ import type { HandlerContext } from '../delivery/attempt.js'
 import { HeraldError, NonRetriableError } from '../errors.js'
 import type { HeraldEvent } from '../event.js'
 import { ulid } from '../ids.js'
-import { toCloudEvent } from './cloudevent.js'
+import { CLOUDEVENTS_JSON, toCloudEvent } from '../cloudevents.js'
 import { secretKey, signatureHeaders } from './signature.js'
 import { EVENT_HEADERS, deliveryId, eventsRoute, operationIdOf, subjectOf } from './wire.js'
 
@@ -92,7 +92,7 @@ export function buildWebhookRequest(
     headers[EVENT_HEADERS.operationId] = operationIdOf(event)
   } else if (target.format === 'cloudevents') {
     body = JSON.stringify(toCloudEvent(event))
-    headers['content-type'] = 'application/cloudevents+json'
+    headers['content-type'] = CLOUDEVENTS_JSON
   } else {
     body = JSON.stringify(event)
     headers['content-type'] = 'application/json'
