@@ -39,6 +39,9 @@ export interface CreateServerOptions {
   store?: Store
 }
 
+/** How often the server re-reads webhook registrations from the store (other processes may change them). */
+export const WEBHOOK_SYNC_INTERVAL = 5000
+
 const LOOPBACK = /^(127\.\d+\.\d+\.\d+|::1|localhost|\[::1\])$/
 
 export function isLoopback(host: string): boolean {
@@ -86,7 +89,10 @@ export async function createServer(
     await bus.close()
     throw error
   }
+  // Registrations made through other processes sharing the store reach this one within this time.
+  const stopSync = webhooks.syncEvery(WEBHOOK_SYNC_INTERVAL)
   app.addHook('onClose', async () => {
+    stopSync()
     heartbeat.stop()
     await bus.close()
   })

@@ -103,6 +103,15 @@ function optionalText(value: unknown, field: string): string | undefined {
   return value
 }
 
+/** The settings a subscription is delivered with, to tell whether the store's differ from ours. */
+function fingerprint(patterns: readonly string[], sender: string | undefined, meta: WebhookMeta): string {
+  return JSON.stringify([patterns, sender ?? null, meta], (_key, value: unknown) =>
+    isObject(value)
+      ? Object.fromEntries(Object.entries(value).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
+      : value,
+  )
+}
+
 function appInfo(app: string, records: SubscriptionInfo[]): RegisteredApp | undefined {
   const mine = records.filter((record) => metaOf(record)?.kind === 'app' && metaOf(record)?.app === app)
   if (mine.length === 0) return undefined
@@ -146,6 +155,11 @@ function subscriptionInfo(record: SubscriptionInfo, meta: WebhookMeta): WebhookS
 export class WebhookRegistry {
   private readonly logger: Logger
   private readonly locks = new Map<string, Promise<unknown>>()
+  /** What this process delivers: tenant/id → the settings it attached with. */
+  private readonly attachedAs = new Map<string, string>()
+  /** Registrations in progress in this process, and how many ended so far (see `restore`). */
+  private mutating = 0
+  private changes = 0
 
   constructor(
     private readonly bus: Bus,
@@ -189,8 +203,7 @@ export class WebhookRegistry {
         handlers.push(info)
       }
       const kept = new Set(handlers.map((handler) => handler.subscriptionId))
-      for (const record of existing)
-        if (!kept.has(record.id)) scoped.unsubscribe(record.patterns, undefined, { subscriberId: record.id })
+      for (const record of existing) if (!kept.has(record.id)) this.forget(scoped, record)
       await scoped.subscriptions() // resolves once the store has every change
       const registered: RegisteredApp = { app, url: input.url, handlers, secret }
       if (retry !== undefined) registered.retry = retry
@@ -219,7 +232,7 @@ export class WebhookRegistry {
       const mine = (await scoped.subscriptions()).filter(
         (record) => metaOf(record)?.kind === 'app' && metaOf(record)?.app === app,
       )
-      for (const record of mine) scoped.unsubscribe(record.patterns, undefined, { subscriberId: record.id })
+      for (const record of mine) this.forget(scoped, record)
       await scoped.subscriptions()
       return mine.length > 0
     })
@@ -284,21 +297,32 @@ export class WebhookRegistry {
     return this.exclusive(`${tenantKey(tenant)}/${id}`, async () => {
       const record = (await scoped.subscriptions()).find((candidate) => candidate.id === id)
       if (!record || metaOf(record)?.kind !== 'webhook') return false
-      scoped.unsubscribe(record.patterns, undefined, { subscriberId: id })
+      this.forget(scoped, record)
       await scoped.subscriptions()
       return true
     })
   }
 
   /**
-   * Attaches every webhook subscription found in the store (every tenant), as a server does at
-   * start. Returns how many; one that cannot be restored is logged and skipped.
+   * Attaches every webhook subscription found in the store (every tenant) that this process does
+   * not deliver yet, or delivers with other settings than the store now holds: what a server does
+   * at start, and then now and then (`syncEvery`) to follow registrations made by other processes
+   * sharing the store. Returns how many were (re)attached; one that cannot be is logged and skipped.
    */
   async restore(): Promise<number> {
+    if (this.mutating > 0) return 0
+    const changes = this.changes
+    const records = await this.bus.allSubscriptions()
+    // A registration of this process ran meanwhile: what was read may be older than what it did.
+    if (this.mutating > 0 || this.changes !== changes) return 0
     let restored = 0
-    for (const record of await this.bus.allSubscriptions()) {
+    const present = new Set<string>()
+    for (const record of records) {
       const meta = metaOf(record)
-      if (!meta || record.attached) continue
+      if (!meta) continue
+      const key = `${record.account}/${record.workspace}/${record.id}`
+      present.add(key)
+      if (this.attachedAs.get(key) === fingerprint(record.patterns, record.sender, meta)) continue
       try {
         const scoped = this.bus.scope({ account: record.account, workspace: record.workspace })
         this.attach(scoped, record.id, record.patterns, record.sender, meta)
@@ -310,7 +334,27 @@ export class WebhookRegistry {
         )
       }
     }
+    // Deleted by another process: stop delivering it here too.
+    for (const key of [...this.attachedAs.keys()]) {
+      if (present.has(key)) continue
+      const [account, workspace, ...id] = key.split('/')
+      this.bus
+        .scope({ account: account!, workspace: workspace! })
+        .unsubscribe([], undefined, { subscriberId: id.join('/'), keep: true })
+      this.attachedAs.delete(key)
+    }
     return restored
+  }
+
+  /** Runs `restore()` every `ms` until the returned function is called. */
+  syncEvery(ms: number): () => void {
+    const timer = setInterval(() => {
+      this.restore().catch((error: unknown) =>
+        this.logger.warn({ error: describeError(error) }, 'reading webhook subscriptions failed; will retry'),
+      )
+    }, ms)
+    timer.unref?.()
+    return () => clearInterval(timer)
   }
 
   /**
@@ -330,6 +374,7 @@ export class WebhookRegistry {
     if (meta.credential !== undefined) target.credential = meta.credential
     const handler = webhookHandler(target, this.options)
     scoped.unsubscribe(patterns, undefined, { subscriberId: id, keep: true })
+    this.attachedAs.set(`${tenantKey(scoped.tenant)}/${id}`, fingerprint(patterns, sender, meta))
     scoped.subscribe(patterns, handler, {
       subscriberId: id,
       meta: { ...meta },
@@ -338,10 +383,25 @@ export class WebhookRegistry {
     })
   }
 
-  /** Runs `task` after every earlier task with the same key. */
+  /** Unsubscribes one subscription for good (it leaves the store). */
+  private forget(scoped: EventBus, record: SubscriptionInfo): void {
+    scoped.unsubscribe(record.patterns, undefined, { subscriberId: record.id })
+    this.attachedAs.delete(`${tenantKey(scoped.tenant)}/${record.id}`)
+  }
+
+  /** Runs `task` (a change to registrations) after every earlier task with the same key. */
   private exclusive<T>(key: string, task: () => Promise<T>): Promise<T> {
     const previous = this.locks.get(key) ?? Promise.resolve()
-    const run = previous.then(task, task)
+    const counted = async (): Promise<T> => {
+      this.mutating++
+      try {
+        return await task()
+      } finally {
+        this.mutating--
+        this.changes++
+      }
+    }
+    const run = previous.then(counted, counted)
     const settled = run.then(
       () => undefined,
       () => undefined,

@@ -318,6 +318,37 @@ describe('webhook subscriptions', () => {
     }
   })
 
+  it('processes sharing a store follow each other’s registrations, changes and deletions', async () => {
+    const store = memoryStore()
+    const other = await startReceiver()
+    const a = createBus({ store, closeStore: false, logger: silentLogger, pollInterval: 50 })
+    const b = createBus({ store, closeStore: false, logger: silentLogger, pollInterval: 50 })
+    try {
+      const registryA = new WebhookRegistry(a, { logger: silentLogger })
+      const registryB = new WebhookRegistry(b, { logger: silentLogger })
+      const manifest = { events: { h: { keys: ['k'] } } }
+      await registryA.putApp(ACME, 'shared', { url: receiver.url, manifest })
+      expect(await registryB.restore()).toBe(1)
+      expect(await registryB.restore()).toBe(0) // nothing changed since
+      await registryA.putApp(ACME, 'shared', { url: other.url, manifest })
+      expect(await registryB.restore()).toBe(1) // the new URL
+      await b.scope(ACME).emit(Array.from({ length: 20 }, (_, i) => ({ topic: 'k', data: i })))
+      await waitFor(() => other.requests.length === 20, 5000, 'all at the new URL')
+      expect(receiver.requests).toHaveLength(0)
+
+      expect(await registryA.deleteApp(ACME, 'shared')).toBe(true)
+      await registryB.restore()
+      await b.scope(ACME).emit({ topic: 'k', data: 'after the deletion' })
+      await sleep(300)
+      expect(other.requests).toHaveLength(20)
+    } finally {
+      await a.close()
+      await b.close()
+      await store.close()
+      await other.close()
+    }
+  })
+
   it('refuses ids reserved for apps and ids of other subscriptions', async () => {
     await expect(
       registry.putSubscription(ACME, { id: 'app:x:y', patterns: 'a', url: receiver.url }),
