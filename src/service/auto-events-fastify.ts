@@ -26,6 +26,9 @@ declare module 'fastify' {
   }
 }
 
+/** How long closing the Fastify app waits for auto events still being published. */
+const CLOSE_FLUSH_TIMEOUT = 5000
+
 interface Observed {
   spec: CompiledSpec
   route: string
@@ -159,7 +162,7 @@ export function fastifyAutoEvents(observer: Observer) {
       app.addHook('onResponse', onResponse)
       app.addHook('onClose', async () => {
         await observer
-          .flush()
+          .flush(CLOSE_FLUSH_TIMEOUT)
           .catch((error: unknown) =>
             observer.logger.warn({ error: describeError(error) }, 'auto events: flushing at close failed'),
           )

@@ -37,7 +37,7 @@ export interface Observer {
   raise(event: EventInput): void
   /** An observation went wrong: logged, never thrown into the observed request. */
   failed(error: unknown): void
-  flush(): Promise<void>
+  flush(timeout?: number): Promise<void>
 }
 
 /**
@@ -48,8 +48,8 @@ export interface AutoEvents extends FastifyPluginAsync {
   wrap<Req extends IncomingMessage = IncomingMessage, Res extends ServerResponse = ServerResponse>(
     handler: RequestListener<Req, Res>,
   ): RequestListener<Req, Res>
-  /** Resolves once every event raised so far was published (or its failure logged). */
-  flush(): Promise<void>
+  /** Resolves once every event raised so far was published (or its failure logged), or after `timeout` ms. */
+  flush(timeout?: number): Promise<void>
   /** Events dropped because the queue was full. */
   readonly dropped: number
 }
@@ -123,12 +123,12 @@ export function autoEvents(options: AutoEventsOptions): AutoEvents {
     raise: (event) => raiser.raise(event),
     failed: (error) =>
       logger.warn({ error: describeError(error) }, 'auto events: observing a request failed'),
-    flush: () => raiser.flush(),
+    flush: (timeout) => raiser.flush(timeout),
   }
   const plugin = fastifyAutoEvents(observer) as unknown as AutoEvents
   return Object.defineProperties(plugin, {
     wrap: { value: (handler: RequestListener) => wrapHttp(observer, handler) },
-    flush: { value: () => raiser.flush() },
+    flush: { value: (timeout?: number) => raiser.flush(timeout) },
     dropped: { get: () => raiser.dropped },
   })
 }

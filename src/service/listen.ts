@@ -78,7 +78,9 @@ export async function listenForEvents(
     const headers = request.headers as HeaderBag
     const raw = typeof request.body === 'string' ? request.body : ''
     if (signingKey !== undefined) {
-      const problem = verifySignature(signingKey, headers, raw, { toleranceSeconds: options.toleranceSeconds })
+      const problem = verifySignature(signingKey, headers, raw, {
+        toleranceSeconds: options.toleranceSeconds,
+      })
       if (problem !== undefined) return reply.code(401).send({ error: `signature refused: ${problem}` })
     }
     const name = first(headers, EVENT_HEADERS.handler)

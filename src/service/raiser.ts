@@ -60,9 +60,26 @@ export class Raiser {
     this.draining ??= new Promise<void>((resolve) => setImmediate(resolve)).then(() => this.drain())
   }
 
-  /** Resolves once everything raised so far was handed to the publisher (and it answered). */
-  async flush(): Promise<void> {
-    while (this.draining) await this.draining
+  /**
+   * Resolves once everything raised so far was handed to the publisher (and it answered), or
+   * after `timeout` ms with the events still waiting counted in the log: a publisher that never
+   * answers must not hold a shutdown forever.
+   */
+  async flush(timeout = Infinity): Promise<void> {
+    const drained = (async () => {
+      while (this.draining) await this.draining
+    })()
+    if (timeout === Infinity) return drained
+    let timer: ReturnType<typeof setTimeout> | undefined
+    const expired = new Promise<boolean>((resolve) => (timer = setTimeout(resolve, timeout, false)))
+    const done = await Promise.race([drained.then(() => true), expired])
+    clearTimeout(timer)
+    if (!done) {
+      this.options.logger.error(
+        { pending: this.queue.length, timeout },
+        'auto events: the publisher did not answer in time; events still waiting are lost',
+      )
+    }
   }
 
   private async drain(): Promise<void> {

@@ -218,7 +218,7 @@ describe('autoEvents for plain http', () => {
     expectDocumentedPayload(events, 'POST /orders/:id')
   })
 
-  it('a publisher that never answers neither slows nor fails requests; overflow is dropped and counted', async () => {
+  it('a publisher that never answers neither fails requests nor holds a flush; overflow is dropped and counted', async () => {
     const stuck = { emit: () => new Promise<never>(() => {}) }
     const { logger, lines } = logLines()
     const raise = autoEvents({ publisher: stuck, serviceId: 's', routes: ROUTES, maxPending: 4, logger })
@@ -234,6 +234,9 @@ describe('autoEvents for plain http', () => {
     for (let i = 0; i < 8; i++) expect((await postOrder(url)).status).toBe(201)
     expect(raise.dropped).toBeGreaterThan(0)
     expect(lines.some((line) => line.includes('queue is full'))).toBe(true)
+    // A shutdown does not wait for it forever either.
+    await raise.flush(100)
+    expect(lines.some((line) => line.includes('did not answer in time'))).toBe(true)
   })
 
   it('a failing store does not fail the observed request', async () => {
