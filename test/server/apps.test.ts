@@ -1,8 +1,7 @@
-import { createHmac } from 'node:crypto'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { memoryStore, type Store } from '../../src/index.js'
 import { sleep, waitFor } from '../helpers.js'
-import { startReceiver, type Receiver, type Received } from '../service/receiver.js'
+import { signedWith, startReceiver, type Receiver } from '../service/receiver.js'
 import {
   ACME,
   ADMIN,
@@ -13,15 +12,6 @@ import {
   startTestServer,
   type TestServer,
 } from './helpers.js'
-
-/** The Standard Webhooks check, written out here rather than borrowed from the code under test. */
-function signedWith(secret: string, received: Received): boolean {
-  const id = received.headers['webhook-id'] as string
-  const timestamp = received.headers['webhook-timestamp'] as string
-  const key = Buffer.from(secret.slice('whsec_'.length), 'base64')
-  const expected = createHmac('sha256', key).update(`${id}.${timestamp}.${received.body}`).digest('base64')
-  return String(received.headers['webhook-signature']).split(' ').includes(`v1,${expected}`)
-}
 
 interface DeliveryStatus {
   subscriptionId: string
