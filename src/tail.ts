@@ -15,6 +15,12 @@ export interface TailOptions {
   since?: string
   /** Only events from this sender. */
   sender?: string
+  /**
+   * Asked after each replayed event; when it returns a promise, the replay waits for it before
+   * going on (a stream whose client has not read what it was sent yet), so a long replay needs no
+   * more memory than the stream allows. Live events that arrive meanwhile wait in the tail.
+   */
+  backpressure?: () => Promise<void> | undefined
 }
 
 /** A live view of a tenant's events for one listener: what streams (WebSocket, SSE, `herald tail`) use. */
@@ -84,15 +90,28 @@ export class TailReceiver implements Receiver, Tail {
         after = event.seq
         if (this.matches(event)) this.emit(event)
         if (this.closed) return
+        const wait = this.options.backpressure?.()
+        if (wait) {
+          await wait
+          if (this.closed) return
+        }
       }
       if (page.length < REPLAY_PAGE) break
     }
+    // Live events that arrived meanwhile, in order; more may arrive while this waits for the
+    // stream, so the array stays the holding place until it is drained.
     const held = this.held ?? []
-    this.held = undefined
-    for (const event of held) {
+    for (let i = 0; i < held.length; i++) {
       if (this.closed) return
+      const event = held[i]!
       if (after === undefined || event.seq! > after) this.emit(event)
+      const wait = this.options.backpressure?.()
+      if (wait) {
+        await wait
+        if (this.closed) return
+      }
     }
+    this.held = undefined
   }
 
   close(): void {

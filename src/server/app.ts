@@ -33,27 +33,26 @@ export async function buildApp(context: ServerContext, logger: PinoLogger): Prom
   app.decorateRequest('principal', null as never)
   installErrorHandling(app, context.logger)
 
+  // At the root: its hooks must see every upgrade request, so that one aimed at a route that is
+  // not a WebSocket (an upgrade to /healthz, say) gets its answer and its socket closed.
+  await app.register(websocket, {
+    options: { maxPayload: limits.bodyBytes },
+    // Shutdown: every stream (WebSocket and SSE) finishes its frames in progress, then closes with 1001.
+    preClose: async function closeStreams(this: FastifyInstance) {
+      await Promise.all([...context.streams].map((stream) => stream.shutdown()))
+      this.websocketServer.close()
+    },
+  })
   const options = { context }
   await app.register(healthPlugin, options)
   await app.register(eventsPlugin, options)
+  await app.register(streamPlugin, options)
   await app.register(ssePlugin, options)
   await app.register(deadLettersPlugin, options)
   await app.register(voltmxPublishPlugin, options)
+  await app.register(voltmxStreamPlugin, options)
   await app.register(courierPlugin, options)
   await app.register(appsPlugin, options)
   await app.register(webhooksPlugin, options)
-  // WebSocket routes in a context of their own: the websocket plugin's hooks then run for them only, not on every publish.
-  await app.register(async (streams) => {
-    await streams.register(websocket, {
-      options: { maxPayload: limits.bodyBytes },
-      // Shutdown: every stream (WebSocket and SSE) finishes its frames in progress, then closes with 1001.
-      preClose: async function closeStreams(this: FastifyInstance) {
-        await Promise.all([...context.streams].map((stream) => stream.shutdown()))
-        this.websocketServer.close()
-      },
-    })
-    await streams.register(streamPlugin, options)
-    await streams.register(voltmxStreamPlugin, options)
-  })
   return app
 }

@@ -103,31 +103,26 @@ export class Authenticator {
       } catch (error) {
         throw new HeraldError('invalid_option', `${where}: ${(error as Error).message}`)
       }
-      const lists = { publish: entry.publish ?? [WILDCARD], subscribe: entry.subscribe ?? [WILDCARD] }
-      for (const [field, list] of Object.entries(lists)) {
+      const patterns = (field: 'publish' | 'subscribe'): string[] => {
+        const list = entry[field] ?? [WILDCARD]
         try {
-          if (list.length > 0) splitPatterns(list)
+          return list.length === 0 ? [] : splitPatterns(list)
         } catch (error) {
           throw new HeraldError('invalid_option', `${where}.${field}: ${(error as Error).message}`)
         }
       }
-      const key = entry.token
-      if (this.principals.has(key))
+      if (this.principals.has(entry.token))
         throw new HeraldError('invalid_option', `${where} repeats an earlier token`)
-      const name = `token ${i} (${tenant.account}/${tenant.workspace})`
-      const rate = entry.requestsPerSecond ?? defaultRate
-      this.principals.set(
-        key,
-        new TokenPrincipal(
-          name,
-          tenant,
-          entry.admin === true,
-          entry.sender,
-          lists.publish.length ? splitPatterns(lists.publish) : [],
-          lists.subscribe.length ? splitPatterns(lists.subscribe) : [],
-          rate,
-        ),
+      const principal = new TokenPrincipal(
+        `token ${i} (${tenant.account}/${tenant.workspace})`,
+        tenant,
+        entry.admin === true,
+        entry.sender,
+        patterns('publish'),
+        patterns('subscribe'),
+        entry.requestsPerSecond ?? defaultRate,
       )
+      this.principals.set(entry.token, principal)
     })
   }
 

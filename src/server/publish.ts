@@ -8,6 +8,7 @@ export type WireEvent = Record<string, unknown>
 
 /** The topic an input names (`topic`, or Medusa's `name`), validated; undefined when it names none (the bus then says so). */
 function topicOf(input: WireEvent): string | undefined {
+  if (typeof input !== 'object' || input === null) return undefined
   const topic = input.topic ?? input.name
   return topic === undefined ? undefined : assertTopic(topic)
 }
@@ -32,7 +33,7 @@ export function partitionByPermission(
   const allowed: WireEvent[] = []
   const refusedTopics: string[] = []
   for (const input of inputs) {
-    const topic = input.topic ?? input.name
+    const topic = typeof input === 'object' && input !== null ? (input.topic ?? input.name) : undefined
     if (typeof topic === 'string' && !principal.mayPublish(topic)) refusedTopics.push(topic)
     else allowed.push(input)
   }

@@ -7,7 +7,7 @@ import { authenticate, type Principal } from './auth.js'
 import type { ServerContext } from './context.js'
 import { sseMessage } from './frames.js'
 import { StreamSubscriptions } from './subscriptions.js'
-import type { Closable } from './ws-connection.js'
+import { waitForDrain, type Closable } from './ws-connection.js'
 
 const SseQuery = Type.Object(
   {
@@ -31,8 +31,13 @@ class SseConnection implements Closable {
     private readonly principal: Principal,
     private readonly context: ServerContext,
   ) {
-    this.subscriptions = new StreamSubscriptions(context.bus.scope(principal.tenant), (event) =>
-      this.write(sseMessage(event), 1),
+    this.subscriptions = new StreamSubscriptions(
+      context.bus.scope(principal.tenant),
+      (event) => this.write(sseMessage(event), 1),
+      () =>
+        !this.closed && response.writableLength > context.config.limits.wsBufferBytes / 4
+          ? waitForDrain(response)
+          : undefined,
     )
     this.heartbeat = setInterval(() => this.write(HEARTBEAT, 0), context.config.sseHeartbeatInterval)
     this.heartbeat.unref()

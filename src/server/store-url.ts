@@ -1,5 +1,6 @@
 import { HeraldError } from '../errors.js'
 import { memoryStore } from '../stores/memory.js'
+import { sqliteStore } from '../stores/sqlite.js'
 import type { Store } from '../stores/store.js'
 
 /**
@@ -55,10 +56,11 @@ export async function openStore(url: string): Promise<Store> {
     case 'memory':
       return location.maxEvents === undefined ? memoryStore() : memoryStore({ maxEvents: location.maxEvents })
     case 'sqlite':
+      return sqliteStore({ path: location.path })
     case 'redis':
       throw new HeraldError(
         'invalid_option',
-        `store ${url}: the ${location.kind} store is not part of this build yet; use "memory" (nothing survives a restart)`,
+        `store ${url}: the redis store is not part of this build yet; use sqlite:<path> or memory`,
       )
   }
 }

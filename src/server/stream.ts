@@ -71,8 +71,10 @@ class NativeStream {
     private readonly principal: Principal,
     private readonly context: ServerContext,
   ) {
-    this.subscriptions = new StreamSubscriptions(context.bus.scope(principal.tenant), (event) =>
-      this.deliver(event),
+    this.subscriptions = new StreamSubscriptions(
+      context.bus.scope(principal.tenant),
+      (event) => this.deliver(event),
+      connection.backpressure,
     )
     connection.onFrame((text, isBinary) => this.frame(text, isBinary))
     connection.onClose(() => this.subscriptions.close())

@@ -16,6 +16,8 @@ export class StreamSubscriptions {
   constructor(
     private readonly bus: EventBus,
     private readonly listener: (event: HeraldEvent) => void,
+    /** Paces replays: a promise while the client still has too much to read. */
+    private readonly backpressure: () => Promise<void> | undefined,
   ) {}
 
   get list(): readonly string[] {
@@ -52,7 +54,11 @@ export class StreamSubscriptions {
     this.close()
     this.patterns = patterns
     if (patterns.length === 0) return Promise.resolve()
-    this.tail = this.bus.tail(patterns, this.listener, since === undefined ? {} : { since })
+    this.tail = this.bus.tail(
+      patterns,
+      this.listener,
+      since === undefined ? {} : { since, backpressure: this.backpressure },
+    )
     return this.tail.ready
   }
 

@@ -105,8 +105,10 @@ class VoltmxStream {
     private readonly principal: Principal,
     private readonly context: ServerContext,
   ) {
-    this.subscriptions = new StreamSubscriptions(context.bus.scope(principal.tenant), (event) =>
-      connection.sendEvents(voltmxEventFrame(event), 1),
+    this.subscriptions = new StreamSubscriptions(
+      context.bus.scope(principal.tenant),
+      (event) => connection.sendEvents(voltmxEventFrame(event), 1),
+      connection.backpressure,
     )
     connection.onFrame((text, isBinary) => this.frame(text, isBinary))
     connection.onClose(() => this.subscriptions.close())

@@ -1,4 +1,5 @@
 import type { Socket } from 'node:net'
+import type { Writable } from 'node:stream'
 import type { RawData, WebSocket } from 'ws'
 import { describeError } from '../errors.js'
 import type { Logger } from '../logger.js'
@@ -30,6 +31,20 @@ export interface WsConnectionOptions {
 export type FrameHandler = (text: string, isBinary: boolean) => Promise<void> | void
 
 const SEND_TEXT = { binary: false }
+
+/** Resolves when a writable has flushed its buffer, or closed; yields to I/O when it owes no 'drain'. */
+export function waitForDrain(stream: Writable): Promise<void> {
+  if (!stream.writableNeedDrain) return new Promise((resolve) => setImmediate(resolve))
+  return new Promise((resolve) => {
+    const done = (): void => {
+      stream.off('drain', done)
+      stream.off('close', done)
+      resolve()
+    }
+    stream.on('drain', done)
+    stream.on('close', done)
+  })
+}
 
 /** Frames waiting to be handled past which the socket stops reading, so a flooding client is held back by TCP. */
 const MAX_PENDING_FRAMES = 32
@@ -149,6 +164,16 @@ export class WsConnection implements Pingable, Closable {
   private readonly uncork = (): void => {
     this.corked = false
     this.tcp?.uncork()
+  }
+
+  /**
+   * For replays: while more than a quarter of the buffer limit waits to be sent, a promise that
+   * resolves once the socket has flushed (or closed); the replay then goes on.
+   */
+  readonly backpressure = (): Promise<void> | undefined => {
+    const tcp = this.tcp
+    if (this.closing || !tcp || this.socket.bufferedAmount <= this.options.bufferLimit / 4) return undefined
+    return waitForDrain(tcp)
   }
 
   ping(): void {

@@ -151,6 +151,17 @@ describe('limits and errors, with their statuses', () => {
     )
   })
 
+  it('404 for an event whose topic the token may neither publish nor read', async () => {
+    const answer = await request<{ ids: string[] }>(`${t.url}${events}`, {
+      token: ACME,
+      body: { topic: 'invoice/9', data: 1 },
+    })
+    expect((await request(`${t.url}${events}/${answer.body.ids[0]}`, { token: ORDERS_ONLY })).status).toBe(
+      404,
+    )
+    expect((await request(`${t.url}${events}/${answer.body.ids[0]}`, { token: ACME })).status).toBe(200)
+  })
+
   it('404 for an unknown event and an unknown route', async () => {
     expect((await request(`${t.url}${events}/01NOPE`, { token: ACME })).status).toBe(404)
     const route = await request(`${t.url}/v2/nothing`, { token: ACME })
@@ -193,5 +204,22 @@ describe('limits and errors, with their statuses', () => {
   it('never writes a token to the log', () => {
     const logs = t.logs()
     for (const token of [ACME, ADMIN, ORDERS_ONLY, LIMITED]) expect(logs).not.toContain(token)
+  })
+})
+
+describe('WebSocket upgrades aimed at plain routes', () => {
+  it('are refused or closed, and leave nothing that holds up shutdown', async () => {
+    const other = await startTestServer({ tokens: TOKENS })
+    await expect(StreamClient.open(`${other.wsUrl}/nowhere?token=${ACME}`)).rejects.toThrow(/404/)
+    await expect(StreamClient.open(`${other.wsUrl}/v1/events?token=${ACME}`)).rejects.toThrow(/40\d/)
+    const health = await StreamClient.open(`${other.wsUrl}/healthz`).then(
+      (client) => client.closed,
+      (error: Error) => error.message,
+    )
+    expect(health).toBeDefined()
+    const started = Date.now()
+    await other.close()
+    // Well before the drain timeout (500 ms in tests) would cut what is left.
+    expect(Date.now() - started).toBeLessThan(400)
   })
 })

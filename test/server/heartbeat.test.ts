@@ -9,10 +9,15 @@ afterAll(async () => {
   await t.close()
 })
 
+it('says at start that it runs open when no tokens are configured', () => {
+  expect(t.logs()).toMatch(/no tokens configured: serving OPEN/)
+})
+
 it('closes a client that never answers pings after about 3 intervals with 4000, and keeps one that answers', async () => {
-  const silent = await StreamClient.open(`${t.wsUrl}/v1/stream`, { autoPong: false })
   const answering = await StreamClient.open(`${t.wsUrl}/v1/stream`)
   const voltmxSilent = await StreamClient.open(`${t.wsUrl}/services/ServerEvents/Stream`, { autoPong: false })
+  const silent = await StreamClient.open(`${t.wsUrl}/v1/stream`, { autoPong: false })
+  // Counted from the open event on: no ping can arrive before this line runs.
   let pings = 0
   silent.socket.on('ping', () => pings++)
   const start = Date.now()

@@ -1,4 +1,7 @@
-import { afterEach, describe, expect, it } from 'vitest'
+import { existsSync, mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterAll, afterEach, describe, expect, it } from 'vitest'
 import { spawnServer, type ServerProcess } from '../support/herald-process.js'
 import { waitFor } from '../helpers.js'
 import { StreamClient, request } from './helpers.js'
@@ -8,6 +11,8 @@ afterEach(() => {
   server?.kill()
   server = undefined
 })
+const dir = mkdtempSync(join(tmpdir(), 'herald-serve-'))
+afterAll(() => rmSync(dir, { recursive: true, force: true }))
 
 async function metric(url: string, name: string): Promise<number> {
   const answer = await request<string>(`${url}/metrics`)
@@ -63,11 +68,22 @@ describe('herald serve as a process', () => {
     const client = await StreamClient.open(`${server.url.replace('http', 'ws')}/v1/stream`)
     await client.call({ subscribe: ['flood'] })
     client.socket.pause()
-    for (let i = 0; i < 50; i++) await publishBatch(i * 1000)
+    let resumed = false
+    for (let i = 0; i < 50; i++) {
+      await publishBatch(i * 1000)
+      // Once the server has given up on the client, let it read again: it then finds the close
+      // frame behind what was buffered (a client that stays away is cut after a grace period).
+      if (
+        !resumed &&
+        (await metric(server.url, 'herald_stream_slow_closed_total{transport="websocket"}')) === 1
+      ) {
+        client.socket.resume()
+        resumed = true
+      }
+    }
     const rssAfter = await metric(server.url, 'process_resident_memory_bytes')
+    expect(resumed).toBe(true)
     expect(await metric(server.url, 'herald_stream_slow_closed_total{transport="websocket"}')).toBe(1)
-
-    client.socket.resume()
     const closed = await client.closed
     expect(closed.code).toBe(4008)
     expect(closed.reason).toMatch(/slow consumer/)
@@ -75,4 +91,54 @@ describe('herald serve as a process', () => {
     expect(rssAfter - rssBefore).toBeLessThan(60 * 1024 * 1024)
     expect(client.takeEvents().length).toBeLessThan(50_000)
   }, 60_000)
+
+  it('starts with no configuration on the SQLite store in ./herald-data, on 127.0.0.1', async () => {
+    const cwd = mkdtempSync(join(dir, 'defaults-'))
+    server = await spawnServer([], { cwd })
+    expect(server.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/)
+    expect((await request(`${server.url}/readyz`)).body).toEqual({ status: 'ready', store: 'sqlite' })
+    expect(existsSync(join(cwd, 'herald-data', 'herald.db'))).toBe(true)
+    server.child.kill('SIGTERM')
+    expect(await server.exited).toBe(0)
+  })
+
+  it('on SIGTERM keeps every event it answered 202 for in the SQLite store, for streams that resume after a restart', async () => {
+    const store = `sqlite:${join(dir, 'shutdown.db')}`
+    server = await spawnServer(['--store', store, '--log-level', 'info'])
+    const first = await StreamClient.open(`${server.url.replace('http', 'ws')}/v1/stream`)
+    await first.call({ subscribe: ['kept'] })
+    const accepted: string[] = []
+    const publishers = Array.from({ length: 40 }, (_, i) =>
+      request<{ ids: string[] }>(`${server!.url}/v1/events`, {
+        body: Array.from({ length: 25 }, (_, j) => ({ topic: `kept/${i}`, data: j })),
+      })
+        .then((answer) => {
+          if (answer.status === 202) accepted.push(...answer.body.ids)
+        })
+        .catch(() => {}),
+    )
+    await waitFor(() => accepted.length > 0, 10_000, 'a first publish')
+    server.child.kill('SIGTERM')
+    await Promise.all(publishers)
+    expect((await first.closed).code).toBe(1001)
+    expect(await server.exited).toBe(0)
+    const live = first.takeEvents()
+
+    server = await spawnServer(['--store', store, '--log-level', 'info'])
+    const again = await StreamClient.open(`${server.url.replace('http', 'ws')}/v1/stream`)
+    await again.call({ subscribe: ['kept'], since: '' })
+    const stored = new Set<unknown>()
+    await waitFor(
+      () => {
+        for (const event of again.takeEvents()) stored.add(event.id)
+        return accepted.every((id) => stored.has(id))
+      },
+      10_000,
+      'every accepted event in the replay',
+    )
+    // What the first stream saw live before the close is the start of the log, in order.
+    expect(live.map((event) => event.seq)).toEqual([...live.map((event) => event.seq)].sort())
+    expect(live.every((event) => stored.has(event.id))).toBe(true)
+    again.close()
+  })
 })

@@ -158,6 +158,7 @@ describe('native WebSocket /v1/stream', () => {
     expect(await client.call({ events: [{ topic: 'x' }] })).toMatchObject({
       error: { code: 'invalid_event' },
     })
+    expect(await client.call({ events: [null, 5] })).toMatchObject({ error: { code: 'invalid_event' } })
     expect(await client.call({ subscribe: ['still-open'] })).toMatchObject({ subscribed: ['still-open'] })
     client.close()
   })
@@ -329,4 +330,40 @@ describe('slow SSE client', () => {
     await waitFor(() => ended, 5000, 'the client to see the stream end')
     await slow.close()
   })
+})
+
+describe('resuming far behind', () => {
+  it('replays more than limits.wsBufferBytes to a client that reads, without closing it', async () => {
+    const far = await startTestServer({
+      tokens: TOKENS,
+      store: 'memory:?maxEvents=50000',
+      limits: { wsBufferBytes: 512 * 1024, bodyBytes: 4 * 1024 * 1024 },
+    })
+    const payload = 'x'.repeat(1000)
+    const ids: string[] = []
+    for (let i = 0; i < 10; i++) {
+      const answer = await request<{ ids: string[] }>(`${far.url}/v1/events`, {
+        token: ACME,
+        body: Array.from({ length: 1000 }, (_, j) => ({ topic: 'behind', data: { i, j, payload } })),
+      })
+      ids.push(...answer.body.ids)
+    }
+    // About 10 MB to replay, twenty times the per-connection buffer.
+    const client = await StreamClient.open(`${far.wsUrl}/v1/stream?token=${ACME}`)
+    await client.call({ subscribe: ['behind'], since: '' })
+    // Published while the replay is still under way: held back, then sent after it, in order.
+    const live = await request<{ ids: string[] }>(`${far.url}/v1/events`, {
+      token: ACME,
+      body: Array.from({ length: 1000 }, (_, j) => ({ topic: 'behind', data: { live: j, payload } })),
+    })
+    ids.push(...live.body.ids)
+    const events = await client.events(ids.length, 20_000)
+    expect(events.map((event) => event.id)).toEqual(ids)
+    expect(client.socket.readyState).toBe(client.socket.OPEN)
+    const sse = await SseClient.open(`${far.url}/v1/sse?topics=behind&since=&token=${ACME}`)
+    await waitFor(() => sse.messages.length === ids.length, 20_000, 'the SSE replay')
+    sse.close()
+    client.close()
+    await far.close()
+  }, 60_000)
 })

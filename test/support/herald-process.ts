@@ -2,6 +2,8 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url))
+/** tsx's loader by URL, so a child started in another directory still finds it. */
+export const TSX = new URL('../../node_modules/tsx/dist/loader.mjs', import.meta.url).href
 
 export interface CliRun {
   code: number | null
@@ -15,7 +17,7 @@ export function runCli(
   options: { env?: NodeJS.ProcessEnv; input?: string; cwd?: string } = {},
 ): Promise<CliRun> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', `${ROOT}/src/cli.ts`, ...args], {
+    const child = spawn(process.execPath, ['--import', TSX, `${ROOT}/src/cli.ts`, ...args], {
       cwd: options.cwd ?? ROOT,
       env: { ...process.env, HERALD_URL: '', HERALD_TOKEN: '', ...options.env },
     })
@@ -45,7 +47,7 @@ export function spawnServer(
 ): Promise<ServerProcess> {
   const child = spawn(
     process.execPath,
-    [...(options.execArgv ?? []), '--import', 'tsx', `${ROOT}/src/cli.ts`, 'serve', '--port', '0', ...args],
+    [...(options.execArgv ?? []), '--import', TSX, `${ROOT}/src/cli.ts`, 'serve', '--port', '0', ...args],
     {
       cwd: options.cwd ?? ROOT,
       env: { ...process.env, ...options.env },
@@ -55,22 +57,29 @@ export function spawnServer(
   let output = ''
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)))
   return new Promise((resolve, reject) => {
+    // A server that never says it listens is killed, never left behind.
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL')
+      reject(new Error(`herald serve did not listen within 20 s:\n${output}`))
+    }, 20_000)
     const onData = (chunk: Buffer) => {
       output += chunk.toString()
       const match = /"url":"(http:\/\/[^"]+)","store"/.exec(output)
-      if (match)
-        resolve({
-          child,
-          url: match[1]!,
-          output: () => output,
-          exited,
-          kill: () => child.exitCode === null && child.kill('SIGKILL'),
-        })
+      if (!match) return
+      clearTimeout(timer)
+      resolve({
+        child,
+        url: match[1]!,
+        output: () => output,
+        exited,
+        kill: () => child.exitCode === null && child.kill('SIGKILL'),
+      })
     }
     child.stdout!.on('data', onData)
     child.stderr!.on('data', onData)
-    void exited.then((code) =>
-      reject(new Error(`herald serve exited (${code}) before listening:\n${output}`)),
-    )
+    void exited.then((code) => {
+      clearTimeout(timer)
+      reject(new Error(`herald serve exited (${code}) before listening:\n${output}`))
+    })
   })
 }
