@@ -56,7 +56,7 @@ export async function createServer(
   const config = resolveConfig(input)
   const logger = options.logger ?? createLogger(config.logLevel)
   const auth = new Authenticator(config.tokens, config.limits.requestsPerSecond)
-  const store = options.store ?? (await openStore(config.store))
+  const store = options.store ?? (await openStore(config.store, logger))
   const metrics = new Metrics()
   const bus = createBus({
     store,

@@ -1,6 +1,8 @@
 import { HeraldError } from '../errors.js'
 import { memoryStore } from '../stores/memory.js'
+import { redisStore } from '../stores/redis/index.js'
 import { sqliteStore } from '../stores/sqlite.js'
+import type { Logger } from '../logger.js'
 import type { Store } from '../stores/store.js'
 
 /**
@@ -49,8 +51,8 @@ export function parseStoreUrl(url: string): StoreLocation {
   )
 }
 
-/** Opens the store a URL names. */
-export async function openStore(url: string): Promise<Store> {
+/** Opens the store a URL names; `logger` hears about a network store's connection losses and recoveries. */
+export async function openStore(url: string, logger?: Logger): Promise<Store> {
   const location = parseStoreUrl(url)
   switch (location.kind) {
     case 'memory':
@@ -58,9 +60,10 @@ export async function openStore(url: string): Promise<Store> {
     case 'sqlite':
       return sqliteStore({ path: location.path })
     case 'redis':
-      throw new HeraldError(
-        'invalid_option',
-        `store ${url}: the redis store is not part of this build yet; use sqlite:<path> or memory`,
-      )
+      return redisStore({
+        url: location.url,
+        ...(location.prefix !== undefined ? { prefix: location.prefix } : {}),
+        ...(logger ? { logger } : {}),
+      })
   }
 }

@@ -1,0 +1,231 @@
+import type { HeraldEvent } from '../../event.js'
+import type { Logger } from '../../logger.js'
+import type { ClaimRequest, ClaimResult, Delivery } from '../store.js'
+import { parseEvent, type StreamEntry } from './codec.js'
+import type { SubscriptionKeys } from './keys.js'
+import type { LeaseIndex } from './leases.js'
+import type { LogReader } from './log.js'
+import type { RecentEvents } from './recent.js'
+import type { Arg, Script } from './scripts/script.js'
+import * as scripts from './scripts/index.js'
+
+export const DEFAULT_SCAN_LIMIT = 10_000
+/** Log entries (appends) a claim reads in its first round trip, and in one round trip at most. */
+const FIRST_PAGE = 4
+const MAX_PAGE = 256
+/** Claims that found their scan taken by another consumer try again this often before giving up for now. */
+const ROUNDS = 4
+
+export type RunScript = <T>(script: Script, keys: readonly string[], args: readonly Arg[]) => Promise<T>
+
+export interface ClaimTarget {
+  /** 'account/workspace' */
+  tenant: string
+  subscriptionId: string
+  keys: SubscriptionKeys
+}
+
+/** What one claim round looked at, before leasing. */
+interface Plan {
+  /** The cursor the plan starts from; the lease script compares it with the stored one. */
+  expected: string
+  scan: Scan
+  /** Everything the log had after the cursor was looked at. */
+  exhausted: boolean
+}
+
+/** Runs `match` over events in log order, up to a number chosen or a number looked at. */
+class Scan {
+  readonly chosen: HeraldEvent[] = []
+  scanned = 0
+  looked: string
+
+  constructor(
+    cursor: string,
+    private readonly target: number,
+    private readonly scanLimit: number,
+    private readonly match: (event: HeraldEvent) => boolean,
+  ) {
+    this.looked = cursor
+  }
+
+  get done(): boolean {
+    return this.chosen.length >= this.target || this.scanned >= this.scanLimit
+  }
+
+  take(events: readonly HeraldEvent[]): void {
+    for (let i = 0; i < events.length && !this.done; i++) {
+      const event = events[i]!
+      this.looked = event.seq!
+      this.scanned++
+      if (this.match(event)) this.chosen.push(event)
+    }
+  }
+}
+
+/**
+ * Claims deliveries for durable subscriptions. `match` is JavaScript, which Lua cannot run, so a
+ * claim has two halves: choose events after the cursor here, then lease them in one script that
+ * moves the cursor only over the part of the choice no other claim took meanwhile (a
+ * compare-and-set, widened to the overlap); a claim whose whole choice was taken chooses again.
+ *
+ * Where the cursor stands is usually known without asking: this process moved it last, and the
+ * events after it are held in memory (recent.ts), so most claims are one round trip. Otherwise a
+ * read-only script reports the cursor and the due records first.
+ */
+export class Claimer {
+  /** Where each subscription's cursor stood after this process's last claim. */
+  private readonly cursors = new Map<string, string>()
+
+  constructor(
+    private readonly run: RunScript,
+    private readonly reader: LogReader,
+    private readonly recent: RecentEvents,
+    private readonly leases: LeaseIndex,
+    private readonly logger: Logger,
+  ) {}
+
+  async claim(target: ClaimTarget, request: ClaimRequest): Promise<ClaimResult> {
+    const { tenant, subscriptionId, keys: k } = target
+    const key = k.sub
+    const { consumer, limit } = request
+    const now = Math.floor(request.now)
+    const leaseUntil = Math.floor(request.now + request.leaseMs)
+    const scanLimit = Math.max(1, request.scanLimit ?? DEFAULT_SCAN_LIMIT)
+    this.recent.claiming(tenant, subscriptionId, this.cursors.get(key), Date.now())
+    const deliveries: Delivery[] = []
+    let more = false
+    let nextDueAt: number | undefined
+    for (let round = 0; round < ROUNDS; round++) {
+      const want = limit - deliveries.length
+      if (want <= 0) break
+      let plan = this.planFromHeld(target, key, want, scanLimit, request.match)
+      if (!plan) {
+        const scanned = await this.planFromScan(target, now, want, scanLimit, request.match)
+        nextDueAt = scanned.nextDueAt
+        if (!scanned.plan) break // nothing due, nothing new
+        plan = scanned.plan
+      }
+      const { scan } = plan
+      const args: Arg[] = [now, leaseUntil, consumer, want, plan.expected, scan.looked, k.lease]
+      for (const event of scan.chosen) args.push(event.seq!)
+      const [redue, firstTaken, taken, conflict, truncated, later, cursor] = await this.run<
+        [(string | number)[], number, number, number, number, string | null, string]
+      >(scripts.leaseDeliveries, [k.sub, k.rec, k.due, k.leases, k.log], args)
+      this.cursors.set(key, cursor)
+      nextDueAt = later === null ? undefined : Number(later)
+      if (redue.length > 0) {
+        // Leased again one by one: whatever lease they were taken under before is over.
+        const held = this.leases.of(k.sub, consumer)
+        for (let i = 0; i < redue.length; i += 3) held.delete(String(redue[i]))
+        deliveries.push(...(await this.redelivered(target, redue)))
+      }
+      if (taken > 0) {
+        const held = this.leases.of(k.sub, consumer)
+        const lease = scan.chosen[firstTaken]!.seq!
+        for (let i = firstTaken; i < firstTaken + taken; i++) {
+          const event = scan.chosen[i]!
+          held.set(event.seq!, lease)
+          deliveries.push({ event, attempt: 0 })
+        }
+      }
+      more = truncated === 1 || !plan.exhausted || deliveries.length >= limit
+      if (conflict === 0) break
+      // Another consumer took what this round chose: choose again from where the cursor is now
+      // (the lease reported it), from what is held if it can.
+      more = true
+    }
+    return nextDueAt === undefined ? { deliveries, more } : { deliveries, more, nextDueAt }
+  }
+
+  /** A plan from the events held after where this process left the cursor, if it holds any. */
+  private planFromHeld(
+    target: ClaimTarget,
+    key: string,
+    want: number,
+    scanLimit: number,
+    match: (event: HeraldEvent) => boolean,
+  ): Plan | undefined {
+    const cursor = this.cursors.get(key)
+    const span = this.recent.span(target.tenant)
+    if (cursor === undefined || !span) return undefined
+    const held = this.recent.after(target.tenant, cursor, span.last)
+    if (!held || held.length === 0) return undefined
+    const scan = new Scan(cursor, want, scanLimit, match)
+    scan.take(held)
+    // Past what is held the log may go on only if the stretch stopped growing; what other
+    // processes append reaches it through the feed and wakes the subscription again.
+    return { expected: cursor, scan, exhausted: !scan.done && !this.recent.isFull(target.tenant) }
+  }
+
+  /** A plan from the stored cursor, read with the due records in one script; undefined when there is nothing to lease. */
+  private async planFromScan(
+    target: ClaimTarget,
+    now: number,
+    want: number,
+    scanLimit: number,
+    match: (event: HeraldEvent) => boolean,
+  ): Promise<{ plan?: Plan; nextDueAt?: number }> {
+    const { tenant, subscriptionId, keys: k } = target
+    for (;;) {
+      const span = this.recent.span(tenant)
+      let page = FIRST_PAGE
+      const [cursor, dueCount, later, entries, cursorHeld] = await this.run<
+        [string, number, string | null, StreamEntry[], number]
+      >(
+        scripts.scanSubscription,
+        [k.sub, k.due, k.log],
+        [now, page, span ? span.from : '', span ? span.last : ''],
+      )
+      this.recent.claiming(tenant, subscriptionId, cursor, Date.now())
+      const nextDueAt = later === null ? undefined : Number(later)
+      let events: HeraldEvent[]
+      let full: boolean
+      if (cursorHeld === 1) {
+        const held = this.recent.after(tenant, cursor, span!.last)
+        if (!held) continue // the stretch moved on meanwhile: scan again
+        events = held
+        full = true
+      } else {
+        events = this.reader.known(tenant, cursor, entries)
+        full = entries.length === page
+      }
+      // Choose at most what the lease can take after the due records, so the cursor stops at the last one chosen.
+      const scan = new Scan(cursor, Math.max(0, want - dueCount), scanLimit, match)
+      scan.take(events)
+      while (!scan.done && full) {
+        page = Math.min(page * 2, MAX_PAGE)
+        ;({ events, full } = await this.reader.readAfter(k.log, tenant, scan.looked, page))
+        scan.take(events)
+      }
+      if (dueCount === 0 && scan.scanned === 0) return nextDueAt === undefined ? {} : { nextDueAt }
+      const plan = { expected: cursor, scan, exhausted: !scan.done && !full }
+      return nextDueAt === undefined ? { plan } : { plan, nextDueAt }
+    }
+  }
+
+  /** Deliveries of the due records the lease re-leased, with their events (kept by the record, held, or read). */
+  private async redelivered(target: ClaimTarget, redue: (string | number)[]): Promise<Delivery[]> {
+    const parsed: { seq: string; attempt: number; json: string }[] = []
+    for (let i = 0; i + 2 < redue.length; i += 3)
+      parsed.push({ seq: String(redue[i]), attempt: Number(redue[i + 1]), json: String(redue[i + 2]) })
+    const fromLog = parsed.filter((due) => due.json === '').map((due) => due.seq)
+    const found =
+      fromLog.length > 0 ? await this.reader.eventsAt(target.keys.log, target.tenant, fromLog) : undefined
+    const deliveries: Delivery[] = []
+    const lost: string[] = []
+    for (const due of parsed) {
+      const event = due.json !== '' ? parseEvent(due.json, due.seq) : found?.get(due.seq)
+      if (event) deliveries.push({ event, attempt: due.attempt })
+      else lost.push(due.seq)
+    }
+    // Trimming keeps what a record needs, so this means entries were removed by hand: say so
+    // rather than hand a handler half an event. The records stay until their subscription goes.
+    if (lost.length > 0)
+      this.logger.error(
+        { tenant: target.tenant, subscriptionId: target.subscriptionId, seqs: lost },
+        'deliveries whose events are gone from the log',
+      )
+    return deliveries
+  }
+}

@@ -1,0 +1,14 @@
+/** Every Lua script of the Redis store, by what it does. */
+export { NOT_FOUND_REPLY } from './lua.js'
+export { appendEvents, clearGroup, getEvent, releaseGroup } from './log.js'
+export { deleteSubscription, listSubscriptions, openSubscription } from './subscriptions.js'
+export {
+  deleteDeadLetter,
+  deliveryRecords,
+  leaseDeliveries,
+  listDeadLetters,
+  redrive,
+  renewLeases,
+  scanSubscription,
+  settleDeliveries,
+} from './deliveries.js'

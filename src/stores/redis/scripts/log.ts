@@ -1,0 +1,173 @@
+/** The log: appends, staged groups, reading one event back. */
+import { SUFFIX } from '../keys.js'
+import { COMMON, TRIM, WRITE_LOG, script } from './lua.js'
+
+/** How far past the time in a Herald id its log entry may lie (clocks of Herald processes disagreeing). */
+export const CLOCK_SKEW_MS = 300_000
+
+/**
+ * KEYS log, ids, feed, meta. ARGV base, tenant, now, dedupe window, group ttl, feed length,
+ * keep, chunk, then the mode:
+ * - 'batch' (nothing to dedupe or stage, at most MAX_PER_ENTRY events, all with ids Herald made):
+ *   the events as one JSON array, their ids joined by spaces, how many. Returns {feed id, seq of
+ *   the newest event before, entry id}.
+ * - 'each': five per input: dedupe ('1' | ''), group id ('' for none), event id, topic, JSON.
+ *   Returns {feed id ('' when nothing was appended), seq of the newest event before, then per
+ *   input its seq, 'D' for a repeat within the dedupe window, or 'S' for staged}.
+ */
+export const appendEvents = script(
+  'append',
+  `
+local log, ids, feed, meta = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local base, tenant = ARGV[1], ARGV[2]
+local now, window, ttl = tonumber(ARGV[3]), ARGV[4], ARGV[5]
+local previous = redis.call('HGET', meta, 'last') or ''
+if ARGV[9] == 'batch' then
+  local count = tonumber(ARGV[12])
+  local id = add_entry(log, meta, now, count, ARGV[11], ARGV[10])
+  redis.call('HINCRBY', meta, 'events', count)
+  local first, last = seq_of(id, 0), seq_of(id, count - 1)
+  redis.call('HSET', meta, 'last', last)
+  local feed_id = redis.call('XADD', feed, 'MAXLEN', '~', ARGV[6], '*', 't', tenant, 'p', previous, 'a', first, 'b', last)
+  trim(log, ids, meta, base, tonumber(ARGV[7]), tonumber(ARGV[8]))
+  return { feed_id, previous, id }
+end
+local out = { '', previous }
+local event_ids, jsons, slots, indexed = {}, {}, {}, {}
+for i = 10, #ARGV, 5 do
+  local dedupe, group, id, topic, json = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
+  local result = nil
+  if dedupe == '1' then
+    local key = base .. '${SUFFIX.dedupe}' .. id
+    local until_ = redis.call('GET', key)
+    if until_ and tonumber(until_) > now then
+      result = 'D'
+    else
+      redis.call('SET', key, tostring(now + window), 'PX', window)
+    end
+  end
+  if result == nil and group ~= '' then
+    local list, expiry = base .. '${SUFFIX.group}' .. group, base .. '${SUFFIX.groupTtl}' .. group
+    local expires = redis.call('GET', expiry)
+    if not expires or tonumber(expires) <= now then redis.call('DEL', list) end
+    redis.call('RPUSH', list, topic .. '\\n' .. id .. '\\n' .. json)
+    redis.call('SET', expiry, tostring(now + ttl), 'PX', ttl)
+    redis.call('PEXPIRE', list, ttl)
+    result = 'S'
+  end
+  out[#out + 1] = result or ''
+  if result == nil then
+    event_ids[#event_ids + 1] = id
+    jsons[#jsons + 1] = json
+    slots[#slots + 1] = #out
+    indexed[#event_ids] = dedupe == '1'
+  end
+end
+if #event_ids > 0 then
+  local seqs, _, feed_id = write_log(log, ids, meta, feed, ARGV[6], tenant, now, event_ids, jsons, indexed)
+  for k, slot in ipairs(slots) do out[slot] = seqs[k] end
+  out[1] = feed_id
+  trim(log, ids, meta, base, tonumber(ARGV[7]), tonumber(ARGV[8]))
+end
+return out
+`,
+  COMMON,
+  TRIM,
+  WRITE_LOG,
+)
+
+/**
+ * KEYS log, ids, feed, meta. ARGV base, tenant, group id, now, feed length, keep, chunk. The
+ * released events are indexed by id: their ids carry the time they were emitted, not released.
+ * Returns {feed id ('' when nothing was released), seq of the newest event before, then entry id
+ * and JSON array per entry written}.
+ */
+export const releaseGroup = script(
+  'release-group',
+  `
+local log, ids, feed, meta = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local base, tenant, group, now = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+local list, expiry = base .. '${SUFFIX.group}' .. group, base .. '${SUFFIX.groupTtl}' .. group
+local expires = redis.call('GET', expiry)
+local items = redis.call('LRANGE', list, 0, -1)
+redis.call('DEL', list, expiry)
+local previous = redis.call('HGET', meta, 'last') or ''
+if not expires or tonumber(expires) <= now or #items == 0 then return { '', previous } end
+local event_ids, jsons, indexed = {}, {}, {}
+for _, item in ipairs(items) do
+  local a = string.find(item, '\\n', 1, true)
+  local b = string.find(item, '\\n', a + 1, true)
+  event_ids[#event_ids + 1] = string.sub(item, a + 1, b - 1)
+  jsons[#jsons + 1] = string.sub(item, b + 1)
+  indexed[#event_ids] = true
+end
+local _, entries, feed_id = write_log(log, ids, meta, feed, ARGV[5], tenant, now, event_ids, jsons, indexed)
+trim(log, ids, meta, base, tonumber(ARGV[6]), tonumber(ARGV[7]))
+local out = { feed_id, previous }
+for _, value in ipairs(entries) do out[#out + 1] = value end
+return out
+`,
+  COMMON,
+  TRIM,
+  WRITE_LOG,
+)
+
+/** ARGV base, group id, then the topics to drop (none: the whole group). Returns how many were dropped. */
+export const clearGroup = script(
+  'clear-group',
+  `
+local base, group = ARGV[1], ARGV[2]
+local list, expiry = base .. '${SUFFIX.group}' .. group, base .. '${SUFFIX.groupTtl}' .. group
+if #ARGV == 2 then
+  local n = redis.call('LLEN', list)
+  redis.call('DEL', list, expiry)
+  return n
+end
+local drop = {}
+for i = 3, #ARGV do drop[ARGV[i]] = true end
+local items = redis.call('LRANGE', list, 0, -1)
+local keep = {}
+for _, item in ipairs(items) do
+  local topic = string.sub(item, 1, string.find(item, '\\n', 1, true) - 1)
+  if not drop[topic] then keep[#keep + 1] = item end
+end
+local removed = #items - #keep
+if removed == 0 then return 0 end
+local pttl = redis.call('PTTL', expiry)
+redis.call('DEL', list)
+if #keep == 0 then
+  redis.call('DEL', expiry)
+  return removed
+end
+for i = 1, #keep, 1000 do redis.call('RPUSH', list, unpack(keep, i, math.min(i + 999, #keep))) end
+if pttl > 0 then redis.call('PEXPIRE', list, pttl) end
+return removed
+`,
+)
+
+/**
+ * KEYS ids, log. ARGV event id, the time in it when Herald made it ('' otherwise). Returns the log
+ * entry holding its latest event, or nil. Ids publishers chose (and those of released groups) are
+ * indexed; an id Herald made is found from its time: its entry's id is that time or a little
+ * later (the log's ids never go back, so a process with a clock ahead pushes them on).
+ */
+export const getEvent = script(
+  'get-event',
+  `
+local id = redis.call('HGET', KEYS[1], ARGV[1])
+if id then return redis.call('XRANGE', KEYS[2], id, id)[1] or false end
+if ARGV[2] == '' then return false end
+local from, until_ = tonumber(ARGV[2]), tonumber(ARGV[2]) + ${CLOCK_SKEW_MS}
+local start = string.format('%d', from) .. '-0'
+local wanted = ' ' .. ARGV[1] .. ' '
+for _ = 1, 64 do
+  local entries = redis.call('XRANGE', KEYS[2], start, string.format('%d', until_) .. '-18446744073709551615', 'COUNT', 16)
+  for _, entry in ipairs(entries) do
+    if string.find(' ' .. entry[2][4] .. ' ', wanted, 1, true) then return entry end
+  end
+  if #entries < 16 then return false end
+  start = '(' .. entries[#entries][1]
+end
+return false
+`,
+)

@@ -1,0 +1,279 @@
+/**
+ * What the Redis store does beyond the Store contract: retention, large appends, lookups by id,
+ * failing fast without Redis, and loading its driver only when it is used.
+ */
+import { spawnSync } from 'node:child_process'
+import { createServer } from 'node:net'
+import { afterAll, describe, expect, it } from 'vitest'
+import {
+  createBus,
+  isHeraldError,
+  redisStore,
+  silentLogger,
+  type HeraldEvent,
+  type Store,
+} from '../../src/index.js'
+import { freshTenant, prepared, waitFor } from '../helpers.js'
+import { useRedis } from '../support/redis.js'
+
+const redis = await useRedis('store')
+const OPTS = { dedupeWindowMs: 60_000, groupTtlMs: 60_000 }
+const all = (): boolean => true
+
+describe.skipIf(!redis)('redis store', () => {
+  const stores: Store[] = []
+  const open = (options: { maxEvents?: number } = {}): Store => {
+    const store = redisStore({
+      url: redis!.url,
+      prefix: redis!.subPrefix('s'),
+      logger: silentLogger,
+      ...options,
+    })
+    stores.push(store)
+    return store
+  }
+  afterAll(async () => {
+    await Promise.all(stores.map((store) => store.close()))
+  })
+
+  it('delivers a backlog larger than a process keeps in memory completely, each event once', async () => {
+    const bus = createBus({ store: open(), logger: silentLogger })
+    const seen = new Map<number, number>()
+    bus.subscribe(
+      'backlog',
+      async (event) => {
+        const i = (event.data as { i: number }).i
+        seen.set(i, (seen.get(i) ?? 0) + 1)
+      },
+      { subscriberId: 'backlog', retry: { concurrency: 200 } },
+    )
+    await waitFor(async () => (await bus.subscriptions()).length === 1, 5000, 'the subscription')
+    const total = 25_000
+    for (let i = 0; i < total; i += 500)
+      await bus.emit(Array.from({ length: 500 }, (_, j) => ({ topic: 'backlog', data: { i: i + j } })))
+    await waitFor(() => seen.size === total, 60_000, 'every event of the backlog')
+    await bus.close()
+    expect([...seen.values()].every((n) => n === 1)).toBe(true)
+  })
+
+  it('keeps the order and seqs of an append larger than one stream entry holds', async () => {
+    const store = open()
+    const tenant = freshTenant('big')
+    const { appended } = await store.append(
+      tenant,
+      prepared(
+        tenant,
+        Array.from({ length: 10_001 }, (_, i) => ({ topic: 'big', data: i })),
+      ),
+      { now: Date.now(), ...OPTS },
+    )
+    expect(appended).toHaveLength(10_001)
+    const read: HeraldEvent[] = []
+    for (let after: string | undefined; ;) {
+      const page = await store.read(tenant, { after, limit: 3000 })
+      if (page.length === 0) break
+      read.push(...page)
+      after = page.at(-1)!.seq
+    }
+    expect(read.map((event) => event.data)).toEqual(appended.map((event) => event.data))
+    expect(read.map((event) => event.seq)).toEqual(appended.map((event) => event.seq))
+    const seqs = read.map((event) => event.seq!)
+    expect([...seqs].sort()).toEqual(seqs)
+    expect(await store.head(tenant)).toBe(seqs.at(-1))
+  })
+
+  it('finds events by id: ids Herald made, publishers’ own ids, and ids of released groups', async () => {
+    const store = open()
+    const tenant = freshTenant('ids')
+    const now = Date.now()
+    const [made] = (
+      await store.append(tenant, prepared(tenant, [{ topic: 'a', data: 1 }], now), { now, ...OPTS })
+    ).appended
+    const [own] = (
+      await store.append(tenant, prepared(tenant, [{ topic: 'b', data: 2, id: 'order-7' }], now), {
+        now,
+        ...OPTS,
+      })
+    ).appended
+    await store.append(
+      tenant,
+      prepared(tenant, [{ topic: 'c', data: 3, metadata: { eventGroupId: 'g' } }], now),
+      { now, ...OPTS },
+    )
+    const [released] = await store.releaseGroup(tenant, 'g', now + 1000)
+    expect((await store.getEvent(tenant, made!.id))?.data).toBe(1)
+    expect((await store.getEvent(tenant, 'order-7'))?.seq).toBe(own!.seq)
+    expect((await store.getEvent(tenant, released!.id))?.data).toBe(3)
+    expect(await store.getEvent(tenant, '01ARZ3NDEKTSV4RRFFQ69G5FAV')).toBeUndefined()
+  })
+
+  it('trims each tenant’s log to about maxEvents, but never an event a durable subscription still owes', async () => {
+    const store = open({ maxEvents: 50 })
+    const tenant = freshTenant('trim')
+    let now = Date.now()
+    const append = async (count: number) =>
+      (
+        await store.append(
+          tenant,
+          prepared(
+            tenant,
+            Array.from({ length: count }, (_, i) => ({ topic: 'trim', data: i })),
+            now,
+          ),
+          { now, ...OPTS },
+        )
+      ).appended
+    const count = async () => (await store.read(tenant, { limit: 100_000 })).length
+    await store.openSubscription({ tenant, id: 'slow', patterns: ['*'] }, now)
+    const owed: HeraldEvent[] = []
+    for (let i = 0; i < 30; i++) owed.push(...(await append(10)))
+    expect(await count()).toBe(300) // the subscription has claimed nothing yet
+
+    // Claim everything; keep the first as a retry, which must stay, and settle the rest.
+    const { deliveries } = await store.claim(tenant, 'slow', {
+      consumer: 'c',
+      limit: 1000,
+      leaseMs: 60_000,
+      now,
+      match: all,
+    })
+    expect(deliveries).toHaveLength(300)
+    const [kept, ...done] = deliveries
+    await store.settle(
+      tenant,
+      'slow',
+      'c',
+      [
+        { seq: kept!.event.seq!, outcome: 'retry', retryAt: now + 60_000, error: 'later' },
+        ...done.map((delivery) => ({ seq: delivery.event.seq!, outcome: 'delivered' as const })),
+      ],
+      now,
+    )
+    for (let i = 0; i < 30; i++) await append(10)
+    // The retry pins its entry and what follows it; once it is settled the log shrinks.
+    expect((await store.getEvent(tenant, kept!.event.id))?.data).toEqual(kept!.event.data)
+    now += 60_000
+    const again = await store.claim(tenant, 'slow', {
+      consumer: 'c',
+      limit: 1,
+      leaseMs: 60_000,
+      now,
+      match: all,
+    })
+    expect(again.deliveries.map((delivery) => [delivery.event.id, delivery.attempt])).toEqual([
+      [kept!.event.id, 1],
+    ])
+    await store.settle(tenant, 'slow', 'c', [{ seq: kept!.event.seq!, outcome: 'delivered' }], now)
+    const rest = await store.claim(tenant, 'slow', {
+      consumer: 'c',
+      limit: 1000,
+      leaseMs: 60_000,
+      now,
+      match: all,
+    })
+    await store.settle(
+      tenant,
+      'slow',
+      'c',
+      rest.deliveries.map((delivery) => ({ seq: delivery.event.seq!, outcome: 'delivered' as const })),
+      now,
+    )
+    await new Promise((resolve) => setTimeout(resolve, 1100)) // a pinned trim looks again after a second
+    for (let i = 0; i < 10; i++) await append(10)
+    const left = await count()
+    expect(left).toBeGreaterThanOrEqual(50)
+    expect(left).toBeLessThan(200)
+    expect(await store.getEvent(tenant, owed[0]!.id)).toBeUndefined()
+  })
+
+  it('settles a delivery whose lease ran out and that the same consumer leased again', async () => {
+    const store = open()
+    const tenant = freshTenant('relet')
+    const now = Date.now()
+    await store.openSubscription({ tenant, id: 's', patterns: ['*'] }, now)
+    const [event] = (
+      await store.append(tenant, prepared(tenant, [{ topic: 'x', data: 1 }], now), { now, ...OPTS })
+    ).appended
+    await store.claim(tenant, 's', { consumer: 'c', limit: 10, leaseMs: 1000, now, match: all })
+    const again = await store.claim(tenant, 's', {
+      consumer: 'c',
+      limit: 10,
+      leaseMs: 1000,
+      now: now + 1000,
+      match: all,
+    })
+    expect(again.deliveries.map((delivery) => delivery.attempt)).toEqual([1])
+    await store.settle(tenant, 's', 'c', [{ seq: event!.seq!, outcome: 'delivered' }], now + 1000)
+    expect(await store.deliveryRecords(tenant, event!.seq!)).toEqual([])
+    expect(
+      (
+        await store.claim(tenant, 's', {
+          consumer: 'c',
+          limit: 10,
+          leaseMs: 1000,
+          now: now + 5000,
+          match: all,
+        })
+      ).deliveries,
+    ).toEqual([])
+  })
+
+  it('fails with store_unavailable within its timeout when Redis cannot be reached', async () => {
+    const port = await closedPort()
+    const store = redisStore({
+      url: `redis://127.0.0.1:${port}`,
+      prefix: 'nowhere',
+      timeout: 300,
+      logger: silentLogger,
+    })
+    const tenant = freshTenant()
+    const started = Date.now()
+    const error = await store
+      .append(tenant, prepared(tenant, [{ topic: 'x', data: 1 }]), { now: Date.now(), ...OPTS })
+      .catch((e: unknown) => e)
+    expect(isHeraldError(error, 'store_unavailable')).toBe(true)
+    expect(Date.now() - started).toBeLessThan(10_000)
+    await store.close()
+  })
+})
+
+describe('loading', () => {
+  it('importing herald loads no Redis driver; creating a redisStore does', () => {
+    const script = `
+      const herald = await import('./src/index.ts')
+      const loaded = () => Object.keys(require.cache).some((file) => file.includes('/node_modules/ioredis/'))
+      const before = loaded()
+      const store = herald.redisStore({ url: 'redis://127.0.0.1:1', timeout: 50, logger: herald.silentLogger })
+      const after = loaded()
+      await store.close()
+      console.log(JSON.stringify({ before, after }))
+    `
+    const result = spawnSync(
+      process.execPath,
+      [
+        '--import',
+        'tsx',
+        '--input-type=module',
+        '-e',
+        `import { createRequire } from 'node:module'; const require = createRequire(import.meta.url); ${script}`,
+      ],
+      {
+        cwd: new URL('../..', import.meta.url),
+        encoding: 'utf8',
+      },
+    )
+    expect(result.stderr).not.toMatch(/Error/)
+    expect(JSON.parse(result.stdout.trim().split('\n').at(-1)!)).toEqual({ before: false, after: true })
+  })
+})
+
+/** A loopback port nothing listens on. */
+function closedPort(): Promise<number> {
+  return new Promise((resolve) => {
+    const server = createServer()
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address()
+      server.close(() => resolve(typeof address === 'object' && address ? address.port : 1))
+    })
+  })
+}
