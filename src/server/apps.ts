@@ -43,11 +43,16 @@ export const appsPlugin: FastifyPluginAsync<{ context: ServerContext }> = async 
 
   app.get('/v1/apps', async (request) => ({ apps: await webhooks.listApps(request.principal.tenant) }))
 
-  app.get<{ Params: { app: string } }>('/v1/apps/:app', { schema: { params: AppParams } }, async (request) => {
-    const found = await webhooks.getApp(request.principal.tenant, request.params.app)
-    if (!found) throw new HeraldError('not_found', `no app ${JSON.stringify(request.params.app)} in this tenant`)
-    return found
-  })
+  app.get<{ Params: { app: string } }>(
+    '/v1/apps/:app',
+    { schema: { params: AppParams } },
+    async (request) => {
+      const found = await webhooks.getApp(request.principal.tenant, request.params.app)
+      if (!found)
+        throw new HeraldError('not_found', `no app ${JSON.stringify(request.params.app)} in this tenant`)
+      return found
+    },
+  )
 
   app.delete<{ Params: { app: string } }>(
     '/v1/apps/:app',

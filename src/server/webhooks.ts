@@ -49,7 +49,10 @@ export const webhooksPlugin: FastifyPluginAsync<{ context: ServerContext }> = as
     async (request) => {
       const found = await webhooks.getSubscription(request.principal.tenant, request.params.id)
       if (!found) {
-        throw new HeraldError('not_found', `no subscription ${JSON.stringify(request.params.id)} in this tenant`)
+        throw new HeraldError(
+          'not_found',
+          `no subscription ${JSON.stringify(request.params.id)} in this tenant`,
+        )
       }
       return found
     },
@@ -60,7 +63,10 @@ export const webhooksPlugin: FastifyPluginAsync<{ context: ServerContext }> = as
     { schema: { params: IdParams } },
     async (request, reply) => {
       if (!(await webhooks.deleteSubscription(request.principal.tenant, request.params.id))) {
-        throw new HeraldError('not_found', `no subscription ${JSON.stringify(request.params.id)} in this tenant`)
+        throw new HeraldError(
+          'not_found',
+          `no subscription ${JSON.stringify(request.params.id)} in this tenant`,
+        )
       }
       return reply.code(204).send()
     },
