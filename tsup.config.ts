@@ -5,10 +5,20 @@ export default defineConfig({
     index: 'src/index.ts',
     server: 'src/server/index.ts',
     cli: 'src/cli.ts',
+    service: 'src/service/index.ts',
+    // Runs in browsers too: it imports nothing from Node.
+    client: 'src/client/index.ts',
   },
   format: ['esm'],
   target: 'node20',
-  dts: { entry: { index: 'src/index.ts', server: 'src/server/index.ts' } },
+  dts: {
+    entry: {
+      index: 'src/index.ts',
+      server: 'src/server/index.ts',
+      service: 'src/service/index.ts',
+      client: 'src/client/index.ts',
+    },
+  },
   sourcemap: true,
   clean: true,
   splitting: true,
