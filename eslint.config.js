@@ -14,6 +14,15 @@ export default tseslint.config(
     },
   },
   {
+    // A VTEX IO app as VTEX builds it: CommonJS.
+    files: ['test/fixtures/vtex-app/**/*.js'],
+    languageOptions: {
+      sourceType: 'commonjs',
+      globals: { require: 'readonly', exports: 'writable', console: 'readonly' },
+    },
+    rules: { '@typescript-eslint/no-require-imports': 'off' },
+  },
+  {
     files: ['**/*.mjs', '**/*.cjs', 'bench/**/*.js'],
     languageOptions: { globals: { process: 'readonly', console: 'readonly' } },
   },

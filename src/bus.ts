@@ -73,6 +73,11 @@ export interface SubscribeOptions {
 
 export interface UnsubscribeOptions {
   subscriberId?: string
+  /**
+   * Detach the durable subscription from this process but keep it in the store, cursor and
+   * deliveries included (to re-subscribe it with another handler or meta). Default false: forget it.
+   */
+  keep?: boolean
 }
 
 /** Medusa's emit-level options; accepted for compatibility, not used by the core. */
@@ -126,6 +131,11 @@ export interface EventBus {
   readonly deadLetters: DeadLetters
   /** Durable subscriptions of this tenant in the store, whether or not attached in this process. */
   subscriptions(): Promise<SubscriptionInfo[]>
+  /**
+   * The seq of this tenant's newest stored event ('' for an empty log): a position that a stream
+   * can resume from without a gap, before it has seen any event.
+   */
+  head(): Promise<string>
   /**
    * Hands each stored event matching `patterns` to `listener`, synchronously and in log order,
    * from the next one stored (or replaying after `since`). For streams; no retries.
@@ -514,8 +524,9 @@ class ScopedBus implements EventBus {
     const runtime = this.core.runtimes.get(tenantKey(this.tenant))
     if (options.subscriberId !== undefined) {
       const worker = runtime?.workers.get(options.subscriberId)
-      if (worker && (handler === undefined || worker.handler === handler)) this.detach(runtime!, worker, true)
-      else if (!worker) {
+      if (worker && (handler === undefined || worker.handler === handler))
+        this.detach(runtime!, worker, options.keep !== true)
+      else if (!worker && options.keep !== true) {
         // Not attached here, but it may exist in the store (created by an earlier run): remove it there.
         this.core.track(this.core.store.deleteSubscription(this.tenant, options.subscriberId))
       }
@@ -569,8 +580,14 @@ class ScopedBus implements EventBus {
     return tail
   }
 
+  async head(): Promise<string> {
+    this.core.assertOpen()
+    return (await this.core.store.head(this.tenant)) ?? ''
+  }
+
   async subscriptions(): Promise<SubscriptionInfo[]> {
     this.core.assertOpen()
+    await this.core.settled() // those being created count, as they do for emit
     return this.core.describe(await this.core.store.listSubscriptions(this.tenant))
   }
 
@@ -691,6 +708,7 @@ class ScopedBus implements EventBus {
 class RootBus extends ScopedBus implements Bus {
   async allSubscriptions(): Promise<SubscriptionInfo[]> {
     this.core.assertOpen()
+    await this.core.settled()
     return this.core.describe(await this.core.store.listSubscriptions())
   }
 

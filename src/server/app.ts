@@ -1,6 +1,7 @@
 import websocket from '@fastify/websocket'
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify'
 import type { Logger as PinoLogger } from 'pino'
+import { appsPlugin } from './apps.js'
 import type { ServerContext } from './context.js'
 import { courierPlugin } from './courier.js'
 import { deadLettersPlugin } from './dead-letters.js'
@@ -10,10 +11,11 @@ import { healthPlugin } from './health.js'
 import { ssePlugin } from './sse.js'
 import { streamPlugin } from './stream.js'
 import { voltmxPublishPlugin, voltmxStreamPlugin } from './voltmx.js'
+import { webhooksPlugin } from './webhooks.js'
 
 /**
  * Builds the Fastify app: one plugin per endpoint family, each with its own auth hook and body
- * parsers. Later families (`/v1/subscriptions`, `/v1/apps`) register here the same way.
+ * parsers.
  */
 export async function buildApp(context: ServerContext, logger: PinoLogger): Promise<FastifyInstance> {
   const { limits } = context.config
@@ -50,5 +52,7 @@ export async function buildApp(context: ServerContext, logger: PinoLogger): Prom
   await app.register(voltmxPublishPlugin, options)
   await app.register(voltmxStreamPlugin, options)
   await app.register(courierPlugin, options)
+  await app.register(appsPlugin, options)
+  await app.register(webhooksPlugin, options)
   return app
 }

@@ -1,5 +1,6 @@
 import type { Bus } from '../bus.js'
 import type { Logger } from '../logger.js'
+import type { WebhookRegistry } from '../service/webhooks.js'
 import type { Authenticator } from './auth.js'
 import type { ServerConfig } from './config.js'
 import type { Heartbeat } from './heartbeat.js'
@@ -12,6 +13,8 @@ export interface ServerContext {
   /** The root bus; endpoints act through `bus.scope(principal.tenant)`. */
   readonly bus: Bus
   readonly auth: Authenticator
+  /** Apps and webhook subscriptions (`/v1/apps`, `/v1/subscriptions`), restored from the store at start. */
+  readonly webhooks: WebhookRegistry
   readonly metrics: Metrics
   readonly logger: Logger
   readonly heartbeat: Heartbeat

@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify'
 import type { Logger as PinoLogger } from 'pino'
 import { createBus, type Bus } from '../bus.js'
 import { HeraldError } from '../errors.js'
+import { WebhookRegistry } from '../service/webhooks.js'
 import type { Store } from '../stores/store.js'
 import { buildApp } from './app.js'
 import { Authenticator } from './auth.js'
@@ -38,6 +39,9 @@ export interface CreateServerOptions {
   store?: Store
 }
 
+/** How often the server re-reads webhook registrations from the store (other processes may change them). */
+export const WEBHOOK_SYNC_INTERVAL = 5000
+
 const LOOPBACK = /^(127\.\d+\.\d+\.\d+|::1|localhost|\[::1\])$/
 
 export function isLoopback(host: string): boolean {
@@ -62,10 +66,12 @@ export async function createServer(
     maxPayloadBytes: config.limits.bodyBytes,
   })
   const heartbeat = new Heartbeat(config.pingInterval)
+  const webhooks = new WebhookRegistry(bus, { logger, userAgent: 'herald' })
   const context: ServerContext = {
     config,
     bus,
     auth,
+    webhooks,
     metrics,
     logger,
     heartbeat,
@@ -75,12 +81,18 @@ export async function createServer(
   let app: FastifyInstance
   try {
     app = await buildApp(context, logger)
+    // Webhooks registered before (this process or another) deliver again, from where they were.
+    const restored = await webhooks.restore()
+    if (restored > 0) logger.info({ restored }, 'webhook subscriptions restored')
   } catch (error) {
     heartbeat.stop()
     await bus.close()
     throw error
   }
+  // Registrations made through other processes sharing the store reach this one within this time.
+  const stopSync = webhooks.syncEvery(WEBHOOK_SYNC_INTERVAL)
   app.addHook('onClose', async () => {
+    stopSync()
     heartbeat.stop()
     await bus.close()
   })

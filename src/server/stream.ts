@@ -154,9 +154,19 @@ class NativeStream {
       this.connection.reply(replyFrame({ subscribed: [] }, ref))
       return
     }
-    const live = this.subscriptions.add(allowed, frame.since)
+    let since = frame.since
+    // A first subscription without `since` starts at the log's head, told to the client as its
+    // `position`: resuming from there after a dropped connection misses nothing, even when no
+    // event arrived before the drop.
+    if (since === undefined && this.subscriptions.list.length === 0) {
+      since = await this.context.bus.scope(this.principal.tenant).head()
+    }
+    const live = this.subscriptions.add(allowed, since)
+    const position = since ?? this.subscriptions.position
     // The reply goes out before any replayed event: a replay starts after a store read.
-    this.connection.reply(replyFrame({ subscribed: allowed }, ref))
+    this.connection.reply(
+      replyFrame(position === undefined ? { subscribed: allowed } : { subscribed: allowed, position }, ref),
+    )
     await live
   }
 }

@@ -2,6 +2,7 @@ import WebSocket from 'ws'
 import { Writable } from 'node:stream'
 import { createServer, type HeraldServer, type ServerConfigInput } from '../../src/server/index.js'
 import { createLogger } from '../../src/server/logger.js'
+import type { Store } from '../../src/stores/store.js'
 
 export const ADMIN = 'admin-token-0123456789abcdef'
 export const ACME = 'acme-token-0123456789abcdef'
@@ -32,8 +33,11 @@ export interface TestServer {
   close(): Promise<void>
 }
 
-/** A server on an ephemeral loopback port with the memory store. */
-export async function startTestServer(config: ServerConfigInput = {}): Promise<TestServer> {
+/** A server on an ephemeral loopback port with the memory store (or the store given). */
+export async function startTestServer(
+  config: ServerConfigInput = {},
+  options: { store?: Store } = {},
+): Promise<TestServer> {
   let logs = ''
   const sink = new Writable({
     write(chunk, _encoding, callback) {
@@ -43,7 +47,7 @@ export async function startTestServer(config: ServerConfigInput = {}): Promise<T
   })
   const server = await createServer(
     { host: '127.0.0.1', port: 0, store: 'memory', logLevel: 'info', drainTimeout: 500, ...config },
-    { logger: createLogger(config.logLevel ?? 'info', sink) },
+    { logger: createLogger(config.logLevel ?? 'info', sink), ...options },
   )
   const url = await server.listen()
   return { server, url, wsUrl: url.replace(/^http/, 'ws'), logs: () => logs, close: () => server.close() }

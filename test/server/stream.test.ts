@@ -32,7 +32,12 @@ describe('native WebSocket /v1/stream', () => {
   it('replies to subscribe, pushes matching events with their seq, echoes ref', async () => {
     const client = await StreamClient.open(`${t.wsUrl}/v1/stream`, auth)
     const reply = await client.call({ subscribe: ['ws1/orders', 'ws1/invoice/*'] }, 'sub-1')
-    expect(reply).toEqual({ subscribed: ['ws1/orders', 'ws1/invoice/*'], ref: 'sub-1' })
+    // position: the log's head when the stream began, to resume from should it drop before any event.
+    expect(reply).toEqual({
+      subscribed: ['ws1/orders', 'ws1/invoice/*'],
+      position: expect.any(String),
+      ref: 'sub-1',
+    })
     await publish('ws1/other', 0)
     const paid = await publish('ws1/orders/42/paid', { amount: 1 })
     const sent = await publish('ws1/invoice/9', 'x')
@@ -128,7 +133,11 @@ describe('native WebSocket /v1/stream', () => {
       ref: 'f',
       error: { code: 'forbidden', details: { patterns: ['invoice'] } },
     })
-    expect(await client.next((f) => f.subscribed !== undefined)).toEqual({ subscribed: ['orders'], ref: 'f' })
+    expect(await client.next((f) => f.subscribed !== undefined)).toEqual({
+      subscribed: ['orders'],
+      position: expect.any(String),
+      ref: 'f',
+    })
     const id = await publish('orders/1', 1)
     await publish('invoice/1', 1)
     expect((await client.events(1)).map((e) => e.id)).toEqual([id])

@@ -1,0 +1,196 @@
+import type { HeraldEvent } from '../event.js'
+import { errorFrom } from './errors.js'
+import { frameText, type WebSocketLike } from './socket.js'
+
+export type SubscriptionState = 'connecting' | 'live' | 'reconnecting' | 'closed'
+
+export interface ClientSubscribeOptions {
+  /** Replay events stored after this seq (exclusive), then go live. */
+  since?: string
+  /** A refused frame, a failed connection, a handler that threw: the subscription goes on. */
+  onError?: (error: Error) => void
+  onState?: (state: SubscriptionState) => void
+}
+
+export interface ReconnectPolicy {
+  /** Wait before the first reconnection, in ms (default 250). */
+  initialDelay: number
+  /** Longest wait between attempts, in ms (default 10,000). */
+  maxDelay: number
+  /** Growth per failed attempt (default 2). */
+  factor: number
+}
+
+export const DEFAULT_RECONNECT: Readonly<ReconnectPolicy> = Object.freeze({
+  initialDelay: 250,
+  maxDelay: 10_000,
+  factor: 2,
+})
+
+export interface ClientSubscription {
+  /** Resolves when the server first confirms the subscription. */
+  readonly ready: Promise<void>
+  /** Seq of the last event handed to the handler: where a reconnection resumes. */
+  readonly position: string | undefined
+  readonly state: SubscriptionState
+  close(): void
+}
+
+interface ServerFrame {
+  event?: HeraldEvent
+  events?: HeraldEvent[]
+  subscribed?: string[]
+  /** The stream's position at subscription time, when the server tells it. */
+  position?: string
+  error?: { code?: unknown; message?: unknown }
+}
+
+/**
+ * One subscription over the native stream protocol (DESIGN §7), on its own connection. When the
+ * connection drops it reconnects with exponential backoff (plus jitter) and subscribes again
+ * with `since` = the last seq it handed over, so nothing stored meanwhile is missed; events at or
+ * before that seq (a replay overlapping what was seen) are skipped, so none is handed over twice.
+ */
+export class StreamSubscription<T = unknown> implements ClientSubscription {
+  readonly ready: Promise<void>
+  position: string | undefined
+  state: SubscriptionState = 'connecting'
+  private socket: WebSocketLike | undefined
+  private failures = 0
+  private timer: ReturnType<typeof setTimeout> | undefined
+  private resolveReady!: () => void
+
+  constructor(
+    private readonly url: string,
+    private readonly WebSocket: new (url: string) => WebSocketLike,
+    private readonly patterns: string[],
+    private readonly onEvent: (event: HeraldEvent<T>) => unknown,
+    private readonly options: ClientSubscribeOptions,
+    private readonly reconnect: ReconnectPolicy,
+  ) {
+    this.position = options.since
+    this.ready = new Promise((resolve) => (this.resolveReady = resolve))
+    this.connect()
+  }
+
+  close(): void {
+    if (this.state === 'closed') return
+    this.setState('closed')
+    if (this.timer) clearTimeout(this.timer)
+    const socket = this.socket
+    this.socket = undefined
+    if (socket) {
+      socket.onclose = socket.onmessage = socket.onerror = socket.onopen = null
+      try {
+        socket.close(1000, 'closed by the client')
+      } catch {
+        // not open yet: it is dropped all the same
+      }
+    }
+  }
+
+  private setState(state: SubscriptionState): void {
+    if (this.state === state) return
+    this.state = state
+    this.options.onState?.(state)
+  }
+
+  private report(error: Error): void {
+    try {
+      this.options.onError?.(error)
+    } catch {
+      // an error reporter that throws has nobody left to tell
+    }
+  }
+
+  private connect(): void {
+    if (this.state === 'closed') return
+    let socket: WebSocketLike
+    try {
+      socket = new this.WebSocket(this.url)
+    } catch (error) {
+      this.report(error instanceof Error ? error : new Error(String(error)))
+      this.scheduleReconnect()
+      return
+    }
+    this.socket = socket
+    socket.onopen = () => {
+      const frame: Record<string, unknown> = { subscribe: this.patterns }
+      if (this.position !== undefined) frame.since = this.position
+      socket.send(JSON.stringify(frame))
+    }
+    socket.onmessage = (message) => this.frame(message.data)
+    socket.onerror = () => {
+      // The close that follows says what happened; a browser tells nothing more here.
+    }
+    socket.onclose = (event) => {
+      if (this.socket !== socket) return
+      this.socket = undefined
+      if (this.state === 'closed') return
+      this.report(
+        new Error(`the stream closed (${event.code}${event.reason ? ` ${event.reason}` : ''}); reconnecting`),
+      )
+      this.scheduleReconnect()
+    }
+  }
+
+  private scheduleReconnect(): void {
+    if (this.state === 'closed') return
+    this.setState('reconnecting')
+    const { initialDelay, maxDelay, factor } = this.reconnect
+    const base = Math.min(initialDelay * factor ** this.failures, maxDelay)
+    this.failures++
+    this.timer = setTimeout(
+      () => {
+        this.timer = undefined
+        this.connect()
+      },
+      base + base * 0.2 * Math.random(),
+    )
+  }
+
+  private frame(data: unknown): void {
+    const text = frameText(data)
+    if (text === undefined) return
+    let frame: ServerFrame
+    try {
+      frame = JSON.parse(text) as ServerFrame
+    } catch {
+      this.report(new Error('the server sent a frame that is not JSON'))
+      return
+    }
+    if (frame.event) this.deliver(frame.event)
+    else if (Array.isArray(frame.events)) for (const event of frame.events) this.deliver(event)
+    if (frame.subscribed) {
+      if (
+        typeof frame.position === 'string' &&
+        (this.position === undefined || frame.position > this.position)
+      )
+        this.position = frame.position
+      this.failures = 0
+      this.setState('live')
+      this.resolveReady()
+    }
+    if (frame.error) this.report(errorFrom(undefined, frame))
+  }
+
+  private deliver(event: HeraldEvent): void {
+    if (this.state === 'closed') return
+    const seq = event.seq
+    if (seq !== undefined) {
+      // Seqs of one tenant's log compare as strings (fixed width): at or before the position was handed over already.
+      if (this.position !== undefined && seq <= this.position) return
+      this.position = seq
+    }
+    try {
+      const result = this.onEvent(event as HeraldEvent<T>)
+      if (result instanceof Promise) result.catch((error: unknown) => this.report(asError(error)))
+    } catch (error) {
+      this.report(asError(error))
+    }
+  }
+}
+
+function asError(error: unknown): Error {
+  return error instanceof Error ? error : new Error(String(error))
+}

@@ -1,0 +1,176 @@
+import type { HandlerContext } from '../delivery/attempt.js'
+import { HeraldError, NonRetriableError } from '../errors.js'
+import type { HeraldEvent } from '../event.js'
+import { ulid } from '../ids.js'
+import { CLOUDEVENTS_JSON, toCloudEvent } from '../cloudevents.js'
+import { secretKey, signatureHeaders } from './signature.js'
+import { EVENT_HEADERS, deliveryId, eventsRoute, operationIdOf, subjectOf } from './wire.js'
+
+/**
+ * How a webhook request carries an event:
+ * - `vtex`: the VTEX IO app protocol, so an `@vtex/api` app receives it unchanged:
+ *   `POST {url}/{account}/{workspace}/_events`, body = the event's data, `x-event-*` headers.
+ * - `herald`: `POST {url}`, body = the whole Herald event as JSON (with its `seq`).
+ * - `cloudevents`: `POST {url}`, body = a CloudEvents 1.0 structured-mode event.
+ */
+export type WebhookFormat = 'vtex' | 'herald' | 'cloudevents'
+export const WEBHOOK_FORMATS: readonly WebhookFormat[] = ['vtex', 'herald', 'cloudevents']
+
+export interface WebhookTarget {
+  /** The endpoint; in `vtex` format the app's base URL (`http://127.0.0.1:5050`). */
+  url: string
+  format: WebhookFormat
+  /** `whsec_...`: every request is signed with it (Standard Webhooks). */
+  secret: string
+  /** `vtex` format: the handler name sent as `x-event-handler-id`. */
+  handler?: string
+  /** `vtex` format: sent as `x-vtex-credential` (the token an app uses to call back). */
+  credential?: string
+}
+
+export interface WebhookOptions {
+  /** Defaults to the global `fetch`. */
+  fetch?: typeof fetch
+  /** Sent as `user-agent`. */
+  userAgent?: string
+}
+
+export interface WebhookRequest {
+  url: string
+  headers: Record<string, string>
+  body: string
+}
+
+const ERROR_BODY_CHARS = 300
+
+/** Checks a target once, up front, so a bad registration fails at once and not at every delivery. */
+export function assertWebhookTarget(target: WebhookTarget): void {
+  let url: URL
+  try {
+    url = new URL(target.url)
+  } catch {
+    throw new HeraldError('invalid_option', `url ${JSON.stringify(target.url)} is not a URL`)
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    throw new HeraldError('invalid_option', `url must be http or https, got ${url.protocol}`)
+  }
+  if (!WEBHOOK_FORMATS.includes(target.format)) {
+    throw new HeraldError('invalid_option', `format must be one of ${WEBHOOK_FORMATS.join(', ')}`)
+  }
+  secretKey(target.secret)
+  if (target.format === 'vtex' && (typeof target.handler !== 'string' || target.handler === '')) {
+    throw new HeraldError('invalid_option', 'a vtex-format webhook needs the handler name')
+  }
+}
+
+/** The request that delivers `event` to `target` (attempt `attempt`, 0-based). */
+export function buildWebhookRequest(
+  target: WebhookTarget,
+  event: HeraldEvent,
+  ctx: Pick<HandlerContext, 'attempt' | 'subscriptionId'>,
+  key: Buffer = secretKey(target.secret),
+): WebhookRequest {
+  let url = target.url
+  let body: string
+  const headers: Record<string, string> = {
+    [EVENT_HEADERS.eventId]: event.id,
+    [EVENT_HEADERS.attempt]: String(ctx.attempt),
+    [EVENT_HEADERS.subscription]: ctx.subscriptionId,
+  }
+  if (target.format === 'vtex') {
+    url = eventsRoute(target.url, event.account, event.workspace)
+    body = JSON.stringify(event.data)
+    headers['content-type'] = 'application/json'
+    headers[EVENT_HEADERS.handler] = target.handler ?? ''
+    headers[EVENT_HEADERS.sender] = event.sender ?? ''
+    headers[EVENT_HEADERS.key] = event.topic
+    headers[EVENT_HEADERS.subject] = subjectOf(event)
+    headers[EVENT_HEADERS.account] = event.account
+    headers[EVENT_HEADERS.workspace] = event.workspace
+    headers[EVENT_HEADERS.credential] = target.credential ?? ''
+    headers[EVENT_HEADERS.requestId] = ulid()
+    headers[EVENT_HEADERS.operationId] = operationIdOf(event)
+  } else if (target.format === 'cloudevents') {
+    body = JSON.stringify(toCloudEvent(event))
+    headers['content-type'] = CLOUDEVENTS_JSON
+  } else {
+    body = JSON.stringify(event)
+    headers['content-type'] = 'application/json'
+  }
+  Object.assign(headers, signatureHeaders(key, deliveryId(ctx.subscriptionId, event.id), body))
+  return { url, headers, body }
+}
+
+/** A failed delivery the Dispatcher retries (network error, 5xx, 408, 429). */
+export class WebhookError extends Error {
+  override readonly name = 'WebhookError'
+  constructor(
+    message: string,
+    readonly status: number,
+  ) {
+    super(message)
+  }
+}
+
+/** 408 and 429 say "later"; every other 4xx says the request itself is wrong: retrying cannot help. */
+function retriable(status: number): boolean {
+  return status < 400 || status >= 500 || status === 408 || status === 429
+}
+
+/** The start of an error answer's body, for `lastError`; the rest is not read. */
+async function readSnippet(response: Response): Promise<string> {
+  const reader = response.body?.getReader()
+  if (!reader) return ''
+  const decoder = new TextDecoder()
+  let text = ''
+  try {
+    while (text.length <= ERROR_BODY_CHARS) {
+      const { done, value } = await reader.read()
+      if (done) break
+      text += decoder.decode(value, { stream: true })
+    }
+  } catch {
+    // a body cut short still says what it said so far
+  } finally {
+    reader.cancel().catch(() => undefined)
+  }
+  const trimmed = text.trim().replace(/\s+/g, ' ')
+  return trimmed.length > ERROR_BODY_CHARS ? `${trimmed.slice(0, ERROR_BODY_CHARS)}…` : trimmed
+}
+
+/**
+ * A delivery handler for a durable subscription that POSTs each event to a URL. It only maps
+ * outcomes: 2xx is delivered; a network error, a timeout (the attempt's signal), a 5xx, 408 or
+ * 429 throws so the Dispatcher retries on the subscription's policy; any other 4xx throws
+ * `NonRetriableError`, which makes the delivery a dead letter at once. Redirects are not
+ * followed (Standard Webhooks counts a 3xx as a failure).
+ */
+export function webhookHandler(
+  target: WebhookTarget,
+  options: WebhookOptions = {},
+): (event: HeraldEvent, ctx: HandlerContext) => Promise<void> {
+  assertWebhookTarget(target)
+  const key = secretKey(target.secret)
+  const doFetch = options.fetch ?? fetch
+  const userAgent = options.userAgent ?? 'herald-webhook'
+  return async (event, ctx) => {
+    const request = buildWebhookRequest(target, event, ctx, key)
+    request.headers['user-agent'] = userAgent
+    const response = await doFetch(request.url, {
+      method: 'POST',
+      headers: request.headers,
+      body: request.body,
+      signal: ctx.signal,
+      redirect: 'manual',
+    })
+    if (response.status >= 200 && response.status < 300) {
+      // Release the connection without reading what the receiver had to say.
+      await response.body?.cancel().catch(() => undefined)
+      return
+    }
+    const snippet = await readSnippet(response)
+    const message = `POST ${request.url} answered ${response.status}${snippet ? `: ${snippet}` : ''}`
+    if (retriable(response.status)) throw new WebhookError(message, response.status)
+    throw new NonRetriableError(message)
+  }
+}

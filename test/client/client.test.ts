@@ -1,0 +1,138 @@
+import WebSocket from 'ws'
+import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { HeraldClient, type HeraldEvent, type SubscriptionState } from '../../src/client/index.js'
+import { waitFor } from '../helpers.js'
+import { ACME, ORDERS_ONLY, TOKENS, startTestServer, type TestServer } from '../server/helpers.js'
+import { startProxy, type Proxy } from './proxy.js'
+
+let server: TestServer
+let proxy: Proxy
+const clients: HeraldClient[] = []
+beforeEach(async () => {
+  server = await startTestServer({ tokens: TOKENS })
+  proxy = await startProxy(Number(new URL(server.url).port))
+})
+afterEach(async () => {
+  for (const client of clients.splice(0)) client.close()
+  await proxy.close()
+  await server.close()
+})
+
+function client(url: string, token: string): HeraldClient {
+  const made = new HeraldClient({ url, token, WebSocket, reconnect: { initialDelay: 50, maxDelay: 200 } })
+  clients.push(made)
+  return made
+}
+
+describe('HeraldClient', () => {
+  it('publishes over HTTP and refuses with the server’s error code', async () => {
+    const publisher = client(server.url, ORDERS_ONLY)
+    const ids = await publisher.publish([
+      { topic: 'orders/1', data: 1 },
+      { topic: 'orders/2', data: 2 },
+    ])
+    expect(ids).toHaveLength(2)
+    await expect(publisher.publish({ topic: 'invoices/1', data: 1 })).rejects.toMatchObject({
+      name: 'HeraldError',
+      code: 'forbidden',
+    })
+    await expect(
+      client(server.url, 'not-a-token-0123456789').publish({ topic: 'a', data: 1 }),
+    ).rejects.toMatchObject({
+      code: 'unauthorized',
+    })
+  })
+
+  it('resumes after the server drops its connection and misses nothing, none twice', async () => {
+    const publisher = client(server.url, ACME)
+    const received: HeraldEvent[] = []
+    const states: SubscriptionState[] = []
+    const subscription = client(proxy.url, ACME).subscribe('orders', (event) => void received.push(event), {
+      onState: (state) => states.push(state),
+    })
+    await subscription.ready
+    const before = await publisher.publish([1, 2, 3].map((n) => ({ topic: `orders/${n}`, data: n })))
+    await waitFor(() => received.length === 3, 5000, 'the first three')
+
+    // The network between the subscriber and the server goes away for a while.
+    proxy.down()
+    proxy.cut()
+    await waitFor(() => states.includes('reconnecting'), 5000, 'the client to notice')
+    const during = await publisher.publish([4, 5, 6, 7, 8].map((n) => ({ topic: `orders/${n}`, data: n })))
+    await new Promise((resolve) => setTimeout(resolve, 300)) // a few refused reconnections
+    proxy.up()
+    await waitFor(() => received.length === 8, 10_000, 'the events stored while away')
+    const after = await publisher.publish({ topic: 'orders/9', data: 9 })
+    await waitFor(() => received.length === 9, 5000, 'the next live event')
+
+    expect(received.map((event) => event.id)).toEqual([...before, ...during, ...after])
+    expect(received.map((event) => event.data)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9])
+    expect(subscription.position).toBe(received.at(-1)!.seq)
+    expect(states.at(-1)).toBe('live')
+    expect(proxy.connections).toBeGreaterThanOrEqual(2)
+  })
+
+  it('resumes without a gap even when the connection drops before the first event', async () => {
+    const received: unknown[] = []
+    const states: SubscriptionState[] = []
+    const subscription = client(proxy.url, ACME).subscribe(
+      'orders',
+      (event) => void received.push(event.data),
+      {
+        onState: (state) => states.push(state),
+      },
+    )
+    await subscription.ready
+    proxy.down()
+    proxy.cut()
+    await waitFor(() => states.includes('reconnecting'), 5000, 'the client to notice')
+    await client(server.url, ACME).publish({ topic: 'orders/1', data: 'while away' })
+    proxy.up()
+    await waitFor(() => received.length === 1, 10_000, 'the event stored while away')
+    expect(received).toEqual(['while away'])
+  })
+
+  it('replays from a saved position with since', async () => {
+    const publisher = client(server.url, ACME)
+    const seen: HeraldEvent[] = []
+    const first = client(server.url, ACME).subscribe('orders', (event) => void seen.push(event))
+    await first.ready
+    await publisher.publish({ topic: 'orders/1', data: 1 })
+    await waitFor(() => seen.length === 1)
+    const saved = first.position!
+    first.close()
+    await publisher.publish<unknown>([
+      { topic: 'orders/2', data: 2 },
+      { topic: 'invoices/1', data: 'not subscribed' },
+      { topic: 'orders/3', data: 3 },
+    ])
+    const replayed: unknown[] = []
+    const second = client(server.url, ACME).subscribe('orders', (event) => void replayed.push(event.data), {
+      since: saved,
+    })
+    await second.ready
+    await waitFor(() => replayed.length === 2)
+    expect(replayed).toEqual([2, 3])
+  })
+
+  it('reports refused patterns and keeps the allowed ones', async () => {
+    const errors: Error[] = []
+    const got: unknown[] = []
+    const subscription = client(server.url, ORDERS_ONLY).subscribe(
+      'orders;invoices',
+      (e) => void got.push(e.data),
+      {
+        onError: (error) => errors.push(error),
+      },
+    )
+    await subscription.ready
+    await waitFor(() => errors.length === 1)
+    expect(errors[0]).toMatchObject({ code: 'forbidden' })
+    await client(server.url, ACME).publish([
+      { topic: 'invoices/1', data: 'no' },
+      { topic: 'orders/1', data: 'yes' },
+    ])
+    await waitFor(() => got.length === 1)
+    expect(got).toEqual(['yes'])
+  })
+})
