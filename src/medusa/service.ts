@@ -165,17 +165,27 @@ export class HeraldEventBusService implements IEventBusModuleService {
     }
     if (this.closing) throw new HeraldError('closed', 'the Herald event module is shut down')
     for (const pending of later) this.schedule(pending)
-    if (now.length > 0) await this.store(now)
+    if (now.length > 0) return this.store(now)
   }
 
-  private async store(batch: Pending[]): Promise<void> {
-    const publishedAt = new Date()
-    const publishedIso = publishedAt.toISOString()
+  private store(batch: Pending[]): Promise<void> {
+    const now = Date.now()
+    const first = batch[0]!
+    // Usually stored in the millisecond it was emitted in: one ISO string serves both stamps.
+    const publishedAt = now === first.createdAt.getTime() ? first.createdAt : new Date(now)
+    const publishedIso = publishedAt === first.createdAt ? first.createdIso : publishedAt.toISOString()
     const inputs: EventInput[] = batch.map((p) =>
       toEventInput(p.message, p.settings, p.createdIso, publishedIso),
     )
-    if (this.opening.size > 0) await Promise.all(this.opening)
-    await this.bus.emit(inputs)
+    const stored =
+      this.opening.size > 0
+        ? Promise.all(this.opening).then(() => this.bus.emit(inputs))
+        : this.bus.emit(inputs)
+    return stored.then(() => this.afterStore(batch, inputs, publishedAt))
+  }
+
+  /** The log line and the interceptors of events just stored (grouped ones wait for their release). */
+  private afterStore(batch: Pending[], inputs: EventInput[], publishedAt: Date): void {
     const logging = this.infoLogged()
     const intercepting = this.interceptors.size > 0
     if (!logging && !intercepting) return
