@@ -1,3 +1,4 @@
+import { now as clock } from './clock.js'
 import { DurableWorker } from './delivery/durable.js'
 import { LiveWorker } from './delivery/live.js'
 import { DEFAULT_RETRY_POLICY, resolveRetryPolicy, type RetryPolicy } from './delivery/policy.js'
@@ -407,7 +408,7 @@ class ScopedBus implements EventBus {
   ): Promise<string[]> {
     const core = this.core
     let prepared: PreparedEvent[]
-    const now = Date.now()
+    const now = clock()
     try {
       core.assertOpen()
       // Reused: prepareEvent reads it synchronously and keeps nothing.

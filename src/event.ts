@@ -251,20 +251,17 @@ class NotJson {
  * stringifying, which matters on the in-memory path where nothing else serializes the event.
  */
 function jsonSize(root: unknown, field: string, topic: string): number {
-  if (typeof root !== 'object' || root === null) {
-    // Most payloads that are not objects are primitives: no walk, no ancestors.
-    try {
-      return walk(root, undefined)
-    } catch (error) {
-      throw notJson(error, field, topic)
-    }
-  }
   try {
-    return walk(root, [])
+    return walk(root)
   } catch (error) {
+    // A throw skips the pops on its way out; the next walk must start with an empty path.
+    ancestors.length = 0
     throw notJson(error, field, topic)
   }
 }
+
+/** The objects on the path to the value being walked, for cycle detection; reused (the walk is synchronous). */
+const ancestors: object[] = []
 
 function notJson(error: unknown, field: string, topic: string): unknown {
   if (!(error instanceof NotJson)) return error
@@ -274,7 +271,7 @@ function notJson(error: unknown, field: string, topic: string): unknown {
   )
 }
 
-function walk(value: unknown, ancestors: object[] | undefined): number {
+function walk(value: unknown): number {
   switch (typeof value) {
     case 'string':
       return value.length + 2
@@ -295,15 +292,14 @@ function walk(value: unknown, ancestors: object[] | undefined): number {
   if (value === null) return 4
   const object = value as object
   if (typeof (object as { toJSON?: unknown }).toJSON === 'function') return 32 // Date and friends
-  const seen = ancestors ?? []
-  if (seen.includes(object)) throw new NotJson('contains a cycle')
-  seen.push(object)
+  if (ancestors.includes(object)) throw new NotJson('contains a cycle')
+  ancestors.push(object)
   let size = 2
   // The path of a bad value is built only when one is found, by each level on the way out.
   if (Array.isArray(object)) {
     for (let i = 0; i < object.length; i++) {
       try {
-        size += walk(object[i], seen) + 1
+        size += walk(object[i]) + 1
       } catch (error) {
         if (error instanceof NotJson) error.path = `[${i}]${error.path}`
         throw error
@@ -315,14 +311,14 @@ function walk(value: unknown, ancestors: object[] | undefined): number {
     for (const key in object) {
       if (!plain && !Object.prototype.hasOwnProperty.call(object, key)) continue
       try {
-        size += key.length + 4 + walk((object as Record<string, unknown>)[key], seen)
+        size += key.length + 4 + walk((object as Record<string, unknown>)[key])
       } catch (error) {
         if (error instanceof NotJson) error.path = `.${key}${error.path}`
         throw error
       }
     }
   }
-  seen.pop()
+  ancestors.pop()
   return size
 }
 

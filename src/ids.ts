@@ -13,7 +13,7 @@ for (const a of ALPHABET) for (const b of ALPHABET) PAIRS.push(a + b)
 let lastTime = -1
 let prefix = '' // time (10 chars) + high random bits (8 chars)
 let middle = 0 // bits 10..39 of the low random part, as a number
-let middleText = '' // ... as 6 base32 digits
+let head = '' // prefix + those bits as 6 base32 digits: all but the last two characters
 let tail = 0 // bits 0..9: the part incremented per id
 
 function encode(value: number, length: number): string {
@@ -42,7 +42,8 @@ function random(bits: number): number {
 
 function newMiddle(value: number): void {
   middle = value
-  middleText = encode(value, 6)
+  // Flattened once here, so that each id is a single join.
+  head = (prefix + encode(value, 6)).split('').join('')
 }
 
 export function ulid(now: number = Date.now()): string {
@@ -60,5 +61,5 @@ export function ulid(now: number = Date.now()): string {
       newMiddle(0)
     } else newMiddle(middle + 1)
   }
-  return prefix + middleText + PAIRS[tail]
+  return head + PAIRS[tail]
 }
