@@ -29,7 +29,13 @@ const herald: Contender = {
     const { handler, done } = deliveredAll(N)
     bus.subscribe('bench/event', handler, { retry: { concurrency: 1000 } })
     const start = performance.now()
-    await emitAll((events) => bus.emit(events as never), mode, N, BATCH, (i) => ({ topic: 'bench/event', data: { i } }))
+    await emitAll(
+      (events) => bus.emit(events as never),
+      mode,
+      N,
+      BATCH,
+      (i) => ({ topic: 'bench/event', data: { i } }),
+    )
     await done
     const rate = N / ((performance.now() - start) / 1000)
     await bus.close()
@@ -45,7 +51,13 @@ const medusa: Contender = {
     const { handler, done } = deliveredAll(N)
     bus.subscribe('bench.event', handler, { subscriberId: 'bench-sub' })
     const start = performance.now()
-    await emitAll((events) => bus.emit(events), mode, N, BATCH, (i) => ({ name: 'bench.event', data: { i } }))
+    await emitAll(
+      (events) => bus.emit(events),
+      mode,
+      N,
+      BATCH,
+      (i) => ({ name: 'bench.event', data: { i } }),
+    )
     await done
     const rate = N / ((performance.now() - start) / 1000)
     bus.unsubscribe('bench.event', handler, { subscriberId: 'bench-sub' })
@@ -87,7 +99,13 @@ async function fanout(nonMatching: number): Promise<number> {
   // routing events, not promoting 10,000 new subscriptions to the old generation.
   globalThis.gc?.()
   const start = performance.now()
-  await emitAll((events) => bus.emit(events as never), 'batch', count, BATCH, (i) => ({ topic: 'bench/event', data: { i } }))
+  await emitAll(
+    (events) => bus.emit(events as never),
+    'batch',
+    count,
+    BATCH,
+    (i) => ({ topic: 'bench/event', data: { i } }),
+  )
   await done
   const rate = count / ((performance.now() - start) / 1000)
   await bus.close()
@@ -107,7 +125,9 @@ async function measure(key: Key): Promise<number> {
 const key = measurement()
 if (key !== undefined) reportFigure(await measure(key as Key))
 else {
-  header(`bench core: ${N.toLocaleString('en')} events to one async handler, median of ${RUNS} runs, each contender in its own process`)
+  header(
+    `bench core: ${N.toLocaleString('en')} events to one async handler, median of ${RUNS} runs, each contender in its own process`,
+  )
   const figure = (k: Key) => measureInChild(import.meta.url, k)
   for (const mode of ['single', 'batch'] as const) {
     table(

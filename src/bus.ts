@@ -382,7 +382,11 @@ class ScopedBus implements EventBus {
   ) {
     this.tenant = Object.freeze({ ...tenant })
     this.prepareOptions = { maxPayloadBytes: core.settings.maxPayloadBytes, now: 0 }
-    this.syncAppendOptions = { now: 0, dedupeWindowMs: core.settings.dedupeWindow, groupTtlMs: core.settings.groupTtl }
+    this.syncAppendOptions = {
+      now: 0,
+      dedupeWindowMs: core.settings.dedupeWindow,
+      groupTtlMs: core.settings.groupTtl,
+    }
     this.deadLetters = {
       list: (query) => this.listDeadLetters(query),
       redrive: (id) => this.redrive(id),

@@ -22,14 +22,20 @@ export function reportFigure(value: number): void {
 
 /** In the parent: runs this benchmark file again in a child for `key` and returns its figure. */
 export function measureInChild(benchFile: string, key: string): number {
-  const result = spawnSync(process.execPath, ['--expose-gc', '--import', 'tsx', fileURLToPath(benchFile), FLAG, key], {
-    encoding: 'utf8',
-    stdio: ['ignore', 'pipe', 'inherit'],
-    maxBuffer: 16 * 1024 * 1024,
-  })
+  const result = spawnSync(
+    process.execPath,
+    ['--expose-gc', '--import', 'tsx', fileURLToPath(benchFile), FLAG, key],
+    {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'inherit'],
+      maxBuffer: 16 * 1024 * 1024,
+    },
+  )
   const line = result.stdout.trim().split('\n').pop() ?? ''
   if (result.status !== 0 || !line.startsWith('{')) {
-    throw new Error(`measuring ${key} failed (exit ${result.status ?? result.signal}): ${result.stdout.slice(-500)}`)
+    throw new Error(
+      `measuring ${key} failed (exit ${result.status ?? result.signal}): ${result.stdout.slice(-500)}`,
+    )
   }
   return (JSON.parse(line) as { figure: number }).figure
 }

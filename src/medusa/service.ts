@@ -12,12 +12,14 @@ import type { Handler, HandlerContext } from '../delivery/attempt.js'
 import type { RetryPolicy } from '../delivery/policy.js'
 import { HeraldError, describeError } from '../errors.js'
 import {
+  isoTime,
   prepareEvent,
   DEFAULT_MAX_PAYLOAD_BYTES,
   type EventInput,
   type HeraldEvent,
   type Tenant,
 } from '../event.js'
+import { now as clock } from '../clock.js'
 import { ulid } from '../ids.js'
 import { WILDCARD } from '../topic.js'
 import { heraldLoggerFor, medusaLoggerFrom, type MedusaLogSink } from './logger.js'
@@ -55,7 +57,8 @@ interface Registration {
 interface Pending {
   message: Message
   settings: EmitSettings
-  createdAt: Date
+  /** Emit time in ms; a Date is made from it only where Medusa hands one out. */
+  createdMs: number
   /** The same instant as ISO, computed once per emit call. */
   createdIso: string
 }
@@ -146,14 +149,14 @@ export class HeraldEventBusService implements IEventBusModuleService {
    */
   async emit<T>(data: Message<T> | Message<T>[], options?: Record<string, unknown>): Promise<void> {
     const messages = (Array.isArray(data) ? data : [data]) as Message[]
-    const createdAt = new Date()
-    const createdIso = createdAt.toISOString()
+    const createdMs = clock()
+    const createdIso = isoTime(createdMs)
     const now: Pending[] = []
     const later: Pending[] = []
     for (const message of messages) {
       const settings = emitSettings(options, message)
       this.noteIgnored(settings.ignored)
-      const pending = { message, settings, createdAt, createdIso }
+      const pending = { message, settings, createdMs, createdIso }
       if (settings.delay > 0) {
         // Checked now, so a bad event fails its emit rather than its timer.
         prepareEvent(toEventInput(message, settings, createdIso, createdIso), this.tenant, {
@@ -169,11 +172,10 @@ export class HeraldEventBusService implements IEventBusModuleService {
   }
 
   private store(batch: Pending[]): Promise<void> {
-    const now = Date.now()
+    const publishedMs = clock()
     const first = batch[0]!
     // Usually stored in the millisecond it was emitted in: one ISO string serves both stamps.
-    const publishedAt = now === first.createdAt.getTime() ? first.createdAt : new Date(now)
-    const publishedIso = publishedAt === first.createdAt ? first.createdIso : publishedAt.toISOString()
+    const publishedIso = publishedMs === first.createdMs ? first.createdIso : isoTime(publishedMs)
     const inputs: EventInput[] = batch.map((p) =>
       toEventInput(p.message, p.settings, p.createdIso, publishedIso),
     )
@@ -181,11 +183,11 @@ export class HeraldEventBusService implements IEventBusModuleService {
       this.opening.size > 0
         ? Promise.all(this.opening).then(() => this.bus.emit(inputs))
         : this.bus.emit(inputs)
-    return stored.then(() => this.afterStore(batch, inputs, publishedAt))
+    return stored.then(() => this.afterStore(batch, inputs, publishedMs))
   }
 
   /** The log line and the interceptors of events just stored (grouped ones wait for their release). */
-  private afterStore(batch: Pending[], inputs: EventInput[], publishedAt: Date): void {
+  private afterStore(batch: Pending[], inputs: EventInput[], publishedMs: number): void {
     const logging = this.infoLogged()
     const intercepting = this.interceptors.size > 0
     if (!logging && !intercepting) return
@@ -201,7 +203,11 @@ export class HeraldEventBusService implements IEventBusModuleService {
       }
       if (!intercepting) continue
       const { options } = p.message
-      const metadata = { ...input.metadata, created_at: p.createdAt, published_at: publishedAt }
+      const metadata = {
+        ...input.metadata,
+        created_at: new Date(p.createdMs),
+        published_at: new Date(publishedMs),
+      }
       this.callInterceptors(
         { name, data: input.data, metadata, ...(options ? { options } : {}) },
         { isGrouped: false },

@@ -38,6 +38,12 @@ interface Subscription {
   /** Leased and retrying records by seq. */
   active: Map<string, Row>
   dead: Map<string, Row>
+  /**
+   * No active record falls due before this (it may be earlier than the true earliest: records
+   * settle without raising it). Claims scan the active records only once it has passed, which
+   * keeps a claim's cost independent of how many deliveries are in flight.
+   */
+  nextDue: number
 }
 
 interface Group {
@@ -333,7 +339,13 @@ class MemoryStore implements Store {
     }
     if (spec.sender !== undefined) record.sender = spec.sender
     if (spec.meta !== undefined) record.meta = structuredClone(spec.meta)
-    state.subscriptions.set(spec.id, { record, next: state.log.end, active: new Map(), dead: new Map() })
+    state.subscriptions.set(spec.id, {
+      record,
+      next: state.log.end,
+      active: new Map(),
+      dead: new Map(),
+      nextDue: Infinity,
+    })
     return copyRecord(record)
   }
 
@@ -372,17 +384,20 @@ class MemoryStore implements Store {
       row.leaseUntil = leaseUntil
       row.consumer = consumer
       row.updatedAt = now
-      delete row.nextAttemptAt
+      row.nextAttemptAt = undefined
     }
 
-    if (subscription.active.size > 0) {
+    if (subscription.nextDue <= now) {
       const due = [...subscription.active.values()]
-        .filter((row) => (row.state === 'retrying' ? row.nextAttemptAt! <= now : row.leaseUntil! <= now))
+        .filter((row) => dueAt(row) <= now)
         .sort((a, b) => (a.seq < b.seq ? -1 : 1))
       for (const row of due) {
         if (deliveries.length >= limit) break
         lease(row)
       }
+      subscription.nextDue = Infinity
+      for (const row of subscription.active.values())
+        subscription.nextDue = Math.min(subscription.nextDue, dueAt(row))
     }
 
     let scanned = 0
@@ -400,19 +415,21 @@ class MemoryStore implements Store {
         state: 'leased',
         attempts: 0,
         updatedAt: now,
+        // Every field from the start: one object shape for all rows.
+        lastError: undefined,
+        nextAttemptAt: undefined,
+        leaseUntil: undefined,
+        consumer: undefined,
         event,
       }
       subscription.active.set(row.seq, row)
       lease(row)
     }
+    if (deliveries.length > 0) subscription.nextDue = Math.min(subscription.nextDue, leaseUntil)
 
-    let nextDueAt: number | undefined
-    for (const row of subscription.active.values()) {
-      const at = row.state === 'retrying' ? row.nextAttemptAt! : row.leaseUntil!
-      if (at > now && (nextDueAt === undefined || at < nextDueAt)) nextDueAt = at
-    }
     const more = deliveries.length >= limit || subscription.next < log.end
-    return nextDueAt === undefined ? { deliveries, more } : { deliveries, more, nextDueAt }
+    const nextDueAt = subscription.nextDue
+    return nextDueAt === Infinity ? { deliveries, more } : { deliveries, more, nextDueAt }
   }
 
   async renew(
@@ -447,8 +464,8 @@ class MemoryStore implements Store {
       const row = subscription.active.get(settlement.seq)
       if (!row || row.state !== 'leased' || row.consumer !== consumer) continue
       row.updatedAt = now
-      delete row.leaseUntil
-      delete row.consumer
+      row.leaseUntil = undefined
+      row.consumer = undefined
       switch (settlement.outcome) {
         case 'delivered':
           subscription.active.delete(settlement.seq)
@@ -457,6 +474,7 @@ class MemoryStore implements Store {
           row.state = 'retrying'
           row.nextAttemptAt = settlement.retryAt
           row.lastError = settlement.error
+          subscription.nextDue = Math.min(subscription.nextDue, settlement.retryAt)
           break
         case 'dead':
           row.state = 'dead'
@@ -503,6 +521,7 @@ class MemoryStore implements Store {
     row.nextAttemptAt = now
     row.updatedAt = now
     subscription.active.set(seq, row)
+    subscription.nextDue = Math.min(subscription.nextDue, now)
     return true
   }
 
@@ -526,7 +545,24 @@ function compareKeys(a: string[], b: string[]): number {
   return 0
 }
 
+/** When a leased or retrying record falls due. */
+function dueAt(row: Row): number {
+  return row.state === 'retrying' ? row.nextAttemptAt! : row.leaseUntil!
+}
+
+/** A record as the contract shows it: absent fields left out (rows keep every field, for speed). */
 function publicRecord(row: Row): DeliveryRecord {
-  const { event: _event, ...record } = row
-  return { ...record }
+  const record: DeliveryRecord = {
+    subscriptionId: row.subscriptionId,
+    seq: row.seq,
+    eventId: row.eventId,
+    state: row.state,
+    attempts: row.attempts,
+    updatedAt: row.updatedAt,
+  }
+  if (row.lastError !== undefined) record.lastError = row.lastError
+  if (row.nextAttemptAt !== undefined) record.nextAttemptAt = row.nextAttemptAt
+  if (row.leaseUntil !== undefined) record.leaseUntil = row.leaseUntil
+  if (row.consumer !== undefined) record.consumer = row.consumer
+  return record
 }

@@ -178,7 +178,10 @@ export interface ClaimResult {
   deliveries: Delivery[]
   /** More work may be available right now (limit or scanLimit reached). */
   more: boolean
-  /** The earliest future time a retrying or leased record falls due, if any. */
+  /**
+   * When the subscription's earliest retrying or leased record falls due, if it has any. A store
+   * may answer earlier than that (a record settled since): the caller then just claims again.
+   */
   nextDueAt?: number
 }
 
