@@ -16,11 +16,13 @@ const OTHER = 'other'
 export class Metrics {
   readonly registry = new Registry()
   private readonly roots = new Set<string>()
-  private readonly publishedTotal: Counter<'root'>
-  private readonly deliveredTotal: Counter<'root'>
-  private readonly retriedTotal: Counter<'root'>
-  private readonly deadTotal: Counter<'root'>
-  private readonly latency: Histogram<'outcome'>
+  /** Plain counts per topic root on the hot path; copied into their counters when scraped. */
+  private readonly published = new Map<string, number>()
+  private readonly delivered = new Map<string, number>()
+  private readonly retried = new Map<string, number>()
+  private readonly dead = new Map<string, number>()
+  /** One labelled child per outcome, so that an observation does not hash its labels. */
+  private readonly latencyOf: Record<AttemptReport['outcome'], { observe(value: number): void }>
   private readonly connections: Gauge<'transport'>
   /** Plain numbers on the hot path; copied into the counter when scraped. */
   private readonly streamedCounts: Record<Transport, number> = { websocket: 0, voltmx: 0, sse: 0 }
@@ -28,37 +30,41 @@ export class Metrics {
 
   constructor() {
     const registers = [this.registry]
-    this.publishedTotal = new Counter({
-      name: 'herald_events_published_total',
-      help: 'Events stored, by topic root',
-      labelNames: ['root'],
-      registers,
-    })
-    this.deliveredTotal = new Counter({
-      name: 'herald_events_delivered_total',
-      help: 'Deliveries that succeeded, by topic root',
-      labelNames: ['root'],
-      registers,
-    })
-    this.retriedTotal = new Counter({
-      name: 'herald_events_retried_total',
-      help: 'Failed attempts scheduled for a retry, by topic root',
-      labelNames: ['root'],
-      registers,
-    })
-    this.deadTotal = new Counter({
-      name: 'herald_events_dead_lettered_total',
-      help: 'Deliveries that became dead letters, by topic root',
-      labelNames: ['root'],
-      registers,
-    })
-    this.latency = new Histogram({
+    const countsByRoot = (name: string, help: string, counts: Map<string, number>) =>
+      new Counter({
+        name,
+        help,
+        labelNames: ['root'],
+        registers,
+        collect() {
+          this.reset()
+          for (const [root, count] of counts) this.inc({ root }, count)
+        },
+      })
+    countsByRoot('herald_events_published_total', 'Events stored, by topic root', this.published)
+    countsByRoot('herald_events_delivered_total', 'Deliveries that succeeded, by topic root', this.delivered)
+    countsByRoot(
+      'herald_events_retried_total',
+      'Failed attempts scheduled for a retry, by topic root',
+      this.retried,
+    )
+    countsByRoot(
+      'herald_events_dead_lettered_total',
+      'Deliveries that became dead letters, by topic root',
+      this.dead,
+    )
+    const latency = new Histogram({
       name: 'herald_delivery_duration_seconds',
       help: 'How long one delivery attempt took, by outcome',
       labelNames: ['outcome'],
       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
       registers,
     })
+    this.latencyOf = {
+      delivered: latency.labels({ outcome: 'delivered' }),
+      retry: latency.labels({ outcome: 'retry' }),
+      dead: latency.labels({ outcome: 'dead' }),
+    }
     this.connections = new Gauge({
       name: 'herald_connections',
       help: 'Open stream connections, by transport',
@@ -86,7 +92,17 @@ export class Metrics {
     collectDefaultMetrics({ register: this.registry })
   }
 
+  private lastTopic = ''
+  private lastRoot = ''
+
   private root(topic: string): string {
+    // Topics repeat: the last one's root spares a slice and a set lookup.
+    if (topic === this.lastTopic) return this.lastRoot
+    this.lastTopic = topic
+    return (this.lastRoot = this.rootOf(topic))
+  }
+
+  private rootOf(topic: string): string {
     const slash = topic.indexOf('/')
     const root = slash === -1 ? topic : topic.slice(0, slash)
     if (this.roots.has(root)) return root
@@ -98,26 +114,14 @@ export class Metrics {
   /** The bus observer: counts stored events and attempts. Never throws. */
   readonly observer: BusObserver = {
     published: (events: readonly HeraldEvent[]) => {
-      // Count per root first: one label lookup per root, not per event.
-      let lastRoot = ''
-      let run = 0
-      for (const event of events) {
-        const root = this.root(event.topic)
-        if (root !== lastRoot && run > 0) {
-          this.publishedTotal.inc({ root: lastRoot }, run)
-          run = 0
-        }
-        lastRoot = root
-        run++
-      }
-      if (run > 0) this.publishedTotal.inc({ root: lastRoot }, run)
+      for (const event of events) count(this.published, this.root(event.topic))
     },
     attempted: (report: AttemptReport) => {
-      const labels = { root: this.root(report.event.topic) }
-      if (report.outcome === 'delivered') this.deliveredTotal.inc(labels)
-      else if (report.outcome === 'retry') this.retriedTotal.inc(labels)
-      else this.deadTotal.inc(labels)
-      this.latency.observe({ outcome: report.outcome }, report.durationMs / 1000)
+      const root = this.root(report.event.topic)
+      if (report.outcome === 'delivered') count(this.delivered, root)
+      else if (report.outcome === 'retry') count(this.retried, root)
+      else count(this.dead, root)
+      this.latencyOf[report.outcome].observe(report.durationMs / 1000)
     },
   }
 
@@ -144,4 +148,8 @@ export class Metrics {
   get contentType(): string {
     return this.registry.contentType
   }
+}
+
+function count(counts: Map<string, number>, root: string): void {
+  counts.set(root, (counts.get(root) ?? 0) + 1)
 }
