@@ -204,6 +204,7 @@ class BusCore {
   readonly consumer = `bus_${ulid()}`
   readonly runtimes = new Map<string, TenantRuntime>()
   readonly scopes = new Map<string, ScopedBus>()
+  readonly scopesByObject = new WeakMap<Tenant, ScopedBus>()
   closed = false
   closing: Promise<void> | undefined
   /** Durable subscriptions being created: an emit waits for them, so they owe it. */
@@ -399,10 +400,14 @@ class ScopedBus implements EventBus {
   }
 
   scope(tenant: Tenant): EventBus {
+    // Transports scope every request by the same tenant object (a token's): skip re-validating it.
+    const known = this.core.scopesByObject.get(tenant)
+    if (known && known.tenant.account === tenant.account && known.tenant.workspace === tenant.workspace) return known
     const checked = assertTenant(tenant)
     const key = tenantKey(checked)
     let scoped = this.core.scopes.get(key)
     if (!scoped) this.core.scopes.set(key, (scoped = new ScopedBus(this.core, checked)))
+    this.core.scopesByObject.set(tenant, scoped)
     return scoped
   }
 
