@@ -402,7 +402,8 @@ class ScopedBus implements EventBus {
   scope(tenant: Tenant): EventBus {
     // Transports scope every request by the same tenant object (a token's): skip re-validating it.
     const known = this.core.scopesByObject.get(tenant)
-    if (known && known.tenant.account === tenant.account && known.tenant.workspace === tenant.workspace) return known
+    if (known && known.tenant.account === tenant.account && known.tenant.workspace === tenant.workspace)
+      return known
     const checked = assertTenant(tenant)
     const key = tenantKey(checked)
     let scoped = this.core.scopes.get(key)

@@ -3,7 +3,10 @@
  * The `herald` command (DESIGN §10): `serve` runs the server; the others talk to one, at
  * --url / HERALD_URL with --token / HERALD_TOKEN. Errors are one line on stderr and exit 1.
  */
-import { readFileSync } from 'node:fs'
+import { spawn } from 'node:child_process'
+import { once } from 'node:events'
+import { existsSync, readFileSync } from 'node:fs'
+import { fileURLToPath } from 'node:url'
 import { Command, InvalidArgumentError } from 'commander'
 import { CliError, call, tail, type Target } from './cli/client.js'
 import type { ServerConfigInput } from './server/config.js'
@@ -143,6 +146,23 @@ program
       }
     },
   )
+
+program
+  .command('bench [names...]')
+  .description(
+    'run the side-by-side benchmarks (core, medusa, sqlite, redis, server, apps) from a checkout of Herald',
+  )
+  .action(async (names: string[]) => {
+    // The benchmarks and their peers live in the repository, not in the published package.
+    const runner = fileURLToPath(new URL('../bench/run.mjs', import.meta.url))
+    if (!existsSync(runner))
+      throw new CliError(
+        'benchmarks run from a checkout of the Herald repository (bench/run.mjs is not here)',
+      )
+    const child = spawn(process.execPath, [runner, ...names], { stdio: 'inherit' })
+    const [code] = (await once(child, 'exit')) as [number | null]
+    if (code !== 0) throw new CliError(`benchmarks failed (exit ${code})`)
+  })
 
 program.parseAsync(process.argv).catch((error: unknown) => {
   const message = error instanceof Error ? error.message : String(error)

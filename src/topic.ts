@@ -44,9 +44,13 @@ function checkName(value: unknown, kind: 'topic' | 'pattern'): string[] {
   return segments
 }
 
+/** The topic validated last; a string only once one was. */
+let lastValid: string | symbol = Symbol('none')
+
 /** Validates a topic (throws `invalid_topic`) and returns it. Valid topics are cached: topics repeat. */
 export function assertTopic(value: unknown): string {
-  if (typeof value === 'string' && validTopics.has(value)) return value
+  if (value === lastValid) return value as string
+  if (typeof value === 'string' && validTopics.has(value)) return (lastValid = value)
   const segments = checkName(value, 'topic')
   for (const segment of segments) {
     if (segment.includes(WILDCARD)) {
@@ -162,7 +166,7 @@ export class TopicIndex<T> {
       node.entries.add(entry)
       this.count++
     }
-    this.cache.clear()
+    this.forget()
   }
 
   remove(pattern: string, entry: T): void {
@@ -176,7 +180,7 @@ export class TopicIndex<T> {
     }
     if (!node.entries.delete(entry)) return
     this.count--
-    this.cache.clear()
+    this.forget()
     // Prune empty branches so that removed subscriptions cost nothing on later lookups.
     for (let i = segments.length; i > 0; i--) {
       const child = path[i]!
@@ -189,9 +193,22 @@ export class TopicIndex<T> {
   }
 
   /** Entries whose pattern matches `topic`, each once, in no particular order. */
+  private lastTopic: string | undefined
+  private lastMatch: readonly T[] = []
+
+  private forget(): void {
+    this.cache.clear()
+    this.lastTopic = undefined
+  }
+
   match(topic: string): readonly T[] {
+    // Consecutive events mostly share their topic: skip even the cache's hashing then.
+    if (topic === this.lastTopic) return this.lastMatch
     const cached = this.cache.get(topic)
-    if (cached) return cached
+    if (cached) {
+      this.lastTopic = topic
+      return (this.lastMatch = cached)
+    }
     const found = new Set<T>()
     let frontier: TrieNode<T>[] = [this.root]
     for (const segment of topic.split('/')) {
@@ -208,6 +225,7 @@ export class TopicIndex<T> {
     const result = [...found]
     if (this.cache.size >= TopicIndex.CACHE_LIMIT) this.cache.clear()
     this.cache.set(topic, result)
-    return result
+    this.lastTopic = topic
+    return (this.lastMatch = result)
   }
 }

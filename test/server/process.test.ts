@@ -20,24 +20,33 @@ async function metric(url: string, name: string): Promise<number> {
   return line === undefined ? NaN : Number(line.split(' ').pop())
 }
 
+/**
+ * 40 requests of 25 events each, with SIGTERM sent once the first was answered; resolves, after
+ * every request ended, with the ids the server answered 202 for.
+ */
+async function publishThroughSigterm(target: NonNullable<typeof server>, root: string): Promise<string[]> {
+  const accepted: string[] = []
+  const publishers = Array.from({ length: 40 }, (_, i) =>
+    request<{ ids: string[] }>(`${target.url}/v1/events`, {
+      body: Array.from({ length: 25 }, (_, j) => ({ topic: `${root}/${i}`, data: j })),
+    })
+      .then((answer) => {
+        if (answer.status === 202) accepted.push(...answer.body.ids)
+      })
+      .catch(() => {}),
+  )
+  await waitFor(() => accepted.length > 0, 10_000, 'a first publish')
+  target.child.kill('SIGTERM')
+  await Promise.all(publishers)
+  return accepted
+}
+
 describe('herald serve as a process', () => {
   it('on SIGTERM delivers every event it answered 202 for, closes streams with 1001, and exits 0', async () => {
     server = await spawnServer(['--store', 'memory', '--log-level', 'info'])
     const client = await StreamClient.open(`${server.url.replace('http', 'ws')}/v1/stream`)
     await client.call({ subscribe: ['*'] })
-    const accepted: string[] = []
-    const publishers = Array.from({ length: 40 }, (_, i) =>
-      request<{ ids: string[] }>(`${server!.url}/v1/events`, {
-        body: Array.from({ length: 25 }, (_, j) => ({ topic: `shutdown/${i}`, data: j })),
-      })
-        .then((answer) => {
-          if (answer.status === 202) accepted.push(...answer.body.ids)
-        })
-        .catch(() => {}),
-    )
-    await waitFor(() => accepted.length > 0, 10_000, 'a first publish')
-    server.child.kill('SIGTERM')
-    await Promise.all(publishers)
+    const accepted = await publishThroughSigterm(server, 'shutdown')
     const closed = await client.closed
     expect(closed).toEqual({ code: 1001, reason: 'server shutting down' })
     expect(await server.exited).toBe(0)
@@ -107,19 +116,7 @@ describe('herald serve as a process', () => {
     server = await spawnServer(['--store', store, '--log-level', 'info'])
     const first = await StreamClient.open(`${server.url.replace('http', 'ws')}/v1/stream`)
     await first.call({ subscribe: ['kept'] })
-    const accepted: string[] = []
-    const publishers = Array.from({ length: 40 }, (_, i) =>
-      request<{ ids: string[] }>(`${server!.url}/v1/events`, {
-        body: Array.from({ length: 25 }, (_, j) => ({ topic: `kept/${i}`, data: j })),
-      })
-        .then((answer) => {
-          if (answer.status === 202) accepted.push(...answer.body.ids)
-        })
-        .catch(() => {}),
-    )
-    await waitFor(() => accepted.length > 0, 10_000, 'a first publish')
-    server.child.kill('SIGTERM')
-    await Promise.all(publishers)
+    const accepted = await publishThroughSigterm(server, 'kept')
     expect((await first.closed).code).toBe(1001)
     expect(await server.exited).toBe(0)
     const live = first.takeEvents()

@@ -584,7 +584,9 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
 
       it('a durable subscription deleted through another bus stops being delivered', async () => {
         const shared = fresh()
-        const [a, b] = [0, 1].map(() => createBus({ store, closeStore: false, logger: silentLogger, pollInterval: 20 }))
+        const [a, b] = [0, 1].map(() =>
+          createBus({ store, closeStore: false, logger: silentLogger, pollInterval: 20 }),
+        )
         const got = recorder()
         a!.scope(shared).subscribe('jobs', got.handler, { subscriberId: 'doomed' })
         await a!.scope(shared).emit({ topic: 'jobs', data: 1 })
