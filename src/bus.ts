@@ -9,12 +9,12 @@ import {
   DEFAULT_MAX_PAYLOAD_BYTES,
   DEFAULT_TENANT,
   assertTenant,
-  prepareEvent,
+  prepareBatch,
   senderMatches,
   tenantKey,
   type EventInput,
   type HeraldEvent,
-  type PreparedEvent,
+  type PreparedBatch,
   type Tenant,
 } from './event.js'
 import { ulid } from './ids.js'
@@ -331,10 +331,10 @@ class BusCore {
   }
 }
 
-function idsOf(prepared: PreparedEvent[]): string[] {
-  if (prepared.length === 1) return [prepared[0]!.event.id]
-  const ids = new Array<string>(prepared.length)
-  for (let i = 0; i < prepared.length; i++) ids[i] = prepared[i]!.event.id
+function idsOf(events: readonly HeraldEvent[]): string[] {
+  if (events.length === 1) return [events[0]!.id]
+  const ids = new Array<string>(events.length)
+  for (let i = 0; i < events.length; i++) ids[i] = events[i]!.id
   return ids
 }
 
@@ -417,24 +417,22 @@ class ScopedBus implements EventBus {
     _options?: EmitOptions,
   ): Promise<string[]> {
     const core = this.core
-    let prepared: PreparedEvent[]
+    let batch: PreparedBatch
     const now = clock()
     try {
       core.assertOpen()
-      // Reused: prepareEvent reads it synchronously and keeps nothing.
+      // Reused: prepareBatch reads it synchronously and keeps nothing.
       const options = this.prepareOptions
       options.now = now
-      if (Array.isArray(events)) {
-        prepared = new Array<PreparedEvent>(events.length)
-        for (let i = 0; i < events.length; i++)
-          prepared[i] = prepareEvent(events[i], this.tenant, options, i + 1)
-      } else prepared = [prepareEvent(events, this.tenant, options)]
+      batch = prepareBatch(events, this.tenant, options)
     } catch (error) {
       return Promise.reject(error)
     }
-    if (prepared.length === 0) return Promise.resolve([])
+    // Taken now: the store may hand the events array on as its result.
+    const ids = idsOf(batch.events)
+    if (ids.length === 0) return Promise.resolve(ids)
     const pending = core.settled()
-    if (pending) return pending.then(() => this.append(prepared, now))
+    if (pending) return pending.then(() => this.append(batch, ids, now))
     const store = core.store
     if (store.appendNow) {
       // A store that appends without I/O saves the promise and the tick of an async append.
@@ -443,15 +441,15 @@ class ScopedBus implements EventBus {
         // A synchronous append keeps nothing of its options, so one object serves every call.
         const options = this.syncAppendOptions
         options.now = now
-        core.published(store.appendNow(this.tenant, prepared, options).appended)
+        core.published(store.appendNow(this.tenant, batch, options))
       } catch (error) {
         return Promise.reject(error)
       } finally {
         core.clockHint = 0
       }
-      return Promise.resolve(idsOf(prepared))
+      return Promise.resolve(ids)
     }
-    return this.append(prepared, now)
+    return this.append(batch, ids, now)
   }
 
   private appendOptions(now: number): AppendOptions {
@@ -459,10 +457,10 @@ class ScopedBus implements EventBus {
     return { now, dedupeWindowMs: dedupeWindow, groupTtlMs: groupTtl }
   }
 
-  private append(prepared: PreparedEvent[], now: number): Promise<string[]> {
-    return this.core.store.append(this.tenant, prepared, this.appendOptions(now)).then((result) => {
+  private append(batch: PreparedBatch, ids: string[], now: number): Promise<string[]> {
+    return this.core.store.append(this.tenant, batch, this.appendOptions(now)).then((result) => {
       this.core.published(result.appended)
-      return idsOf(prepared)
+      return ids
     })
   }
 

@@ -74,13 +74,18 @@ export function tenantKey(tenant: Tenant): string {
   return `${tenant.account}/${tenant.workspace}`
 }
 
-/** An event ready for the store, plus what the store needs to know about it. */
-export interface PreparedEvent {
-  event: HeraldEvent
-  /** The publisher supplied the id: the store must drop a repeat within the dedupe window. */
-  dedupe: boolean
-  /** Set when the event waits in a group until released (metadata.eventGroupId). */
-  groupId: string | undefined
+/**
+ * Events validated for one append, with what the store must know about them. The per-event
+ * facts that are rare (a publisher's id, a group) are kept aside, so the common batch is just
+ * its events.
+ */
+export interface PreparedBatch {
+  /** The envelopes in emit order; the store sets `seq` on those it appends. */
+  events: HeraldEvent[]
+  /** Present when some publisher supplied an id: per event, drop a repeat within the dedupe window. */
+  dedupe: boolean[] | undefined
+  /** Present when some event waits in a group until released (metadata.eventGroupId): per event, its group. */
+  groups: (string | undefined)[] | undefined
 }
 
 export interface PrepareOptions {
@@ -102,15 +107,38 @@ export function isoTime(now: number): string {
 }
 
 /**
- * Validates one input and builds its envelope. Throws a HeraldError naming the problem; the caller
- * prepares a whole batch before storing anything, so one bad event rejects the call.
+ * Validates one event or an array of them and builds their envelopes. Throws a HeraldError naming
+ * the problem (and which event of an array), so one bad event rejects the whole call before
+ * anything is stored.
  */
-export function prepareEvent(
+export function prepareBatch(input: unknown, tenant: Tenant, options: PrepareOptions): PreparedBatch {
+  if (!Array.isArray(input)) {
+    const batch: PreparedBatch = { events: NO_EVENTS, dedupe: undefined, groups: undefined }
+    batch.events = [prepareEvent(input, tenant, options, batch, 0, 1, 0)]
+    return batch
+  }
+  const count = input.length
+  const batch: PreparedBatch = { events: new Array<HeraldEvent>(count), dedupe: undefined, groups: undefined }
+  for (let i = 0; i < count; i++)
+    batch.events[i] = prepareEvent(input[i], tenant, options, batch, i, count, i + 1)
+  return batch
+}
+
+const NO_EVENTS: HeraldEvent[] = []
+
+/**
+ * Validates one input and builds its envelope, noting in `batch` (at `position` of `count`) a
+ * publisher's id or a group. `index` names the event in errors (1-based; 0 for a lone event).
+ */
+function prepareEvent(
   input: unknown,
   tenant: Tenant,
   options: PrepareOptions,
-  index = 0,
-): PreparedEvent {
+  batch: PreparedBatch,
+  position: number,
+  count: number,
+  index: number,
+): HeraldEvent {
   if (typeof input !== 'object' || input === null || Array.isArray(input)) {
     throw new HeraldError('invalid_event', `an event must be an object${where(index)}`)
   }
@@ -137,7 +165,6 @@ export function prepareEvent(
   let size = jsonSize(data, 'data', topic)
 
   let metadata: Record<string, unknown>
-  let groupId: string | undefined
   const givenMetadata = message.metadata
   if (givenMetadata === undefined || givenMetadata === null) metadata = {}
   else if (isPlainObject(givenMetadata)) {
@@ -151,7 +178,7 @@ export function prepareEvent(
           `metadata.eventGroupId must be a non-empty string${where(index)}`,
         )
       }
-      groupId = group
+      ;(batch.groups ??= new Array<string | undefined>(count).fill(undefined))[position] = group
     }
   } else
     throw new HeraldError(
@@ -173,7 +200,6 @@ export function prepareEvent(
   if (message.workspace !== undefined && message.workspace !== tenant.workspace)
     throw tenantMismatch('workspace', message.workspace, tenant, index)
 
-  let dedupe = false
   let id: string
   if (message.id === undefined) id = ulid(options.now)
   else {
@@ -184,7 +210,7 @@ export function prepareEvent(
         `id must be 1-${MAX_ID_LENGTH} characters without whitespace${where(index)}`,
       )
     }
-    dedupe = true
+    ;(batch.dedupe ??= new Array<boolean>(count).fill(false))[position] = true
   }
 
   let time: string
@@ -204,12 +230,14 @@ export function prepareEvent(
     account: tenant.account,
     workspace: tenant.workspace,
     time,
+    // A slot for the store to fill: added later, it would cost every event a second allocation.
+    seq: undefined,
   }
   if (message.type !== undefined && message.type !== null)
     event.type = optionalString(message.type, 'type', index)
   if (message.sender !== undefined && message.sender !== null)
     event.sender = optionalString(message.sender, 'sender', index)
-  return { event, dedupe, groupId }
+  return event
 }
 
 function where(index: number): string {
@@ -239,11 +267,20 @@ function isPlainObject(value: unknown): value is Record<string, unknown> {
   return proto === Object.prototype || proto === null
 }
 
-/** Thrown inside the walk; turned into an `invalid_event` that names the field and topic. */
+/** Thrown inside the precise walk; turned into an `invalid_event` that names the field and topic. */
 class NotJson {
   path = ''
   constructor(readonly what: string) {}
 }
+
+/** Thrown by the fast walk: it only says that something is wrong; the precise walk says what. */
+const NOT_JSON = Symbol('not JSON')
+
+/**
+ * Nesting the fast walk goes before it starts tracking ancestors. A cycle repeats forever, so
+ * it is still caught, a few levels below this; shallow data, nearly all of it, pays nothing.
+ */
+const TRACK_ANCESTORS_BELOW = 16
 
 /**
  * Estimates the JSON length of `root`, or throws `invalid_event` for what JSON cannot carry
@@ -252,12 +289,20 @@ class NotJson {
  */
 function jsonSize(root: unknown, field: string, topic: string): number {
   try {
-    return walk(root)
+    return sizeOf(root, 0)
+  } catch (error) {
+    ancestors.length = 0
+    if (error !== NOT_JSON) throw error
+  }
+  try {
+    walk(root)
   } catch (error) {
     // A throw skips the pops on its way out; the next walk must start with an empty path.
     ancestors.length = 0
     throw notJson(error, field, topic)
   }
+  // Unreachable: the precise walk rejects whatever the fast one did.
+  throw new HeraldError('invalid_event', `${field} of ${JSON.stringify(topic)} is not JSON`)
 }
 
 /** The objects on the path to the value being walked, for cycle detection; reused (the walk is synchronous). */
@@ -271,47 +316,84 @@ function notJson(error: unknown, field: string, topic: string): unknown {
   )
 }
 
-function walk(value: unknown): number {
+/** The fast walk: sizes valid JSON, throws NOT_JSON at the first thing that is not. */
+function sizeOf(value: unknown, depth: number): number {
   switch (typeof value) {
     case 'string':
       return value.length + 2
     case 'number':
-      if (value !== value || value === Infinity || value === -Infinity) throw new NotJson(`is ${value}`)
+      if (value - value !== 0) throw NOT_JSON // NaN and ±Infinity
       return 8
     case 'boolean':
       return 5
     case 'undefined':
       return 0
+    case 'object':
+      break
+    default:
+      throw NOT_JSON
+  }
+  if (value === null) return 4
+  const object = value as object
+  if (typeof (object as { toJSON?: unknown }).toJSON === 'function') return 32 // Date and friends
+  const tracked = depth >= TRACK_ANCESTORS_BELOW
+  if (tracked) {
+    if (ancestors.includes(object)) throw NOT_JSON
+    ancestors.push(object)
+  }
+  let size = 2
+  if (Array.isArray(object)) {
+    for (let i = 0; i < object.length; i++) size += sizeOf(object[i], depth + 1) + 1
+  } else {
+    // for-in also visits inherited enumerable keys, which JSON skips; plain objects have none.
+    const plain = Object.getPrototypeOf(object) === Object.prototype
+    for (const key in object) {
+      if (!plain && !Object.prototype.hasOwnProperty.call(object, key)) continue
+      size += key.length + 4 + sizeOf((object as Record<string, unknown>)[key], depth + 1)
+    }
+  }
+  if (tracked) ancestors.pop()
+  return size
+}
+
+/** The precise walk, run only on data the fast walk refused: throws a NotJson with the path. */
+function walk(value: unknown): void {
+  switch (typeof value) {
+    case 'number':
+      if (value !== value || value === Infinity || value === -Infinity) throw new NotJson(`is ${value}`)
+      return
     case 'bigint':
       throw new NotJson('is a BigInt')
     case 'function':
       throw new NotJson('is a function')
     case 'symbol':
       throw new NotJson('is a symbol')
+    case 'object':
+      break
+    default:
+      return
   }
-  if (value === null) return 4
+  if (value === null) return
   const object = value as object
-  if (typeof (object as { toJSON?: unknown }).toJSON === 'function') return 32 // Date and friends
+  if (typeof (object as { toJSON?: unknown }).toJSON === 'function') return
   if (ancestors.includes(object)) throw new NotJson('contains a cycle')
   ancestors.push(object)
-  let size = 2
   // The path of a bad value is built only when one is found, by each level on the way out.
   if (Array.isArray(object)) {
     for (let i = 0; i < object.length; i++) {
       try {
-        size += walk(object[i]) + 1
+        walk(object[i])
       } catch (error) {
         if (error instanceof NotJson) error.path = `[${i}]${error.path}`
         throw error
       }
     }
   } else {
-    // for-in also visits inherited enumerable keys, which JSON skips; plain objects have none.
     const plain = Object.getPrototypeOf(object) === Object.prototype
     for (const key in object) {
       if (!plain && !Object.prototype.hasOwnProperty.call(object, key)) continue
       try {
-        size += key.length + 4 + walk((object as Record<string, unknown>)[key])
+        walk((object as Record<string, unknown>)[key])
       } catch (error) {
         if (error instanceof NotJson) error.path = `.${key}${error.path}`
         throw error
@@ -319,7 +401,6 @@ function walk(value: unknown): number {
     }
   }
   ancestors.pop()
-  return size
 }
 
 /** Sender names compare without an `@version` suffix on either side (`vtex.app@1.2.3` = `vtex.app`). */

@@ -1,10 +1,13 @@
 import { describe, expect, it } from 'vitest'
 import { DEFAULT_TENANT, HeraldError, isHeraldError } from '../src/index.js'
-import { prepareEvent } from '../src/event.js'
+import { prepareBatch } from '../src/event.js'
 import { ulid } from '../src/ids.js'
 
-const prep = (input: unknown, options: Partial<{ maxPayloadBytes: number; now: number }> = {}) =>
-  prepareEvent(input, DEFAULT_TENANT, { maxPayloadBytes: 1 << 20, now: Date.now(), ...options })
+/** One event prepared alone, with what the batch notes about it. */
+function prep(input: unknown, options: Partial<{ maxPayloadBytes: number; now: number }> = {}) {
+  const batch = prepareBatch(input, DEFAULT_TENANT, { maxPayloadBytes: 1 << 20, now: Date.now(), ...options })
+  return { event: batch.events[0]!, dedupe: batch.dedupe?.[0] === true, groupId: batch.groups?.[0] }
+}
 
 function errorOf(fn: () => unknown): HeraldError {
   try {

@@ -1,5 +1,5 @@
 import type { EventInput, HeraldEvent, Tenant } from '../src/index.js'
-import { prepareEvent, type PreparedEvent } from '../src/event.js'
+import { prepareBatch, type PreparedBatch } from '../src/event.js'
 
 let tenants = 0
 /** A tenant no other test uses, so tests can share one store. */
@@ -7,8 +7,8 @@ export function freshTenant(prefix = 't'): Tenant {
   return { account: `${prefix}${process.pid}x${++tenants}`, workspace: 'master' }
 }
 
-export function prepared(tenant: Tenant, inputs: EventInput[], now = Date.now()): PreparedEvent[] {
-  return inputs.map((input, i) => prepareEvent(input, tenant, { maxPayloadBytes: 1 << 20, now }, i))
+export function prepared(tenant: Tenant, inputs: EventInput[], now = Date.now()): PreparedBatch {
+  return prepareBatch(inputs, tenant, { maxPayloadBytes: 1 << 20, now })
 }
 
 export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))

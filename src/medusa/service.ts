@@ -13,7 +13,7 @@ import type { RetryPolicy } from '../delivery/policy.js'
 import { HeraldError, describeError } from '../errors.js'
 import {
   isoTime,
-  prepareEvent,
+  prepareBatch,
   DEFAULT_MAX_PAYLOAD_BYTES,
   type EventInput,
   type HeraldEvent,
@@ -159,7 +159,7 @@ export class HeraldEventBusService implements IEventBusModuleService {
       const pending = { message, settings, createdMs, createdIso }
       if (settings.delay > 0) {
         // Checked now, so a bad event fails its emit rather than its timer.
-        prepareEvent(toEventInput(message, settings, createdIso, createdIso), this.tenant, {
+        prepareBatch(toEventInput(message, settings, createdIso, createdIso), this.tenant, {
           maxPayloadBytes: DEFAULT_MAX_PAYLOAD_BYTES,
           now: Date.now(),
         })

@@ -1,5 +1,5 @@
 import { HeraldError } from '../errors.js'
-import type { HeraldEvent, PreparedEvent, Tenant } from '../event.js'
+import type { HeraldEvent, PreparedBatch, Tenant } from '../event.js'
 import { tenantKey } from '../event.js'
 import type {
   AppendOptions,
@@ -178,54 +178,74 @@ class MemoryStore implements Store {
     return this.seqPrefix + TRIPLES[n - block * 1000]
   }
 
-  append(tenant: Tenant, inputs: readonly PreparedEvent[], options: AppendOptions): Promise<AppendResult> {
+  append(tenant: Tenant, batch: PreparedBatch, options: AppendOptions): Promise<AppendResult> {
     try {
-      return Promise.resolve(this.appendNow(tenant, inputs, options))
+      return Promise.resolve(this.appendBatch(tenant, batch, options))
     } catch (error) {
       return Promise.reject(error)
     }
   }
 
-  appendNow(tenant: Tenant, inputs: readonly PreparedEvent[], options: AppendOptions): AppendResult {
-    {
-      this.open()
-      const state = this.tenant(tenant)
-      const appended: HeraldEvent[] = []
-      let duplicates: string[] = NONE
-      let staged = 0
-      if (this.seenIds.size > 0) this.forgetExpiredIds(options.now)
-      for (const input of inputs) {
-        if (input.dedupe) {
-          const idKey = `${tenantKey(tenant)}\n${input.event.id}`
-          const until = this.seenIds.get(idKey)
-          if (until !== undefined && until > options.now) {
-            if (duplicates === NONE) duplicates = []
-            duplicates.push(input.event.id)
-            continue
-          }
-          this.seenIds.delete(idKey)
-          this.seenIds.set(idKey, options.now + options.dedupeWindowMs)
-        }
-        if (input.groupId !== undefined) {
-          let group = state.groups.get(input.groupId)
-          if (!group || group.expiresAt <= options.now)
-            state.groups.set(input.groupId, (group = { events: [], expiresAt: 0 }))
-          group.events.push(input.event)
-          group.expiresAt = options.now + options.groupTtlMs
-          staged++
+  appendNow(tenant: Tenant, batch: PreparedBatch, options: AppendOptions): HeraldEvent[] {
+    this.open()
+    const state = this.tenant(tenant)
+    if (batch.dedupe !== undefined || batch.groups !== undefined)
+      return this.appendBatch(tenant, batch, options).appended
+    // The common batch: every event goes to the log, so the batch's own array is the answer.
+    const events = batch.events
+    const log = state.log
+    for (let i = 0; i < events.length; i++) {
+      const event = events[i]!
+      event.seq = this.nextSeq()
+      log.push(event)
+    }
+    if (events.length > 0) {
+      this.trim(state)
+      this.notify(events)
+    }
+    return events
+  }
+
+  private appendBatch(tenant: Tenant, batch: PreparedBatch, options: AppendOptions): AppendResult {
+    this.open()
+    const state = this.tenant(tenant)
+    const { events, dedupe, groups } = batch
+    const appended: HeraldEvent[] = []
+    let duplicates: string[] = NONE
+    let staged = 0
+    if (this.seenIds.size > 0) this.forgetExpiredIds(options.now)
+    for (let i = 0; i < events.length; i++) {
+      const event = events[i]!
+      if (dedupe?.[i] === true) {
+        const idKey = `${tenantKey(tenant)}\n${event.id}`
+        const until = this.seenIds.get(idKey)
+        if (until !== undefined && until > options.now) {
+          if (duplicates === NONE) duplicates = []
+          duplicates.push(event.id)
           continue
         }
-        const event = input.event
-        event.seq = this.nextSeq()
-        state.log.push(event)
-        appended.push(event)
+        this.seenIds.delete(idKey)
+        this.seenIds.set(idKey, options.now + options.dedupeWindowMs)
       }
-      if (appended.length > 0) {
-        this.trim(state)
-        this.notify(appended)
+      const groupId = groups?.[i]
+      if (groupId !== undefined) {
+        let group = state.groups.get(groupId)
+        if (!group || group.expiresAt <= options.now)
+          state.groups.set(groupId, (group = { events: [], expiresAt: 0 }))
+        group.events.push(event)
+        group.expiresAt = options.now + options.groupTtlMs
+        staged++
+        continue
       }
-      return { appended, staged, duplicates }
+      event.seq = this.nextSeq()
+      state.log.push(event)
+      appended.push(event)
     }
+    if (appended.length > 0) {
+      this.trim(state)
+      this.notify(appended)
+    }
+    return { appended, staged, duplicates }
   }
 
   private forgetExpiredIds(now: number): void {

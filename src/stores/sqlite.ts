@@ -1,6 +1,6 @@
 import { resolve } from 'node:path'
 import { HeraldError, isHeraldError } from '../errors.js'
-import type { HeraldEvent, PreparedEvent, Tenant } from '../event.js'
+import type { HeraldEvent, PreparedBatch, Tenant } from '../event.js'
 import { tenantKey } from '../event.js'
 import { Checkpointer } from './sqlite/checkpointer.js'
 import { CommitQueue } from './sqlite/commit-queue.js'
@@ -242,21 +242,22 @@ class SqliteStore implements Store {
 
   // ── the log ──────────────────────────────────────────────────────────────────────────────
 
-  append(tenant: Tenant, inputs: readonly PreparedEvent[], options: AppendOptions): Promise<AppendResult> {
+  append(tenant: Tenant, batch: PreparedBatch, options: AppendOptions): Promise<AppendResult> {
     if (this.closed) return Promise.reject(new HeraldError('closed', 'the store is closed'))
+    const { events } = batch
     // Serialized outside the transaction, so that the write lock is held for the writes only.
-    const bodies = new Array<string>(inputs.length)
-    for (let i = 0; i < inputs.length; i++) bodies[i] = JSON.stringify(inputs[i]!.event)
+    const bodies = new Array<string>(events.length)
+    for (let i = 0; i < events.length; i++) bodies[i] = JSON.stringify(events[i])
     return this.queue.enqueue(
-      (tx) => this.appendInTransaction(tx, tenant, inputs, bodies, options),
-      inputs.length,
+      (tx) => this.appendInTransaction(tx, tenant, batch, bodies, options),
+      events.length,
     )
   }
 
   private appendInTransaction(
     tx: Transaction,
     tenant: Tenant,
-    inputs: readonly PreparedEvent[],
+    batch: PreparedBatch,
     bodies: string[],
     options: AppendOptions,
   ): AppendResult {
@@ -266,9 +267,11 @@ class SqliteStore implements Store {
     const appended: HeraldEvent[] = []
     const duplicates: string[] = []
     let staged = 0
-    for (let i = 0; i < inputs.length; i++) {
-      const { event, dedupe, groupId } = inputs[i]!
-      if (dedupe) {
+    const { events, dedupe, groups } = batch
+    for (let i = 0; i < events.length; i++) {
+      const event = events[i]!
+      const groupId = groups?.[i]
+      if (dedupe?.[i] === true) {
         const until = s.dedupeUntil.get(tenantId, event.id)
         if (until !== undefined && until > now) {
           duplicates.push(event.id)

@@ -1,4 +1,4 @@
-import type { HeraldEvent, PreparedEvent, Tenant } from '../event.js'
+import type { HeraldEvent, PreparedBatch, Tenant } from '../event.js'
 
 /**
  * The Store contract. A store is a translation of this contract to one engine, nothing more:
@@ -30,16 +30,19 @@ export interface Store {
 
   // ── the log ──────────────────────────────────────────────────────────────────────────────
   /**
-   * Appends events (those without `groupId`) to the tenant's log and stages the others, in one
-   * atomic step. An input with `dedupe` whose id was appended or staged in this tenant within
-   * `dedupeWindowMs` is skipped. Resolves once the change is as durable as the store can make it.
+   * Appends the batch's events to the tenant's log and stages those with a group (`groups[i]`),
+   * in one atomic step. An event marked `dedupe[i]` whose id was appended or staged in this tenant
+   * within `dedupeWindowMs` is skipped. Resolves once the change is as durable as the store can
+   * make it. The batch's arrays belong to the store from here on (it may return `events` itself
+   * as `appended`).
    */
-  append(tenant: Tenant, inputs: readonly PreparedEvent[], options: AppendOptions): Promise<AppendResult>
+  append(tenant: Tenant, batch: PreparedBatch, options: AppendOptions): Promise<AppendResult>
   /**
    * Optional: the same as `append`, completed synchronously, for stores that append without I/O
-   * (the memory store). The bus uses it when present to save a promise and a tick per emit.
+   * (the memory store); returns only the appended events. The bus uses it when present to save a
+   * promise, a tick and a result object per emit.
    */
-  appendNow?(tenant: Tenant, inputs: readonly PreparedEvent[], options: AppendOptions): AppendResult
+  appendNow?(tenant: Tenant, batch: PreparedBatch, options: AppendOptions): HeraldEvent[]
   /** Events after `after` (exclusive; from the start when absent), oldest first, at most `limit`. */
   read(tenant: Tenant, query: { after?: string; limit: number }): Promise<HeraldEvent[]>
   /** The stored event with this id (the latest, should an id repeat beyond the dedupe window). */

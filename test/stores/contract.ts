@@ -90,7 +90,7 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
           list: [1, null, { deep: [true, false] }],
           empty: {},
         }
-        const [input] = prepared(
+        const batch = prepared(
           tenant,
           [
             {
@@ -104,10 +104,11 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
           ],
           now,
         )
-        await store.append(tenant, [input!], { now, ...OPTS })
-        const stored = await store.getEvent(tenant, input!.event.id)
+        const [event] = batch.events
+        await store.append(tenant, batch, { now, ...OPTS })
+        const stored = await store.getEvent(tenant, event!.id)
         expect(stored).toMatchObject({
-          id: input!.event.id,
+          id: event!.id,
           topic: 'orders/created',
           data,
           metadata: { source: 'test', nested: { a: 1 } },

@@ -1,5 +1,5 @@
 import { HeraldError, isHeraldError } from '../../errors.js'
-import { tenantKey, type HeraldEvent, type PreparedEvent, type Tenant } from '../../event.js'
+import { tenantKey, type HeraldEvent, type PreparedBatch, type Tenant } from '../../event.js'
 import { consoleLogger, type Logger } from '../../logger.js'
 import type {
   AppendOptions,
@@ -176,13 +176,10 @@ class RedisStore implements Store {
 
   // ── the log ────────────────────────────────────────────────────────────────────────────────
 
-  async append(
-    tenant: Tenant,
-    inputs: readonly PreparedEvent[],
-    options: AppendOptions,
-  ): Promise<AppendResult> {
+  async append(tenant: Tenant, batch: PreparedBatch, options: AppendOptions): Promise<AppendResult> {
     this.open()
-    if (inputs.length === 0) return { appended: [], staged: 0, duplicates: [] }
+    const { events, dedupe, groups } = batch
+    if (events.length === 0) return { appended: [], staged: 0, duplicates: [] }
     const base = this.keys.base(tenant)
     const args: Arg[] = [
       base,
@@ -197,11 +194,7 @@ class RedisStore implements Store {
     const keys = [base + SUFFIX.log, base + SUFFIX.ids, this.keys.feed, base + SUFFIX.meta]
     // The common case (ids Herald made, nothing to dedupe or stage) travels as one JSON array and
     // one string of ids: two arguments and one stream entry for the whole batch.
-    if (
-      inputs.length <= MAX_PER_ENTRY &&
-      inputs.every((input) => !input.dedupe && input.groupId === undefined)
-    ) {
-      const events = inputs.map((input) => input.event)
+    if (events.length <= MAX_PER_ENTRY && dedupe === undefined && groups === undefined) {
       args.push('batch', JSON.stringify(events), events.map((event) => event.id).join(' '), events.length)
       const [feedId, previous, entryId] = await this.tracked(
         this.run<[string, string, string]>(scripts.appendEvents, keys, args),
@@ -212,23 +205,24 @@ class RedisStore implements Store {
       return { appended: events, staged: 0, duplicates: [] }
     }
     args.push('each')
-    for (const input of inputs) {
-      const grouped = input.groupId !== undefined
+    for (let i = 0; i < events.length; i++) {
+      const event = events[i]!
+      const groupId = groups?.[i]
       args.push(
-        input.dedupe ? '1' : '',
-        input.groupId ?? '',
-        input.event.id,
-        grouped ? input.event.topic : '',
-        encodeEvent(input.event),
+        dedupe?.[i] === true ? '1' : '',
+        groupId ?? '',
+        event.id,
+        groupId !== undefined ? event.topic : '',
+        encodeEvent(event),
       )
     }
     const reply = await this.tracked(this.run<string[]>(scripts.appendEvents, keys, args))
     const appended: HeraldEvent[] = []
     const duplicates: string[] = []
     let staged = 0
-    for (let i = 0; i < inputs.length; i++) {
+    for (let i = 0; i < events.length; i++) {
       const result = reply[i + 2]!
-      const event = inputs[i]!.event
+      const event = events[i]!
       if (result === 'D') duplicates.push(event.id)
       else if (result === 'S') staged++
       else {
