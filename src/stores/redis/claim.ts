@@ -5,9 +5,10 @@ import { parseEvent, type StreamEntry } from './codec.js'
 import type { SubscriptionKeys } from './keys.js'
 import type { LeaseIndex } from './leases.js'
 import type { LogReader } from './log.js'
-import type { RecentEvents } from './recent.js'
+import { indexAfter, type Chunk, type RecentEvents } from './recent.js'
 import type { Arg, Script } from './scripts/script.js'
 import * as scripts from './scripts/index.js'
+import { eventsBetween } from './seq.js'
 
 export const DEFAULT_SCAN_LIMIT = 10_000
 /** Log entries (appends) a claim reads in its first round trip, and in one round trip at most. */
@@ -15,6 +16,8 @@ const FIRST_PAGE = 4
 const MAX_PAGE = 256
 /** Claims that found their scan taken by another consumer try again this often before giving up for now. */
 const ROUNDS = 4
+/** Chunks of the held stretch a claim reads from Redis in one round trip at most. */
+const READ_CHUNKS = 64
 
 export type RunScript = <T>(script: Script, keys: readonly string[], args: readonly Arg[]) => Promise<T>
 
@@ -53,8 +56,13 @@ class Scan {
     return this.chosen.length >= this.target || this.scanned >= this.scanLimit
   }
 
-  take(events: readonly HeraldEvent[]): void {
-    for (let i = 0; i < events.length && !this.done; i++) {
+  /** Events still to choose. */
+  get wanted(): number {
+    return this.target - this.chosen.length
+  }
+
+  take(events: readonly HeraldEvent[], from = 0): void {
+    for (let i = from; i < events.length && !this.done; i++) {
       const event = events[i]!
       this.looked = event.seq!
       this.scanned++
@@ -99,7 +107,7 @@ export class Claimer {
     for (let round = 0; round < ROUNDS; round++) {
       const want = limit - deliveries.length
       if (want <= 0) break
-      let plan = this.planFromHeld(target, key, want, scanLimit, request.match)
+      let plan = await this.planFromHeld(target, key, want, scanLimit, request.match)
       if (!plan) {
         const scanned = await this.planFromScan(target, now, want, scanLimit, request.match)
         nextDueAt = scanned.nextDueAt
@@ -138,24 +146,63 @@ export class Claimer {
     return nextDueAt === undefined ? { deliveries, more } : { deliveries, more, nextDueAt }
   }
 
-  /** A plan from the events held after where this process left the cursor, if it holds any. */
-  private planFromHeld(
+  /**
+   * A plan from the stretch held after where this process left the cursor, if it holds any. When
+   * part of it must be read from Redis, the stored cursor is read first: another process may have
+   * claimed past it meanwhile, and what it claimed this process need not read at all.
+   */
+  private async planFromHeld(
     target: ClaimTarget,
     key: string,
     want: number,
     scanLimit: number,
     match: (event: HeraldEvent) => boolean,
-  ): Plan | undefined {
-    const cursor = this.cursors.get(key)
-    const span = this.recent.span(target.tenant)
-    if (cursor === undefined || !span) return undefined
-    const held = this.recent.after(target.tenant, cursor, span.last)
-    if (!held || held.length === 0) return undefined
+  ): Promise<Plan | undefined> {
+    let cursor = this.cursors.get(key)
+    if (cursor === undefined) return undefined
+    let chunks = this.recent.chunksAfter(target.tenant, cursor)
+    if (!chunks || chunks.length === 0) return undefined
+    if (chunks.some((chunk) => !chunk.events)) {
+      const stored = await this.reader.cursorOf(target.keys.sub)
+      if (stored === undefined) return undefined // let the scan say the subscription is gone
+      if (stored > cursor) {
+        cursor = stored
+        this.cursors.set(key, cursor)
+        chunks = this.recent.chunksAfter(target.tenant, cursor)
+        if (!chunks || chunks.length === 0) return undefined
+      }
+    }
     const scan = new Scan(cursor, want, scanLimit, match)
-    scan.take(held)
+    if (!(await this.scanChunks(target, chunks, scan))) return undefined
     // Past what is held the log may go on only if the stretch stopped growing; what other
     // processes append reaches it through the feed and wakes the subscription again.
     return { expected: cursor, scan, exhausted: !scan.done && !this.recent.isFull(target.tenant) }
+  }
+
+  /**
+   * Runs the scan over held chunks (after its cursor), reading those without events from Redis
+   * as it gets to them, no more than it may need; false when the log no longer has them.
+   */
+  private async scanChunks(target: ClaimTarget, chunks: readonly Chunk[], scan: Scan): Promise<boolean> {
+    for (let i = 0; i < chunks.length && !scan.done; i++) {
+      if (!chunks[i]!.events) {
+        const missing: Chunk[] = []
+        let expected = 0
+        for (let j = i; j < chunks.length && missing.length < READ_CHUNKS && expected < scan.wanted; j++) {
+          const chunk = chunks[j]!
+          if (chunk.events) expected += chunk.events.length
+          else {
+            missing.push(chunk)
+            expected += eventsBetween(chunk.first, chunk.last) ?? scan.wanted
+          }
+        }
+        if (!(await this.reader.readChunks(target.keys.log, target.tenant, missing))) return false
+      }
+      const chunk = chunks[i]!
+      const events = chunk.events!
+      scan.take(events, chunk.first > scan.looked ? 0 : indexAfter(events, scan.looked, false))
+    }
+    return true
   }
 
   /** A plan from the stored cursor, read with the due records in one script; undefined when there is nothing to lease. */
@@ -179,20 +226,19 @@ export class Claimer {
       )
       this.recent.claiming(tenant, subscriptionId, cursor, Date.now())
       const nextDueAt = later === null ? undefined : Number(later)
-      let events: HeraldEvent[]
-      let full: boolean
-      if (cursorHeld === 1) {
-        const held = this.recent.after(tenant, cursor, span!.last)
-        if (!held) continue // the stretch moved on meanwhile: scan again
-        events = held
-        full = true
-      } else {
-        events = this.reader.known(tenant, cursor, entries)
-        full = entries.length === page
-      }
       // Choose at most what the lease can take after the due records, so the cursor stops at the last one chosen.
       const scan = new Scan(cursor, Math.max(0, want - dueCount), scanLimit, match)
-      scan.take(events)
+      let full: boolean
+      if (cursorHeld === 1) {
+        const held = this.recent.chunksAfter(tenant, cursor)
+        // The stretch moved on meanwhile, or lost events: scan again.
+        if (!held || !(await this.scanChunks(target, held, scan))) continue
+        full = true
+      } else {
+        scan.take(this.reader.known(tenant, cursor, entries))
+        full = entries.length === page
+      }
+      let events: HeraldEvent[]
       while (!scan.done && full) {
         page = Math.min(page * 2, MAX_PAGE)
         ;({ events, full } = await this.reader.readAfter(k.log, tenant, scan.looked, page))

@@ -1,7 +1,7 @@
 import type { HeraldEvent } from '../../event.js'
 import { parseEntries, parseEntry, type StreamEntry } from './codec.js'
 import { toStoreError, type Connection } from './connection.js'
-import type { RecentEvents } from './recent.js'
+import type { Chunk, RecentEvents } from './recent.js'
 import { entryOf, seqOf } from './seq.js'
 
 /**
@@ -41,6 +41,40 @@ export class LogReader {
       redis.xrange(log, start, '+', 'COUNT', count),
     )) as StreamEntry[]
     return { events: this.known(tenant, after, entries), full: entries.length === count }
+  }
+
+  /** Where the subscription's cursor stands ('' before any claim), or undefined when it does not exist. */
+  async cursorOf(sub: string): Promise<string | undefined> {
+    const cursor = await this.main.run((redis) => redis.hget(sub, 'cursor'))
+    return cursor ?? undefined
+  }
+
+  /**
+   * Reads the events of held chunks that have none yet (the feed said where another process's
+   * append lies, not what it holds), in one round trip; false, and the tenant's stretch
+   * forgotten, when the log no longer has some of them.
+   */
+  async readChunks(log: string, tenant: string, chunks: readonly Chunk[]): Promise<boolean> {
+    if (chunks.length === 0) return true
+    const replies = await this.main.run((redis) => {
+      const pipeline = redis.pipeline()
+      for (const chunk of chunks) pipeline.xrange(log, entryOf(chunk.first), entryOf(chunk.last))
+      return pipeline.exec()
+    })
+    for (let i = 0; i < chunks.length; i++) {
+      const [error, result] = replies?.[i] ?? [new Error('no reply')]
+      if (error) throw toStoreError(error)
+      const chunk = chunks[i]!
+      const events = parseEntries(result as StreamEntry[]).filter(
+        (event) => event.seq! >= chunk.first && event.seq! <= chunk.last,
+      )
+      if (events.length === 0 || events[0]!.seq !== chunk.first || events.at(-1)!.seq !== chunk.last) {
+        this.recent.forgetTenant(tenant)
+        return false
+      }
+      this.recent.fill(tenant, chunk, events)
+    }
+    return true
   }
 
   /** The events at these seqs: held ones from memory, the others from the log entries holding them. */
