@@ -16,6 +16,13 @@ const FIRST_PAGE = 4
 const MAX_PAGE = 256
 /** Claims that found their scan taken by another consumer try again this often before giving up for now. */
 const ROUNDS = 4
+/**
+ * A claim that met another consumer of its subscription within this long chooses this many
+ * times what it may lease: the lease takes its share from wherever the other left the cursor,
+ * in the same round trip, instead of finding its whole choice taken.
+ */
+const CONTENDED_MS = 1000
+const CONTENDED_CHOICE = 2
 /** Chunks of the held stretch a claim reads from Redis in one round trip at most. */
 const READ_CHUNKS = 64
 
@@ -84,6 +91,8 @@ class Scan {
 export class Claimer {
   /** Where each subscription's cursor stood after this process's last claim. */
   private readonly cursors = new Map<string, string>()
+  /** When a claim of each subscription last found that another consumer had moved its cursor. */
+  private readonly contended = new Map<string, number>()
 
   constructor(
     private readonly run: RunScript,
@@ -107,7 +116,9 @@ export class Claimer {
     for (let round = 0; round < ROUNDS; round++) {
       const want = limit - deliveries.length
       if (want <= 0) break
-      let plan = await this.planFromHeld(target, key, want, scanLimit, request.match)
+      const choose =
+        Date.now() - (this.contended.get(key) ?? -Infinity) < CONTENDED_MS ? want * CONTENDED_CHOICE : want
+      let plan = await this.planFromHeld(target, key, choose, scanLimit, request.match)
       if (!plan) {
         const scanned = await this.planFromScan(target, now, want, scanLimit, request.match)
         nextDueAt = scanned.nextDueAt
@@ -121,6 +132,7 @@ export class Claimer {
         [(string | number)[], number, number, number, number, string | null, string]
       >(scripts.leaseDeliveries, [k.sub, k.rec, k.due, k.leases, k.log], args)
       this.cursors.set(key, cursor)
+      if (conflict === 1 || firstTaken > 0) this.contended.set(key, Date.now())
       nextDueAt = later === null ? undefined : Number(later)
       if (redue.length > 0) {
         // Leased again one by one: whatever lease they were taken under before is over.
@@ -147,9 +159,9 @@ export class Claimer {
   }
 
   /**
-   * A plan from the stretch held after where this process left the cursor, if it holds any. When
-   * part of it must be read from Redis, the stored cursor is read first: another process may have
-   * claimed past it meanwhile, and what it claimed this process need not read at all.
+   * A plan from the stretch held after where this process left the cursor, if it holds any. The
+   * first read of chunks from Redis brings the stored cursor too: another process may have
+   * claimed past this process's view meanwhile, and then the plan starts again from there.
    */
   private async planFromHeld(
     target: ClaimTarget,
@@ -159,31 +171,38 @@ export class Claimer {
     match: (event: HeraldEvent) => boolean,
   ): Promise<Plan | undefined> {
     let cursor = this.cursors.get(key)
-    if (cursor === undefined) return undefined
-    let chunks = this.recent.chunksAfter(target.tenant, cursor)
-    if (!chunks || chunks.length === 0) return undefined
-    if (chunks.some((chunk) => !chunk.events)) {
-      const stored = await this.reader.cursorOf(target.keys.sub)
-      if (stored === undefined) return undefined // let the scan say the subscription is gone
-      if (stored > cursor) {
+    for (let pass = 0; cursor !== undefined && pass < 2; pass++) {
+      const chunks = this.recent.chunksAfter(target.tenant, cursor)
+      if (!chunks || chunks.length === 0) return undefined
+      const scan = new Scan(cursor, want, scanLimit, match)
+      const stored = await this.scanChunks(target, chunks, scan, pass === 0)
+      if (stored === false) return undefined // gone from the log, or the subscription is: scan the store
+      if (typeof stored === 'string' && stored > cursor) {
+        this.contended.set(key, Date.now())
+        this.cursors.set(key, stored)
         cursor = stored
-        this.cursors.set(key, cursor)
-        chunks = this.recent.chunksAfter(target.tenant, cursor)
-        if (!chunks || chunks.length === 0) return undefined
+        continue
       }
+      // Past what is held the log may go on only if the stretch stopped growing; what other
+      // processes append reaches it through the feed and wakes the subscription again.
+      return { expected: cursor, scan, exhausted: !scan.done && !this.recent.isFull(target.tenant) }
     }
-    const scan = new Scan(cursor, want, scanLimit, match)
-    if (!(await this.scanChunks(target, chunks, scan))) return undefined
-    // Past what is held the log may go on only if the stretch stopped growing; what other
-    // processes append reaches it through the feed and wakes the subscription again.
-    return { expected: cursor, scan, exhausted: !scan.done && !this.recent.isFull(target.tenant) }
+    return undefined
   }
 
   /**
    * Runs the scan over held chunks (after its cursor), reading those without events from Redis
-   * as it gets to them, no more than it may need; false when the log no longer has them.
+   * as it gets to them, no more than it may need. With `checkCursor`, the first read brings the
+   * stored cursor, and the scan stops there if it is past the scan's start: returns that cursor
+   * then; false when the log no longer has the chunks or the subscription is gone; else true.
    */
-  private async scanChunks(target: ClaimTarget, chunks: readonly Chunk[], scan: Scan): Promise<boolean> {
+  private async scanChunks(
+    target: ClaimTarget,
+    chunks: readonly Chunk[],
+    scan: Scan,
+    checkCursor = false,
+  ): Promise<string | boolean> {
+    const start = scan.looked
     for (let i = 0; i < chunks.length && !scan.done; i++) {
       if (!chunks[i]!.events) {
         const missing: Chunk[] = []
@@ -196,7 +215,17 @@ export class Claimer {
             expected += eventsBetween(chunk.first, chunk.last) ?? scan.wanted
           }
         }
-        if (!(await this.reader.readChunks(target.keys.log, target.tenant, missing))) return false
+        const read = await this.reader.readChunks(
+          target.keys.log,
+          target.tenant,
+          missing,
+          checkCursor ? target.keys.sub : undefined,
+        )
+        if (read === false || read === null) return false
+        if (checkCursor) {
+          checkCursor = false
+          if (typeof read === 'string' && read > start) return read
+        }
       }
       const chunk = chunks[i]!
       const events = chunk.events!
