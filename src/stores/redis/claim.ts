@@ -48,6 +48,8 @@ interface Plan {
 class Scan {
   readonly chosen: HeraldEvent[] = []
   scanned = 0
+  /** It stopped short of the end of what is known, with enough chosen (not `done`, not everything looked at). */
+  stopped = false
   looked: string
 
   constructor(
@@ -118,7 +120,7 @@ export class Claimer {
       if (want <= 0) break
       const choose =
         Date.now() - (this.contended.get(key) ?? -Infinity) < CONTENDED_MS ? want * CONTENDED_CHOICE : want
-      let plan = await this.planFromHeld(target, key, choose, scanLimit, request.match)
+      let plan = await this.planFromHeld(target, key, want, choose, scanLimit, request.match)
       if (!plan) {
         const scanned = await this.planFromScan(target, now, want, scanLimit, request.match)
         nextDueAt = scanned.nextDueAt
@@ -167,6 +169,7 @@ export class Claimer {
     target: ClaimTarget,
     key: string,
     want: number,
+    choose: number,
     scanLimit: number,
     match: (event: HeraldEvent) => boolean,
   ): Promise<Plan | undefined> {
@@ -174,8 +177,8 @@ export class Claimer {
     for (let pass = 0; cursor !== undefined && pass < 2; pass++) {
       const chunks = this.recent.chunksAfter(target.tenant, cursor)
       if (!chunks || chunks.length === 0) return undefined
-      const scan = new Scan(cursor, want, scanLimit, match)
-      const stored = await this.scanChunks(target, chunks, scan, pass === 0)
+      const scan = new Scan(cursor, choose, scanLimit, match)
+      const stored = await this.scanChunks(target, chunks, scan, pass === 0, want)
       if (stored === false) return undefined // gone from the log, or the subscription is: scan the store
       if (typeof stored === 'string' && stored > cursor) {
         this.contended.set(key, Date.now())
@@ -185,14 +188,19 @@ export class Claimer {
       }
       // Past what is held the log may go on only if the stretch stopped growing; what other
       // processes append reaches it through the feed and wakes the subscription again.
-      return { expected: cursor, scan, exhausted: !scan.done && !this.recent.isFull(target.tenant) }
+      return {
+        expected: cursor,
+        scan,
+        exhausted: !scan.done && !scan.stopped && !this.recent.isFull(target.tenant),
+      }
     }
     return undefined
   }
 
   /**
    * Runs the scan over held chunks (after its cursor), reading those without events from Redis
-   * as it gets to them, no more than it may need. With `checkCursor`, the first read brings the
+   * as it gets to them, no more than it may need, and none once `readUpTo` events are chosen
+   * (a choice beyond what the lease may take is made from what is in hand). With `checkCursor`, the first read brings the
    * stored cursor, and the scan stops there if it is past the scan's start: returns that cursor
    * then; false when the log no longer has the chunks or the subscription is gone; else true.
    */
@@ -201,18 +209,24 @@ export class Claimer {
     chunks: readonly Chunk[],
     scan: Scan,
     checkCursor = false,
+    readUpTo = Infinity,
   ): Promise<string | boolean> {
     const start = scan.looked
     for (let i = 0; i < chunks.length && !scan.done; i++) {
       if (!chunks[i]!.events) {
+        const wanted = Math.min(scan.wanted, readUpTo - scan.chosen.length)
+        if (wanted <= 0) {
+          scan.stopped = true
+          break
+        }
         const missing: Chunk[] = []
         let expected = 0
-        for (let j = i; j < chunks.length && missing.length < READ_CHUNKS && expected < scan.wanted; j++) {
+        for (let j = i; j < chunks.length && missing.length < READ_CHUNKS && expected < wanted; j++) {
           const chunk = chunks[j]!
           if (chunk.events) expected += chunk.events.length
           else {
             missing.push(chunk)
-            expected += eventsBetween(chunk.first, chunk.last) ?? scan.wanted
+            expected += eventsBetween(chunk.first, chunk.last) ?? wanted
           }
         }
         const read = await this.reader.readChunks(
