@@ -199,10 +199,11 @@ export class Claimer {
 
   /**
    * Runs the scan over held chunks (after its cursor), reading those without events from Redis
-   * as it gets to them, no more than it may need, and none once `readUpTo` events are chosen
-   * (a choice beyond what the lease may take is made from what is in hand). With `checkCursor`, the first read brings the
-   * stored cursor, and the scan stops there if it is past the scan's start: returns that cursor
-   * then; false when the log no longer has the chunks or the subscription is gone; else true.
+   * as it gets to them, no more than it may need, and none once `readUpTo` events are chosen (a
+   * choice beyond what the lease may take is made from what is in hand). With `checkCursor`, the
+   * first read brings the stored cursor, and the scan stops there if it is past the scan's
+   * start: returns that cursor then; false when the log no longer has the chunks or the
+   * subscription is gone; else true.
    */
   private async scanChunks(
     target: ClaimTarget,
