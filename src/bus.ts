@@ -225,7 +225,24 @@ class BusCore {
       closeStore: options.closeStore ?? true,
       observer: options.observer,
     }
-    this.unwatch = this.store.watch(this.dispatch)
+    // Durable subscriptions claim their events from the store and need only a wake-up; live
+    // subscriptions and tails need the events themselves. Saying which tenants need them lets a
+    // shared store skip reading back what other processes appended elsewhere.
+    this.unwatch = this.store.watch(this.dispatch, { needs: this.needsEvents, appended: this.wakeDurable })
+  }
+
+  private readonly needsEvents = (tenant: string): boolean => {
+    const runtime = this.runtimes.get(tenant)
+    if (!runtime || runtime.index.size === 0) return false
+    if (runtime.tails.size > 0) return true
+    for (const worker of runtime.workers.values()) if (!worker.durable) return true
+    return false
+  }
+
+  private readonly wakeDurable = (tenant: string): void => {
+    const runtime = this.runtimes.get(tenant)
+    if (runtime)
+      for (const worker of runtime.workers.values()) if (worker instanceof DurableWorker) worker.wake()
   }
 
   runtime(tenant: Tenant): TenantRuntime {

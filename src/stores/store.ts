@@ -52,9 +52,11 @@ export interface Store {
   /**
    * Calls `listener` with events as they are appended to any tenant, by this process or (for a
    * store shared by several processes) any other, in log order per tenant. Returns a function
-   * that stops the calls.
+   * that stops the calls. With `options`, a store that would have to read events back to hand
+   * them over (those another process appended) may skip the tenants `needs` declines and tell
+   * `appended` instead; other stores hand over every event as usual.
    */
-  watch(listener: (events: readonly HeraldEvent[]) => void): () => void
+  watch(listener: (events: readonly HeraldEvent[]) => void, options?: WatchOptions): () => void
 
   // ── staged groups ────────────────────────────────────────────────────────────────────────
   /**
@@ -218,4 +220,14 @@ export interface DeadLetterQuery {
 
 export interface StoredDeadLetter extends DeliveryRecord {
   event: HeraldEvent
+}
+
+export interface WatchOptions {
+  /**
+   * Whether the watcher needs the events appended to this tenant ('account/workspace'), or only
+   * to hear that there are some. Asked for every append it could skip: keep it cheap.
+   */
+  needs?(tenant: string): boolean
+  /** Events were appended to this tenant and not handed to the listener, as `needs` declined them. */
+  appended?(tenant: string): void
 }

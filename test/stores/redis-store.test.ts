@@ -13,7 +13,7 @@ import {
   type HeraldEvent,
   type Store,
 } from '../../src/index.js'
-import { freshTenant, prepared, waitFor } from '../helpers.js'
+import { freshTenant, prepared, sleep, waitFor } from '../helpers.js'
 import { useRedis } from '../support/redis.js'
 
 const redis = await useRedis('store')
@@ -184,6 +184,65 @@ describe.skipIf(!redis)('redis store', () => {
     expect(left).toBeGreaterThanOrEqual(50)
     expect(left).toBeLessThan(200)
     expect(await store.getEvent(tenant, owed[0]!.id)).toBeUndefined()
+  })
+
+  it('reads back another process’s appends only for tenants a watcher needs, and tells the others', async () => {
+    const prefix = redis!.subPrefix('w')
+    const [a, b] = [0, 1].map(() => {
+      const store = redisStore({ url: redis!.url, prefix, logger: silentLogger })
+      stores.push(store)
+      return store
+    }) as [Store, Store]
+    const [needed, skipped] = [freshTenant('need'), freshTenant('skip')]
+    const key = (t: typeof needed): string => `${t.account}/${t.workspace}`
+    const seen: string[] = []
+    const notices: string[] = []
+    b.watch((events) => seen.push(...events.map((event) => event.topic)), {
+      needs: (t) => t === key(needed),
+      appended: (t) => notices.push(t),
+    })
+    await sleep(100) // the feed reader finds where the feed ends
+    const now = Date.now()
+    for (const t of [skipped, needed])
+      await a.append(t, prepared(t, [{ topic: `${t.account}/x`, data: 1 }]), { now, ...OPTS })
+    await waitFor(() => seen.length === 1 && notices.length === 1, 5000, 'the event and the notice')
+    expect(seen).toEqual([`${needed.account}/x`])
+    expect(notices).toEqual([key(skipped)])
+  })
+
+  it('shares a durable subscription between stores whose watchers need no events: each event once', async () => {
+    const prefix = redis!.subPrefix('d')
+    const tenant = freshTenant('durable')
+    const seen: string[] = []
+    const roots = [0, 1].map(() =>
+      createBus({
+        store: redisStore({ url: redis!.url, prefix, logger: silentLogger }),
+        logger: silentLogger,
+        pollInterval: 5_000, // deliveries must come from the feed's wake-ups, not from polling
+      }),
+    )
+    const buses = roots.map((root) => root.scope(tenant))
+    for (const bus of buses)
+      bus.subscribe('jobs', async (event) => void seen.push(event.id), { subscriberId: 'w' })
+    while ((await buses[0]!.subscriptions()).length === 0) await sleep(5)
+    const ids = (
+      await Promise.all(
+        buses.map(async (bus, b) => {
+          const out: string[] = []
+          for (let i = 0; i < 10; i++)
+            out.push(
+              ...(await bus.emit(
+                Array.from({ length: 25 }, (_, j) => ({ topic: `jobs/${b}`, data: i * 25 + j })),
+              )),
+            )
+          return out
+        }),
+      )
+    ).flat()
+    await waitFor(() => seen.length >= ids.length, 10_000, 'every job')
+    await sleep(100)
+    expect([...seen].sort()).toEqual([...ids].sort())
+    for (const root of roots) await root.close()
   })
 
   it('settles a delivery whose lease ran out and that the same consumer leased again', async () => {

@@ -5,9 +5,10 @@ import { parseEvent, type StreamEntry } from './codec.js'
 import type { SubscriptionKeys } from './keys.js'
 import type { LeaseIndex } from './leases.js'
 import type { LogReader } from './log.js'
-import type { RecentEvents } from './recent.js'
+import { indexAfter, type Chunk, type RecentEvents } from './recent.js'
 import type { Arg, Script } from './scripts/script.js'
 import * as scripts from './scripts/index.js'
+import { eventsBetween } from './seq.js'
 
 export const DEFAULT_SCAN_LIMIT = 10_000
 /** Log entries (appends) a claim reads in its first round trip, and in one round trip at most. */
@@ -15,6 +16,15 @@ const FIRST_PAGE = 4
 const MAX_PAGE = 256
 /** Claims that found their scan taken by another consumer try again this often before giving up for now. */
 const ROUNDS = 4
+/**
+ * A claim that met another consumer of its subscription within this long chooses this many
+ * times what it may lease: the lease takes its share from wherever the other left the cursor,
+ * in the same round trip, instead of finding its whole choice taken.
+ */
+const CONTENDED_MS = 1000
+const CONTENDED_CHOICE = 2
+/** Chunks of the held stretch a claim reads from Redis in one round trip at most. */
+const READ_CHUNKS = 64
 
 export type RunScript = <T>(script: Script, keys: readonly string[], args: readonly Arg[]) => Promise<T>
 
@@ -38,6 +48,8 @@ interface Plan {
 class Scan {
   readonly chosen: HeraldEvent[] = []
   scanned = 0
+  /** It stopped short of the end of what is known, with enough chosen (not `done`, not everything looked at). */
+  stopped = false
   looked: string
 
   constructor(
@@ -53,8 +65,13 @@ class Scan {
     return this.chosen.length >= this.target || this.scanned >= this.scanLimit
   }
 
-  take(events: readonly HeraldEvent[]): void {
-    for (let i = 0; i < events.length && !this.done; i++) {
+  /** Events still to choose. */
+  get wanted(): number {
+    return this.target - this.chosen.length
+  }
+
+  take(events: readonly HeraldEvent[], from = 0): void {
+    for (let i = from; i < events.length && !this.done; i++) {
       const event = events[i]!
       this.looked = event.seq!
       this.scanned++
@@ -76,6 +93,8 @@ class Scan {
 export class Claimer {
   /** Where each subscription's cursor stood after this process's last claim. */
   private readonly cursors = new Map<string, string>()
+  /** When a claim of each subscription last found that another consumer had moved its cursor. */
+  private readonly contended = new Map<string, number>()
 
   constructor(
     private readonly run: RunScript,
@@ -99,7 +118,9 @@ export class Claimer {
     for (let round = 0; round < ROUNDS; round++) {
       const want = limit - deliveries.length
       if (want <= 0) break
-      let plan = this.planFromHeld(target, key, want, scanLimit, request.match)
+      const choose =
+        Date.now() - (this.contended.get(key) ?? -Infinity) < CONTENDED_MS ? want * CONTENDED_CHOICE : want
+      let plan = await this.planFromHeld(target, key, want, choose, scanLimit, request.match)
       if (!plan) {
         const scanned = await this.planFromScan(target, now, want, scanLimit, request.match)
         nextDueAt = scanned.nextDueAt
@@ -113,6 +134,7 @@ export class Claimer {
         [(string | number)[], number, number, number, number, string | null, string]
       >(scripts.leaseDeliveries, [k.sub, k.rec, k.due, k.leases, k.log], args)
       this.cursors.set(key, cursor)
+      if (conflict === 1 || firstTaken > 0) this.contended.set(key, Date.now())
       nextDueAt = later === null ? undefined : Number(later)
       if (redue.length > 0) {
         // Leased again one by one: whatever lease they were taken under before is over.
@@ -138,24 +160,93 @@ export class Claimer {
     return nextDueAt === undefined ? { deliveries, more } : { deliveries, more, nextDueAt }
   }
 
-  /** A plan from the events held after where this process left the cursor, if it holds any. */
-  private planFromHeld(
+  /**
+   * A plan from the stretch held after where this process left the cursor, if it holds any. The
+   * first read of chunks from Redis brings the stored cursor too: another process may have
+   * claimed past this process's view meanwhile, and then the plan starts again from there.
+   */
+  private async planFromHeld(
     target: ClaimTarget,
     key: string,
     want: number,
+    choose: number,
     scanLimit: number,
     match: (event: HeraldEvent) => boolean,
-  ): Plan | undefined {
-    const cursor = this.cursors.get(key)
-    const span = this.recent.span(target.tenant)
-    if (cursor === undefined || !span) return undefined
-    const held = this.recent.after(target.tenant, cursor, span.last)
-    if (!held || held.length === 0) return undefined
-    const scan = new Scan(cursor, want, scanLimit, match)
-    scan.take(held)
-    // Past what is held the log may go on only if the stretch stopped growing; what other
-    // processes append reaches it through the feed and wakes the subscription again.
-    return { expected: cursor, scan, exhausted: !scan.done && !this.recent.isFull(target.tenant) }
+  ): Promise<Plan | undefined> {
+    let cursor = this.cursors.get(key)
+    for (let pass = 0; cursor !== undefined && pass < 2; pass++) {
+      const chunks = this.recent.chunksAfter(target.tenant, cursor)
+      if (!chunks || chunks.length === 0) return undefined
+      const scan = new Scan(cursor, choose, scanLimit, match)
+      const stored = await this.scanChunks(target, chunks, scan, pass === 0, want)
+      if (stored === false) return undefined // gone from the log, or the subscription is: scan the store
+      if (typeof stored === 'string' && stored > cursor) {
+        this.contended.set(key, Date.now())
+        this.cursors.set(key, stored)
+        cursor = stored
+        continue
+      }
+      // Past what is held the log may go on only if the stretch stopped growing; what other
+      // processes append reaches it through the feed and wakes the subscription again.
+      return {
+        expected: cursor,
+        scan,
+        exhausted: !scan.done && !scan.stopped && !this.recent.isFull(target.tenant),
+      }
+    }
+    return undefined
+  }
+
+  /**
+   * Runs the scan over held chunks (after its cursor), reading those without events from Redis
+   * as it gets to them, no more than it may need, and none once `readUpTo` events are chosen (a
+   * choice beyond what the lease may take is made from what is in hand). With `checkCursor`, the
+   * first read brings the stored cursor, and the scan stops there if it is past the scan's
+   * start: returns that cursor then; false when the log no longer has the chunks or the
+   * subscription is gone; else true.
+   */
+  private async scanChunks(
+    target: ClaimTarget,
+    chunks: readonly Chunk[],
+    scan: Scan,
+    checkCursor = false,
+    readUpTo = Infinity,
+  ): Promise<string | boolean> {
+    const start = scan.looked
+    for (let i = 0; i < chunks.length && !scan.done; i++) {
+      if (!chunks[i]!.events) {
+        const wanted = Math.min(scan.wanted, readUpTo - scan.chosen.length)
+        if (wanted <= 0) {
+          scan.stopped = true
+          break
+        }
+        const missing: Chunk[] = []
+        let expected = 0
+        for (let j = i; j < chunks.length && missing.length < READ_CHUNKS && expected < wanted; j++) {
+          const chunk = chunks[j]!
+          if (chunk.events) expected += chunk.events.length
+          else {
+            missing.push(chunk)
+            expected += eventsBetween(chunk.first, chunk.last) ?? wanted
+          }
+        }
+        const read = await this.reader.readChunks(
+          target.keys.log,
+          target.tenant,
+          missing,
+          checkCursor ? target.keys.sub : undefined,
+        )
+        if (read === false || read === null) return false
+        if (checkCursor) {
+          checkCursor = false
+          if (typeof read === 'string' && read > start) return read
+        }
+      }
+      const chunk = chunks[i]!
+      const events = chunk.events!
+      scan.take(events, chunk.first > scan.looked ? 0 : indexAfter(events, scan.looked, false))
+    }
+    return true
   }
 
   /** A plan from the stored cursor, read with the due records in one script; undefined when there is nothing to lease. */
@@ -179,20 +270,19 @@ export class Claimer {
       )
       this.recent.claiming(tenant, subscriptionId, cursor, Date.now())
       const nextDueAt = later === null ? undefined : Number(later)
-      let events: HeraldEvent[]
-      let full: boolean
-      if (cursorHeld === 1) {
-        const held = this.recent.after(tenant, cursor, span!.last)
-        if (!held) continue // the stretch moved on meanwhile: scan again
-        events = held
-        full = true
-      } else {
-        events = this.reader.known(tenant, cursor, entries)
-        full = entries.length === page
-      }
       // Choose at most what the lease can take after the due records, so the cursor stops at the last one chosen.
       const scan = new Scan(cursor, Math.max(0, want - dueCount), scanLimit, match)
-      scan.take(events)
+      let full: boolean
+      if (cursorHeld === 1) {
+        const held = this.recent.chunksAfter(tenant, cursor)
+        // The stretch moved on meanwhile, or lost events: scan again.
+        if (!held || !(await this.scanChunks(target, held, scan))) continue
+        full = true
+      } else {
+        scan.take(this.reader.known(tenant, cursor, entries))
+        full = entries.length === page
+      }
+      let events: HeraldEvent[]
       while (!scan.done && full) {
         page = Math.min(page * 2, MAX_PAGE)
         ;({ events, full } = await this.reader.readAfter(k.log, tenant, scan.looked, page))

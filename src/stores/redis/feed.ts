@@ -1,6 +1,7 @@
 import { describeError } from '../../errors.js'
 import type { HeraldEvent } from '../../event.js'
 import type { Logger } from '../../logger.js'
+import type { WatchOptions } from '../store.js'
 import type { Connection } from './connection.js'
 import type { Keys } from './keys.js'
 import { SUFFIX } from './keys.js'
@@ -21,11 +22,12 @@ const RETRY_MS = 250
  * Carries appends from every process to this process's watchers. Each append (and group release)
  * adds one entry to the shared feed stream, inside the same script as the events, so the feed's
  * order is the log's order per tenant. One dedicated connection reads the feed with a blocking
- * XREAD and fetches the events of each entry from the tenant's log; events this process appended
- * itself are taken from memory instead. After a lost connection it resumes where it stopped.
+ * XREAD and fetches the events of each entry from the tenant's log when a watcher needs them;
+ * events this process appended itself are taken from memory instead. After a lost connection it
+ * resumes where it stopped.
  */
 export class FeedReader {
-  private readonly listeners = new Set<Listener>()
+  private readonly listeners = new Map<Listener, WatchOptions | undefined>()
   private connection: Connection | undefined
   private loop: Promise<void> | undefined
   /** Feed id of the last entry handed out; undefined until the reader knows where the feed ends. */
@@ -44,8 +46,8 @@ export class FeedReader {
     private readonly appending: () => Promise<unknown> | undefined,
   ) {}
 
-  watch(listener: Listener): () => void {
-    this.listeners.add(listener)
+  watch(listener: Listener, options?: WatchOptions): () => void {
+    this.listeners.set(listener, options)
     if (!this.loop) this.start()
     return () => {
       this.listeners.delete(listener)
@@ -156,14 +158,28 @@ export class FeedReader {
   /** Hands the events of these feed entries to the listeners, in feed order. */
   private async deliver(connection: Connection, entries: FeedEntry[]): Promise<void> {
     const batches: (HeraldEvent[] | undefined)[] = new Array(entries.length)
-    let missing = this.lookUp(entries, batches)
+    // Another process's appends are read back only for tenants a watcher needs the events of
+    // (a live subscriber or stream here); the others' watchers hear of them, and claims read
+    // what they reach (recent.ts), so a process parses only the events it uses.
+    const needed = new Map<string, boolean>()
+    const wanted = (i: number): boolean => {
+      const { t } = fieldsOf(entries[i]![1])
+      let needs = needed.get(t)
+      if (needs === undefined) needed.set(t, (needs = this.needs(t)))
+      return needs
+    }
+    let missing = this.lookUp(entries, batches).filter(wanted)
     const appending = missing.length > 0 ? this.appending() : undefined
     if (appending) {
       // The feed can bring this process's own appends before their replies do: wait for those
-      // rather than read back events this process has in hand.
+      // rather than read back events this process has in hand. (Not for the others: an own
+      // append noted without its events gets them when its reply comes, see recent.ts.)
       await appending.catch(() => {})
-      missing = this.lookUp(entries, batches)
+      missing = this.lookUp(entries, batches).filter(wanted)
     }
+    let skipped: Set<string> | undefined
+    for (let i = 0; i < entries.length; i++)
+      if (!batches[i] && !missing.includes(i)) (skipped ??= new Set()).add(fieldsOf(entries[i]![1]).t)
     if (missing.length > 0) {
       const fetched = await connection.run((redis) => {
         const pipeline = redis.pipeline()
@@ -194,19 +210,27 @@ export class FeedReader {
     if (this.connection !== connection) return
     const now = Date.now()
     for (let i = 0; i < entries.length; i++) {
-      const { t, p } = fieldsOf(entries[i]![1])
-      this.recent.add(t, p, batches[i]!, now)
+      const { t, p, a, b } = fieldsOf(entries[i]![1])
+      const batch = batches[i]
+      if (batch) this.recent.add(t, p, batch, now)
+      else this.recent.note(t, p, a, b, now)
     }
     this.advance(entries.at(-1)![0])
-    const events = batches.length === 1 ? batches[0]! : batches.flatMap((batch) => batch ?? [])
-    if (events.length === 0) return
-    for (const listener of this.listeners) {
+    const events = batches.length === 1 ? (batches[0] ?? []) : batches.flatMap((batch) => batch ?? [])
+    for (const [listener, options] of this.listeners) {
       try {
-        listener(events)
+        if (events.length > 0) listener(events)
+        if (skipped && options?.appended) for (const tenant of skipped) options.appended(tenant)
       } catch {
         // A watcher's failure is the watcher's business; the events are stored.
       }
     }
+  }
+
+  /** Does some watcher need the events appended to this tenant? */
+  private needs(tenant: string): boolean {
+    for (const options of this.listeners.values()) if (!options?.needs || options.needs(tenant)) return true
+    return false
   }
 
   /** Fills in the events of the entries this process has in hand; returns the indexes of the others. */

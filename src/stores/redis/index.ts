@@ -13,6 +13,7 @@ import type {
   StoredDeadLetter,
   SubscriptionRecord,
   SubscriptionSpec,
+  WatchOptions,
 } from '../store.js'
 import {
   decodeDeadLetter,
@@ -290,9 +291,9 @@ class RedisStore implements Store {
     return last || undefined
   }
 
-  watch(listener: (events: readonly HeraldEvent[]) => void): () => void {
+  watch(listener: (events: readonly HeraldEvent[]) => void, options?: WatchOptions): () => void {
     if (this.closed) return () => {}
-    return this.feed.watch(listener)
+    return this.feed.watch(listener, options)
   }
 
   // ── staged groups ──────────────────────────────────────────────────────────────────────────

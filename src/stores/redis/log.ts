@@ -1,7 +1,7 @@
 import type { HeraldEvent } from '../../event.js'
 import { parseEntries, parseEntry, type StreamEntry } from './codec.js'
 import { toStoreError, type Connection } from './connection.js'
-import type { RecentEvents } from './recent.js'
+import type { Chunk, RecentEvents } from './recent.js'
 import { entryOf, seqOf } from './seq.js'
 
 /**
@@ -41,6 +41,49 @@ export class LogReader {
       redis.xrange(log, start, '+', 'COUNT', count),
     )) as StreamEntry[]
     return { events: this.known(tenant, after, entries), full: entries.length === count }
+  }
+
+  /**
+   * Reads the events of held chunks that have none yet (the feed said where another process's
+   * append lies, not what it holds), in one round trip. With `sub`, reads the subscription's
+   * cursor in the same trip and parses only the chunks after it: what another process claimed
+   * meanwhile this one does not need. Returns false, with the tenant's stretch forgotten, when
+   * the log no longer has some of them; else the cursor ('' before any claim, null when the
+   * subscription does not exist), or true without `sub`.
+   */
+  async readChunks(
+    log: string,
+    tenant: string,
+    chunks: readonly Chunk[],
+    sub?: string,
+  ): Promise<string | null | boolean> {
+    const replies = await this.main.run((redis) => {
+      const pipeline = redis.pipeline()
+      if (sub !== undefined) pipeline.hget(sub, 'cursor')
+      for (const chunk of chunks) pipeline.xrange(log, entryOf(chunk.first), entryOf(chunk.last))
+      return pipeline.exec()
+    })
+    const reply = (i: number): unknown => {
+      const [error, result] = replies?.[i] ?? [new Error('no reply')]
+      if (error) throw toStoreError(error)
+      return result
+    }
+    const cursor = sub === undefined ? undefined : (reply(0) as string | null)
+    const offset = sub === undefined ? 0 : 1
+    for (let i = 0; i < chunks.length; i++) {
+      const chunk = chunks[i]!
+      const entries = reply(i + offset) as StreamEntry[]
+      if (cursor !== undefined && (cursor === null || chunk.last <= cursor)) continue
+      const events = parseEntries(entries).filter(
+        (event) => event.seq! >= chunk.first && event.seq! <= chunk.last,
+      )
+      if (events.length === 0 || events[0]!.seq !== chunk.first || events.at(-1)!.seq !== chunk.last) {
+        this.recent.forgetTenant(tenant)
+        return false
+      }
+      this.recent.fill(tenant, chunk, events)
+    }
+    return cursor === undefined ? true : cursor
   }
 
   /** The events at these seqs: held ones from memory, the others from the log entries holding them. */

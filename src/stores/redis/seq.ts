@@ -36,6 +36,13 @@ export function entryOf(seq: string): string {
   return `${strip(seq.slice(0, MS_WIDTH))}-${strip(seq.slice(MS_WIDTH + 1, MS_WIDTH + 1 + N_WIDTH))}`
 }
 
+/** How many events lie from `first` to `last`, both included, when they are in one entry; undefined otherwise. */
+export function eventsBetween(first: string, last: string): number | undefined {
+  const index = MS_WIDTH + N_WIDTH + 2
+  if (first.slice(0, index) !== last.slice(0, index)) return undefined
+  return Number(last.slice(index)) - Number(first.slice(index)) + 1
+}
+
 export function isSeq(value: string): boolean {
   return SEQ.test(value)
 }
