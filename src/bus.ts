@@ -256,13 +256,13 @@ class BusCore {
     return runtime
   }
 
-  /** Every stored event passes here once: the index finds the subscriptions that want it. */
-  /** Set by an emit around its synchronous append, so that dispatch need not read the clock again. */
-  clockHint = 0
   private lastRuntime: TenantRuntime | undefined
 
+  /** Every stored event passes here once: the index finds the subscriptions that want it. */
   private readonly dispatch = (events: readonly HeraldEvent[]): void => {
-    const now = this.clockHint || Date.now()
+    // A fresh reading, not the emit's coarse one: attempt deadlines count from it, and a handler
+    // must get its whole timeout however long the turn that emitted has been running.
+    const now = Date.now()
     // Consecutive events mostly share a tenant, whose strings are then the very same objects.
     let runtime = this.lastRuntime
     for (let e = 0; e < events.length; e++) {
@@ -453,7 +453,6 @@ class ScopedBus implements EventBus {
     const store = core.store
     if (store.appendNow) {
       // A store that appends without I/O saves the promise and the tick of an async append.
-      core.clockHint = now
       try {
         // A synchronous append keeps nothing of its options, so one object serves every call.
         const options = this.syncAppendOptions
@@ -461,8 +460,6 @@ class ScopedBus implements EventBus {
         core.published(store.appendNow(this.tenant, batch, options))
       } catch (error) {
         return Promise.reject(error)
-      } finally {
-        core.clockHint = 0
       }
       return Promise.resolve(ids)
     }
