@@ -3,9 +3,9 @@
  * event. This clock reads the real one at most every `REUSE` calls and never across a turn of
  * the event loop: a reading is dropped at the next macrotask (setImmediate), so an idle process
  * always gets a fresh one, and a busy synchronous loop is at most `REUSE` calls behind. A reading
- * can still be as old as the turn that is running (as Node's own timer base is), so it stamps
- * event times, ids and dedupe windows, and never an attempt's deadline: a handler's timeout
- * counts from a fresh reading.
+ * can still be as old as the turn that is running when calls are sparse, so what must not start
+ * early (an attempt's deadline) begins from `fresh()`, and is then at most `REUSE` deliveries
+ * behind.
  */
 const REUSE = 16
 let reading = 0
@@ -22,6 +22,11 @@ export function now(): number {
     uses++
     return reading
   }
+  return fresh()
+}
+
+/** Reads the real clock, and lets the next `REUSE - 1` calls of `now()` have this reading. */
+export function fresh(): number {
   reading = Date.now()
   uses = 1
   if (!armed) {

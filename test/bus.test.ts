@@ -272,6 +272,33 @@ describe('timeouts', () => {
     expect((await b.deadLetters.list())[0]!.lastError).toMatch(/timed out after 160 ms/)
   })
 
+  it('a handler gets its whole timeout even when the turn that emitted it had been running for a while', async () => {
+    const b = bus()
+    let startedAt = 0
+    let abortedAfter = -1
+    b.subscribe(
+      'hang',
+      (_event, ctx) =>
+        new Promise<void>((_resolve, reject) => {
+          startedAt = performance.now()
+          ctx.signal.addEventListener('abort', () => {
+            abortedAfter = performance.now() - startedAt
+            reject(ctx.signal.reason)
+          })
+        }),
+      { retry: { retries: 0, timeout: 50 } },
+    )
+    // One turn: an emit reads the clock, the turn stays busy for 30 ms, then the emit that matters.
+    await b.emit({ topic: 'warm', data: 1 })
+    const busyUntil = Date.now() + 30
+    while (Date.now() < busyUntil) {
+      // a long synchronous stretch, as a busy process has
+    }
+    await b.emit({ topic: 'hang', data: 1 })
+    await waitFor(() => abortedAfter >= 0, 2000, 'the abort')
+    expect(abortedAfter).toBeGreaterThanOrEqual(48)
+  })
+
   it('a late success of an aborted attempt does not count', async () => {
     const b = bus()
     b.subscribe('late', () => sleep(80), { retry: { retries: 0, timeout: 20 } })
