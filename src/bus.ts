@@ -1,4 +1,4 @@
-import { now as clock, fresh as freshClock } from './clock.js'
+import { now as clock, turn as currentTurn } from './clock.js'
 import { DurableWorker } from './delivery/durable.js'
 import { LiveWorker } from './delivery/live.js'
 import { DEFAULT_RETRY_POLICY, resolveRetryPolicy, type RetryPolicy } from './delivery/policy.js'
@@ -260,10 +260,10 @@ class BusCore {
 
   /** Every stored event passes here once: the index finds the subscriptions that want it. */
   private readonly dispatch = (events: readonly HeraldEvent[]): void => {
-    // Attempt deadlines count from these readings: fresh for the first event, since the emit's
-    // reading may be as old as the turn; then renewed every few deliveries, since handlers run
-    // their synchronous part in this loop.
-    let now = freshClock()
+    // A coarse reading may be as old as the running turn, so attempts started here take their
+    // deadlines from the turn's end instead (never early); the reading is only their lower bound.
+    const now = clock()
+    const turn = currentTurn()
     // Consecutive events mostly share a tenant, whose strings are then the very same objects.
     let runtime = this.lastRuntime
     for (let e = 0; e < events.length; e++) {
@@ -278,8 +278,7 @@ class BusCore {
       }
       if (!runtime || runtime.index.size === 0) continue
       const receivers = runtime.index.match(event.topic)
-      if (e > 0) now = clock()
-      for (let i = 0; i < receivers.length; i++) receivers[i]!.offer(event, now)
+      for (let i = 0; i < receivers.length; i++) receivers[i]!.offer(event, now, turn)
     }
   }
 

@@ -3,18 +3,43 @@
  * event. This clock reads the real one at most every `REUSE` calls and never across a turn of
  * the event loop: a reading is dropped at the next macrotask (setImmediate), so an idle process
  * always gets a fresh one, and a busy synchronous loop is at most `REUSE` calls behind. A reading
- * can still be as old as the turn that is running when calls are sparse, so what must not start
- * early (an attempt's deadline) begins from `fresh()`, and is then at most `REUSE` deliveries
- * behind.
+ * can still be as old as the turn that is running when calls are sparse, so it stamps event
+ * times, ids and dedupe windows; what must never come early (an attempt's deadline) counts from
+ * the end of the turn instead (`turn()`), which is known only once the turn is over.
  */
 const REUSE = 16
 let reading = 0
 let uses = REUSE
 let armed = false
 
+/** A turn of the event loop; `end` is the clock when it was over (Infinity while it runs). */
+export interface Turn {
+  end: number
+}
+
+let running: Turn = { end: Infinity }
+
 function expire(): void {
   armed = false
   uses = REUSE
+  running.end = Date.now()
+  running = { end: Infinity }
+}
+
+function arm(): void {
+  if (!armed) {
+    armed = true
+    setImmediate(expire).unref()
+  }
+}
+
+/**
+ * The turn running now. Anything started in it started before its `end`, so a deadline counted
+ * from `end` is never early, and it is late by at most what remained of the turn.
+ */
+export function turn(): Turn {
+  arm()
+  return running
 }
 
 export function now(): number {
@@ -22,16 +47,8 @@ export function now(): number {
     uses++
     return reading
   }
-  return fresh()
-}
-
-/** Reads the real clock, and lets the next `REUSE - 1` calls of `now()` have this reading. */
-export function fresh(): number {
   reading = Date.now()
   uses = 1
-  if (!armed) {
-    armed = true
-    setImmediate(expire).unref()
-  }
+  arm()
   return reading
 }

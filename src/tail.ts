@@ -1,3 +1,4 @@
+import type { Turn } from './clock.js'
 import { describeError } from './errors.js'
 import { senderMatches, type HeraldEvent, type Tenant } from './event.js'
 import type { Logger } from './logger.js'
@@ -6,8 +7,11 @@ import { compileMatcher } from './topic.js'
 
 /** Receives stored events as the index routes them; implemented by subscriptions and tails. */
 export interface Receiver {
-  /** `now` is the dispatch's clock reading, shared by the batch so that each event need not read the clock. */
-  offer(event: HeraldEvent, now: number): void
+  /**
+   * `now` is the dispatch's coarse clock reading, shared by the batch; it may be as old as
+   * `turn`, the running turn of the event loop, from whose end deadlines count (see clock.ts).
+   */
+  offer(event: HeraldEvent, now: number, turn: Turn): void
 }
 
 export interface TailOptions {

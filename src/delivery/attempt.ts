@@ -1,3 +1,4 @@
+import type { Turn } from '../clock.js'
 import type { HeraldEvent } from '../event.js'
 
 /** What a handler receives besides the event. */
@@ -37,9 +38,26 @@ export class Attempt implements HandlerContext {
     readonly event: HeraldEvent,
     readonly attempt: number,
     readonly subscriptionId: string,
-    readonly deadline: number,
+    /** When it started, by a reading that may be early (see `turn`). */
+    readonly startedAt: number,
     readonly timeout: number,
+    /**
+     * Set when `startedAt` is a coarse reading: the turn it started in, whose end (once over) is
+     * the start its deadline counts from, so that the deadline is never early.
+     */
+    readonly turn: Turn | undefined,
   ) {}
+
+  /** When the attempt times out: exact once its turn is over; until then a lower bound. */
+  get deadline(): number {
+    const turn = this.turn
+    return (turn === undefined || turn.end === Infinity ? this.startedAt : turn.end) + this.timeout
+  }
+
+  /** The deadline is known (not merely a lower bound). */
+  get deadlineKnown(): boolean {
+    return this.turn === undefined || this.turn.end !== Infinity
+  }
 
   get signal(): AbortSignal {
     if (!this.controller) {

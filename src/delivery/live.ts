@@ -1,3 +1,4 @@
+import type { Turn } from '../clock.js'
 import type { HeraldEvent } from '../event.js'
 import type { Attempt } from './attempt.js'
 import { Worker, type DeliveryStatus, type WorkerSpec } from './worker.js'
@@ -48,7 +49,7 @@ export class LiveWorker extends Worker {
     super(spec)
   }
 
-  offer(event: HeraldEvent, now: number): void {
+  offer(event: HeraldEvent, now: number, turn: Turn): void {
     if (this.stopped || !this.senderAccepts(event)) return
     this.firstSeq ??= event.seq
     if (
@@ -57,7 +58,7 @@ export class LiveWorker extends Worker {
       this.dueRetries.length === 0
     ) {
       this.frontier = event.seq!
-      this.run(event, 0, now)
+      this.run(event, 0, now, turn)
     } else this.queue.push(event)
   }
 

@@ -1,3 +1,4 @@
+import type { Turn } from '../clock.js'
 import { NonRetriableError, describeError } from '../errors.js'
 import type { HeraldEvent, Tenant } from '../event.js'
 import { senderMatches } from '../event.js'
@@ -94,7 +95,7 @@ export abstract class Worker {
   }
 
   /** An event whose topic matches was stored. */
-  abstract offer(event: HeraldEvent, now: number): void
+  abstract offer(event: HeraldEvent, now: number, turn: Turn): void
   /** Stop starting deliveries that are not already due; keep running those in flight. */
   abstract stop(): void
   /** Everything due has been started and nothing is in flight. */
@@ -104,12 +105,17 @@ export abstract class Worker {
   protected abstract onSuccess(attempt: Attempt): void
   protected abstract onFailure(attempt: Attempt, error: unknown): void
 
-  protected run(event: HeraldEvent, attemptIndex: number, now: number = Date.now()): void {
+  /**
+   * Starts an attempt. `now` defaults to a fresh reading; a caller passing a coarse one passes
+   * the `turn` it was taken in, and the deadline then counts from that turn's end.
+   */
+  protected run(event: HeraldEvent, attemptIndex: number, now: number = Date.now(), turn?: Turn): void {
     const timeout = attemptIndex === 0 ? this.policy.timeout : attemptTimeout(this.policy, attemptIndex)
-    const deadline = now + timeout
-    const attempt = new Attempt(event, attemptIndex, this.id, deadline, timeout)
+    const attempt = new Attempt(event, attemptIndex, this.id, now, timeout, turn)
     this.inFlight.add(attempt)
-    if (deadline < this.sweepAt) this.armSweep(deadline)
+    // Armed for the earliest the deadline can be; the sweep re-arms when it learns the exact one.
+    const earliest = now + timeout
+    if (earliest < this.sweepAt) this.armSweep(earliest)
     let result: unknown
     try {
       result = this.handler(event, attempt)
@@ -155,11 +161,12 @@ export abstract class Worker {
     const now = Date.now()
     let next = Infinity
     for (const attempt of this.inFlight) {
-      if (attempt.deadline <= now) {
+      const deadline = attempt.deadline
+      if (deadline <= now && attempt.deadlineKnown) {
         const error = new AttemptTimeoutError(attempt.timeout)
         attempt.abort(error)
         this.finish(attempt, error, true)
-      } else if (attempt.deadline < next) next = attempt.deadline
+      } else if (deadline < next) next = Math.max(deadline, now + 1)
     }
     if (next !== Infinity) this.armSweep(next)
   }
@@ -181,7 +188,7 @@ export abstract class Worker {
       event: attempt.event,
       attempt: attempt.attempt,
       outcome: verdict === undefined ? 'delivered' : 'dead' in verdict ? 'dead' : 'retry',
-      durationMs: Date.now() - (attempt.deadline - attempt.timeout),
+      durationMs: Date.now() - attempt.startedAt,
     }
     if (verdict) report.error = verdict.error
     try {
