@@ -115,26 +115,37 @@ async function fanout(nonMatching: number): Promise<number> {
 type Key = `${'herald' | 'medusa' | 'emitter'}:${'single' | 'batch'}` | `fanout:${number}`
 const contenders = { herald, medusa, emitter }
 
-async function measure(key: Key): Promise<number> {
+/** `<key>@<runs>`: the median of that many runs (after a warm-up run) in one child process. */
+async function measure(spec: string): Promise<number> {
+  const [key, runs] = spec.split('@') as [Key, string]
   const [what, arg] = key.split(':') as [string, string]
-  if (what === 'fanout') return medianOf(RUNS, () => fanout(Number(arg)))
+  if (what === 'fanout') return medianOf(Number(runs), () => fanout(Number(arg)))
   const contender = contenders[what as keyof typeof contenders]
-  return medianOf(RUNS, () => contender.run(arg as 'single' | 'batch'))
+  return medianOf(Number(runs), () => contender.run(arg as 'single' | 'batch'))
 }
 
-const key = measurement()
-if (key !== undefined) reportFigure(await measure(key as Key))
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b)
+  return sorted[Math.floor(sorted.length / 2)]!
+}
+
+const spec = measurement()
+if (spec !== undefined) reportFigure(await measure(spec))
 else {
   header(
-    `bench core: ${N.toLocaleString('en')} events to one async handler, median of ${RUNS} runs, each contender in its own process`,
+    `bench core: ${N.toLocaleString('en')} events to one async handler; each contender measured in ${RUNS} fresh processes, taking turns with the others (so that a machine whose speed drifts weighs on all alike); the median of those`,
   )
-  const figure = (k: Key) => measureInChild(import.meta.url, k)
+  const figure = (k: Key) => measureInChild(import.meta.url, `${k}@${RUNS}`)
+  const names = Object.keys(contenders) as (keyof typeof contenders)[]
   for (const mode of ['single', 'batch'] as const) {
+    const rounds = names.map(() => [] as number[])
+    for (let round = 0; round < RUNS; round++)
+      names.forEach((name, i) => rounds[i]!.push(measureInChild(import.meta.url, `${name}:${mode}@1`)))
     table(
       mode === 'single' ? 'one `await emit(event)` per event' : `arrays of ${BATCH} per emit`,
-      (Object.keys(contenders) as (keyof typeof contenders)[]).map((name) => ({
+      names.map((name, i) => ({
         name: contenders[name].name,
-        value: figure(`${name}:${mode}`),
+        value: median(rounds[i]!),
         unit: 'events/s',
       })),
       'medusa event-bus-local',
