@@ -7,7 +7,7 @@
 import { EventEmitter } from 'node:events'
 import { createRequire } from 'node:module'
 import { createBus, silentLogger } from '../src/index.js'
-import { deliveredAll, emitAll } from './lib/load.js'
+import { deliveredAll, deliveryRate } from './lib/load.js'
 import { measureInChild, measurement, reportFigure } from './lib/isolated.js'
 import { header, medianOf, quietLogger, table } from './lib/report.js'
 
@@ -28,16 +28,14 @@ const herald: Contender = {
     const bus = createBus({ logger: silentLogger })
     const { handler, done } = deliveredAll(N)
     bus.subscribe('bench/event', handler, { retry: { concurrency: 1000 } })
-    const start = performance.now()
-    await emitAll(
+    const rate = await deliveryRate(
       (events) => bus.emit(events as never),
       mode,
       N,
       BATCH,
       (i) => ({ topic: 'bench/event', data: { i } }),
+      done,
     )
-    await done
-    const rate = N / ((performance.now() - start) / 1000)
     await bus.close()
     return rate
   },
@@ -50,16 +48,14 @@ const medusa: Contender = {
     const bus = new Service({ logger: quietLogger }, {}, { worker_mode: 'shared' })
     const { handler, done } = deliveredAll(N)
     bus.subscribe('bench.event', handler, { subscriberId: 'bench-sub' })
-    const start = performance.now()
-    await emitAll(
+    const rate = await deliveryRate(
       (events) => bus.emit(events),
       mode,
       N,
       BATCH,
       (i) => ({ name: 'bench.event', data: { i } }),
+      done,
     )
-    await done
-    const rate = N / ((performance.now() - start) / 1000)
     bus.unsubscribe('bench.event', handler, { subscriberId: 'bench-sub' })
     return rate
   },
@@ -98,16 +94,14 @@ async function fanout(nonMatching: number): Promise<number> {
   // Collect the garbage of creating the subscriptions now, so that the timed part measures
   // routing events, not promoting 10,000 new subscriptions to the old generation.
   globalThis.gc?.()
-  const start = performance.now()
-  await emitAll(
+  const rate = await deliveryRate(
     (events) => bus.emit(events as never),
     'batch',
     count,
     BATCH,
     (i) => ({ topic: 'bench/event', data: { i } }),
+    done,
   )
-  await done
-  const rate = count / ((performance.now() - start) / 1000)
   await bus.close()
   return rate
 }

@@ -6,7 +6,7 @@
  */
 import { createRequire } from 'node:module'
 import { HeraldEventBusService } from '../src/medusa/index.js'
-import { deliveredAll, emitAll } from './lib/load.js'
+import { deliveredAll, deliveryRate } from './lib/load.js'
 import { measureInChild, measurement, reportFigure } from './lib/isolated.js'
 import { header, medianOf, quietLogger, table } from './lib/report.js'
 
@@ -34,16 +34,14 @@ async function rate(contender: Contender, mode: 'single' | 'batch'): Promise<num
     handler,
     contender.subscriberId ? { subscriberId: contender.subscriberId } : undefined,
   )
-  const start = performance.now()
-  await emitAll(
+  const result = await deliveryRate(
     (events) => bus.emit(events),
     mode,
     N,
     BATCH,
     (i) => ({ name: 'bench.event', data: { i } }),
+    done,
   )
-  await done
-  const result = N / ((performance.now() - start) / 1000)
   await close()
   return result
 }

@@ -31,3 +31,21 @@ export async function emitAll(
     await emit(events)
   }
 }
+
+/**
+ * Emits `count` events as `emitAll` does and resolves with the rate, in events/s, from the first
+ * emit until `done` (the handler's last delivery).
+ */
+export async function deliveryRate(
+  emit: (events: unknown) => Promise<unknown>,
+  mode: 'single' | 'batch',
+  count: number,
+  batch: number,
+  make: (i: number) => unknown,
+  done: Promise<void>,
+): Promise<number> {
+  const start = performance.now()
+  await emitAll(emit, mode, count, batch, make)
+  await done
+  return count / ((performance.now() - start) / 1000)
+}

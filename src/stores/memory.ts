@@ -187,10 +187,10 @@ class MemoryStore implements Store {
   }
 
   appendNow(tenant: Tenant, batch: PreparedBatch, options: AppendOptions): HeraldEvent[] {
-    this.open()
-    const state = this.tenant(tenant)
     if (batch.dedupe !== undefined || batch.groups !== undefined)
       return this.appendBatch(tenant, batch, options).appended
+    this.open()
+    const state = this.tenant(tenant)
     // The common batch: every event goes to the log, so the batch's own array is the answer.
     const events = batch.events
     const log = state.log
