@@ -3,13 +3,23 @@ import { HeraldError } from '../errors.js'
 import { authenticate } from './auth.js'
 import type { ServerContext } from './context.js'
 import { errorBody } from './errors.js'
+import { StoreProbe } from './readiness.js'
 
-/** `/healthz` (the process answers), `/readyz` (it takes work: not shutting down), `/metrics` (admin). */
+/**
+ * `/healthz` (the process answers), `/readyz` (it takes work: not shutting down, and the store
+ * answers), `/metrics` (admin).
+ */
 export const healthPlugin: FastifyPluginAsync<{ context: ServerContext }> = async (app, { context }) => {
+  const probe = new StoreProbe(context.bus.store)
   app.get('/healthz', async () => ({ status: 'ok' }))
   app.get('/readyz', async (_request, reply) => {
     if (!context.accepting)
       return reply.code(503).send(errorBody(new HeraldError('closed', 'the server is shutting down')))
+    try {
+      await probe.check()
+    } catch (error) {
+      return reply.code(503).send(errorBody(error as HeraldError))
+    }
     return { status: 'ready', store: context.bus.store.kind }
   })
   app.register(async (admin) => {
