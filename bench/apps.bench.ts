@@ -12,7 +12,7 @@ import { Agent, createServer, request, type RequestListener, type Server } from 
 import type { AddressInfo } from 'node:net'
 import { createBus, silentLogger, type Bus } from '../src/index.js'
 import { WebhookRegistry, autoEvents } from '../src/service/index.js'
-import { header, table, type Row } from './lib/report.js'
+import { header, median, table, type Row } from './lib/report.js'
 
 const REQUESTS = Number(process.env.BENCH_REQUESTS ?? 20_000)
 const EVENTS = Number(process.env.BENCH_EVENTS ?? 5_000)
@@ -166,10 +166,7 @@ async function interleaved(
   for (let round = 0; round < RUNS; round++) {
     for (let i = 0; i < contenders.length; i++) values[i]!.push(await contenders[i]![1]())
   }
-  return contenders.map(([name], i) => {
-    const sorted = values[i]!.sort((a, b) => a - b)
-    return { name, value: sorted[Math.floor(sorted.length / 2)]!, unit: '' }
-  })
+  return contenders.map(([name], i) => ({ name, value: median(values[i]!), unit: '' }))
 }
 
 const requestRows = (

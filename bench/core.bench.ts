@@ -9,7 +9,7 @@ import { createRequire } from 'node:module'
 import { createBus, silentLogger } from '../src/index.js'
 import { deliveredAll, deliveryRate } from './lib/load.js'
 import { measureInChild, measurement, reportFigure } from './lib/isolated.js'
-import { header, medianOf, quietLogger, table } from './lib/report.js'
+import { header, median, medianOf, quietLogger, table } from './lib/report.js'
 
 const N = Number(process.env.BENCH_EVENTS ?? 1_000_000)
 const BATCH = 1000
@@ -116,11 +116,6 @@ async function measure(spec: string): Promise<number> {
   if (what === 'fanout') return medianOf(Number(runs), () => fanout(Number(arg)))
   const contender = contenders[what as keyof typeof contenders]
   return medianOf(Number(runs), () => contender.run(arg as 'single' | 'batch'))
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b)
-  return sorted[Math.floor(sorted.length / 2)]!
 }
 
 const spec = measurement()

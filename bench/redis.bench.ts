@@ -16,7 +16,7 @@ import { createRequire } from 'node:module'
 import { fileURLToPath } from 'node:url'
 import { Redis } from 'ioredis'
 import { createBus, redisStore, silentLogger } from '../src/index.js'
-import { header, medianOf, quietLogger, table } from './lib/report.js'
+import { header, median, quietLogger, table } from './lib/report.js'
 
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'
 const N = Number(process.env.BENCH_EVENTS ?? 100_000)
@@ -224,15 +224,21 @@ async function main(): Promise<void> {
   // BENCH_ONLY=herald1,raw runs a subset (for profiling); the recorded figures come from a full run.
   const only = process.env.BENCH_ONLY?.split(',') ?? Object.keys(CONTENDERS)
   header(
-    `bench redis: ${REDIS_URL}, arrays of ${BATCH} per emit, concurrency ${CONCURRENCY}, median of ${RUNS} runs`,
+    `bench redis: ${REDIS_URL}, arrays of ${BATCH} per emit, concurrency ${CONCURRENCY}; contenders take turns, the median of ${RUNS} rounds after a warm-up round`,
   )
-  const rates: Partial<Record<keyof typeof CONTENDERS, number>> = {}
-  for (const [key, contender] of Object.entries(CONTENDERS) as [
-    keyof typeof CONTENDERS,
-    (typeof CONTENDERS)[keyof typeof CONTENDERS],
-  ][]) {
-    if (only.includes(key)) rates[key] = await medianOf(RUNS, contender.run)
+  // Contenders take turns, one run each per round after a warm-up round, so that a machine
+  // whose speed drifts during the benchmark weighs on every contender alike; each figure is the
+  // median of its rounds.
+  const keys = (Object.keys(CONTENDERS) as (keyof typeof CONTENDERS)[]).filter((key) => only.includes(key))
+  const samples = new Map<keyof typeof CONTENDERS, number[]>(keys.map((key) => [key, []]))
+  for (let round = 0; round <= RUNS; round++) {
+    for (const key of keys) {
+      const rate = await CONTENDERS[key].run()
+      if (round > 0) samples.get(key)!.push(rate)
+    }
   }
+  const rates: Partial<Record<keyof typeof CONTENDERS, number>> = {}
+  for (const [key, values] of samples) rates[key] = median(values)
   const unit = 'events/s'
   const ofRaw = (rate: number | undefined): string | undefined =>
     rate !== undefined && rates.raw !== undefined

@@ -63,8 +63,13 @@ export async function medianOf(runs: number, fn: () => Promise<number>): Promise
     globalThis.gc?.()
     values.push(await fn())
   }
-  values.sort((a, b) => a - b)
-  return values[Math.floor(values.length / 2)]!
+  return median(values)
+}
+
+/** The middle value (the upper one of an even count). */
+export function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b)
+  return sorted[Math.floor(sorted.length / 2)]!
 }
 
 export const quietLogger = {
