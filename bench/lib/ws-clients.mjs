@@ -4,8 +4,9 @@
 // - count:   open `clients` WebSockets (sending `subscribe`, if given, and waiting for its
 //            reply), print "ready", then print "done" once every client has `expected` frames.
 // - latency: one WebSocket subscribed to `subscribe`; print "ready"; then publish `rate` events/s
-//            over HTTP for `durationMs`, each stamped with its send time, and print the
-//            publish-to-receipt latencies' p50/p99 as JSON.
+//            over HTTP for `warmupMs` (not counted: a fresh server compiles its hot paths then)
+//            and `durationMs`, each stamped with its send time, and print the publish-to-receipt
+//            latencies' p50/p99 of the events sent after the warm-up as JSON.
 import { Agent, request } from 'node:http'
 import WebSocket from 'ws'
 
@@ -47,13 +48,16 @@ if (spec.mode === 'count') {
   })
 } else {
   const latencies = []
+  let received = 0
+  let measureFrom = Infinity
   let expected = Infinity
   let finish
   const finished = new Promise((resolve) => (finish = resolve))
   const socket = await open((data) => {
     const frame = JSON.parse(data.toString())
-    latencies.push(now() - frame.event.data.t)
-    if (latencies.length >= expected) finish()
+    const t = frame.event.data.t
+    if (t >= measureFrom) latencies.push(now() - t)
+    if (++received >= expected) finish()
   })
   console.log('ready')
   const agent = new Agent({ keepAlive: true, maxSockets: 16 })
@@ -72,10 +76,13 @@ if (spec.mode === 'count') {
     })
   const perRequest = spec.eventsPerRequest
   const interval = (1000 * perRequest) / spec.rate
+  const warmupMs = spec.warmupMs ?? 0
   const start = now()
+  measureFrom = start + warmupMs
   let sent = 0
+  let measuredRequests = 0
   const requests = []
-  while (now() - start < spec.durationMs) {
+  while (now() - start < warmupMs + spec.durationMs) {
     const due = Math.floor((now() - start) / interval) + 1
     while (sent < due) {
       const t = now()
@@ -84,12 +91,13 @@ if (spec.mode === 'count') {
       )
       requests.push(post(body))
       sent++
+      if (t >= measureFrom) measuredRequests++
     }
     await new Promise((resolve) => setTimeout(resolve, Math.max(0, start + sent * interval - now())))
   }
   await Promise.all(requests)
   expected = sent * perRequest
-  if (latencies.length < expected) await finished
+  if (received < expected) await finished
   latencies.sort((a, b) => a - b)
   const at = (p) => latencies[Math.min(latencies.length - 1, Math.floor((p / 100) * latencies.length))]
   console.log(
@@ -97,7 +105,7 @@ if (spec.mode === 'count') {
       count: latencies.length,
       p50: at(50),
       p99: at(99),
-      rate: expected / ((now() - start) / 1000),
+      rate: (measuredRequests * perRequest) / ((now() - measureFrom) / 1000),
     }),
   )
   socket.terminate()
