@@ -4,6 +4,7 @@ import type { HeraldEvent } from '../event.js'
 import { ulid } from '../ids.js'
 import { CLOUDEVENTS_JSON, toCloudEvent } from '../cloudevents.js'
 import { secretKey, signatureHeaders } from './signature.js'
+import { fetchPost, nodePost } from './webhook-transport.js'
 import { EVENT_HEADERS, deliveryId, eventsRoute, operationIdOf, subjectOf } from './wire.js'
 
 /**
@@ -29,7 +30,10 @@ export interface WebhookTarget {
 }
 
 export interface WebhookOptions {
-  /** Defaults to the global `fetch`. */
+  /**
+   * Sends the requests through this `fetch` (a proxy's, or a test's) instead of Herald's own
+   * `node:http` client, which keeps connections alive and costs far less CPU per delivery.
+   */
   fetch?: typeof fetch
   /** Sent as `user-agent`. */
   userAgent?: string
@@ -40,8 +44,6 @@ export interface WebhookRequest {
   headers: Record<string, string>
   body: string
 }
-
-const ERROR_BODY_CHARS = 300
 
 /** Checks a target once, up front, so a bad registration fails at once and not at every delivery. */
 export function assertWebhookTarget(target: WebhookTarget): void {
@@ -117,27 +119,6 @@ function retriable(status: number): boolean {
   return status < 400 || status >= 500 || status === 408 || status === 429
 }
 
-/** The start of an error answer's body, for `lastError`; the rest is not read. */
-async function readSnippet(response: Response): Promise<string> {
-  const reader = response.body?.getReader()
-  if (!reader) return ''
-  const decoder = new TextDecoder()
-  let text = ''
-  try {
-    while (text.length <= ERROR_BODY_CHARS) {
-      const { done, value } = await reader.read()
-      if (done) break
-      text += decoder.decode(value, { stream: true })
-    }
-  } catch {
-    // a body cut short still says what it said so far
-  } finally {
-    reader.cancel().catch(() => undefined)
-  }
-  const trimmed = text.trim().replace(/\s+/g, ' ')
-  return trimmed.length > ERROR_BODY_CHARS ? `${trimmed.slice(0, ERROR_BODY_CHARS)}…` : trimmed
-}
-
 /**
  * A delivery handler for a durable subscription that POSTs each event to a URL. It only maps
  * outcomes: 2xx is delivered; a network error, a timeout (the attempt's signal), a 5xx, 408 or
@@ -151,26 +132,15 @@ export function webhookHandler(
 ): (event: HeraldEvent, ctx: HandlerContext) => Promise<void> {
   assertWebhookTarget(target)
   const key = secretKey(target.secret)
-  const doFetch = options.fetch ?? fetch
+  const post = options.fetch ? fetchPost(options.fetch) : nodePost
   const userAgent = options.userAgent ?? 'herald-webhook'
   return async (event, ctx) => {
     const request = buildWebhookRequest(target, event, ctx, key)
     request.headers['user-agent'] = userAgent
-    const response = await doFetch(request.url, {
-      method: 'POST',
-      headers: request.headers,
-      body: request.body,
-      signal: ctx.signal,
-      redirect: 'manual',
-    })
-    if (response.status >= 200 && response.status < 300) {
-      // Release the connection without reading what the receiver had to say.
-      await response.body?.cancel().catch(() => undefined)
-      return
-    }
-    const snippet = await readSnippet(response)
-    const message = `POST ${request.url} answered ${response.status}${snippet ? `: ${snippet}` : ''}`
-    if (retriable(response.status)) throw new WebhookError(message, response.status)
+    const { status, snippet } = await post(request.url, request.headers, request.body, ctx.signal)
+    if (status >= 200 && status < 300) return
+    const message = `POST ${request.url} answered ${status}${snippet ? `: ${snippet}` : ''}`
+    if (retriable(status)) throw new WebhookError(message, status)
     throw new NonRetriableError(message)
   }
 }
