@@ -1,3 +1,4 @@
+import cors from '@fastify/cors'
 import websocket from '@fastify/websocket'
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify'
 import type { Logger as PinoLogger } from 'pino'
@@ -32,6 +33,18 @@ export async function buildApp(context: ServerContext, logger: PinoLogger): Prom
   })
   app.decorateRequest('principal', null as never)
   installErrorHandling(app, context.logger)
+  const { corsOrigins } = context.config
+  if (corsOrigins.length > 0) {
+    // Pages of other origins (a browser using herald/client) may call the server. Tokens travel
+    // in headers or the query, never cookies, so no credentials mode; a preflight is answered
+    // before any token is asked for, and the request that follows is checked as usual.
+    await app.register(cors, {
+      origin: corsOrigins.includes('*') ? '*' : corsOrigins,
+      methods: ['GET', 'POST', 'PUT', 'DELETE'],
+      exposedHeaders: ['retry-after'],
+      maxAge: 600,
+    })
+  }
 
   // At the root: its hooks must see every upgrade request, so that one aimed at a route that is
   // not a WebSocket (an upgrade to /healthz, say) gets its answer and its socket closed.

@@ -39,6 +39,8 @@ const FileSchema = Type.Object({
   ),
   limits: Type.Optional(LimitsSchema),
   tokens: Type.Optional(Type.Array(TokenSchema)),
+  /** Web origins (`https://app.example.com`) whose pages may call the server; `*` for any. */
+  corsOrigins: Type.Optional(Type.Array(Type.String({ minLength: 1 }))),
 })
 
 export type TokenConfig = Static<typeof TokenSchema>
@@ -66,6 +68,8 @@ export interface ServerConfig {
   logLevel: string
   limits: Limits
   tokens: TokenConfig[]
+  /** Origins answered with CORS headers; none (the default): only pages of the server's own origin. */
+  corsOrigins: string[]
 }
 
 export const DEFAULT_CONFIG: Readonly<ServerConfig> = Object.freeze({
@@ -83,10 +87,27 @@ export const DEFAULT_CONFIG: Readonly<ServerConfig> = Object.freeze({
     requestsPerSecond: 10_000,
   }),
   tokens: [],
+  corsOrigins: [],
 })
 
+/** `*`, or an origin: scheme, host and port only, as a browser sends it in `Origin`. */
+const ORIGIN = /^https?:\/\/[^/\s?#]+$/
+
+function checkOrigins(origins: readonly string[], where: string): void {
+  for (const origin of origins) {
+    if (origin !== '*' && !ORIGIN.test(origin))
+      throw new HeraldError(
+        'invalid_option',
+        `${where}: ${JSON.stringify(origin)} is not an origin like https://app.example.com (scheme, host and port, no path) or *`,
+      )
+  }
+}
+
 function check(input: unknown, origin: string): ServerConfigInput {
-  if (Value.Check(FileSchema, input)) return input
+  if (Value.Check(FileSchema, input)) {
+    if (input.corsOrigins) checkOrigins(input.corsOrigins, `${origin}: corsOrigins`)
+    return input
+  }
   const first = Value.Errors(FileSchema, input).First()
   const where = first ? `${first.path || '/'}: ${first.message}` : 'invalid'
   throw new HeraldError('invalid_option', `${origin}: ${where}`)
@@ -143,6 +164,10 @@ export function configFromEnv(env: NodeJS.ProcessEnv): ServerConfigInput {
     else out[path[0]] = number
   }
   if (Object.keys(limits).length > 0) out.limits = limits
+  if (env.HERALD_CORS_ORIGINS !== undefined && env.HERALD_CORS_ORIGINS !== '')
+    out.corsOrigins = env.HERALD_CORS_ORIGINS.split(',')
+      .map((origin) => origin.trim())
+      .filter((origin) => origin !== '')
   if (env.HERALD_TOKENS !== undefined && env.HERALD_TOKENS !== '') {
     try {
       out.tokens = JSON.parse(env.HERALD_TOKENS)
@@ -158,7 +183,12 @@ export function configFromEnv(env: NodeJS.ProcessEnv): ServerConfigInput {
 
 /** Later sources win, key by key (limits merge field by field; a tokens list replaces the earlier one). */
 export function resolveConfig(...layers: (ServerConfigInput | undefined)[]): ServerConfig {
-  const config: ServerConfig = { ...DEFAULT_CONFIG, limits: { ...DEFAULT_CONFIG.limits }, tokens: [] }
+  const config: ServerConfig = {
+    ...DEFAULT_CONFIG,
+    limits: { ...DEFAULT_CONFIG.limits },
+    tokens: [],
+    corsOrigins: [],
+  }
   for (const layer of layers) {
     if (!layer) continue
     const { limits, tokens, ...rest } = check(layer, 'configuration')
