@@ -43,11 +43,14 @@ export const nodePost: Post = (url, headers, body, signal) =>
       headers: { ...headers, 'content-length': String(Buffer.byteLength(body)) },
       signal,
     })
-    request.once('error', reject)
+    // `on`, not `once`: a connection reset while an answer is drained may raise a second error,
+    // which must not go unheard (an unheard 'error' would end the process).
+    request.on('error', reject)
     request.once('response', (response: IncomingMessage) => {
       const status = response.statusCode ?? 0
       if (status >= 200 && status < 300) {
-        // Drained unread, so that the connection goes back to the pool.
+        // Drained unread, so that the connection goes back to the pool; the answer is already known.
+        response.on('error', () => undefined)
         response.resume()
         resolve({ status, snippet: '' })
         return
