@@ -192,7 +192,7 @@ export class TopicIndex<T> {
     }
   }
 
-  /** Entries whose pattern matches `topic`, each once, in no particular order. */
+  /** The topic matched last and its answer: consecutive events mostly share their topic. */
   private lastTopic: string | undefined
   private lastMatch: readonly T[] = []
 
@@ -201,8 +201,9 @@ export class TopicIndex<T> {
     this.lastTopic = undefined
   }
 
+  /** Entries whose pattern matches `topic`, each once, in no particular order. */
   match(topic: string): readonly T[] {
-    // Consecutive events mostly share their topic: skip even the cache's hashing then.
+    // The same topic as last time: skip even the cache's hashing.
     if (topic === this.lastTopic) return this.lastMatch
     const cached = this.cache.get(topic)
     if (cached) {

@@ -236,10 +236,10 @@ export class Claimer {
           missing,
           checkCursor ? target.keys.sub : undefined,
         )
-        if (read === false || read === null) return false
+        if (read.gone || read.cursor === null) return false
         if (checkCursor) {
           checkCursor = false
-          if (typeof read === 'string' && read > start) return read
+          if (read.cursor !== undefined && read.cursor > start) return read.cursor
         }
       }
       const chunk = chunks[i]!

@@ -5,6 +5,13 @@ import type { Chunk, RecentEvents } from './recent.js'
 import { entryOf, seqOf } from './seq.js'
 
 /**
+ * What `readChunks` found: the chunks are gone from the log, or were read. `cursor` is there
+ * when it was asked for: the subscription's stored cursor ('' before any claim), null when the
+ * subscription does not exist.
+ */
+export type ChunksRead = { gone: true } | { gone: false; cursor?: string | null }
+
+/**
  * Reads a tenant's log for claims and dead letters, through the events this process already
  * holds (recent.ts), so that what it reads from Redis it parses once and keeps for the next read.
  */
@@ -47,16 +54,10 @@ export class LogReader {
    * Reads the events of held chunks that have none yet (the feed said where another process's
    * append lies, not what it holds), in one round trip. With `sub`, reads the subscription's
    * cursor in the same trip and parses only the chunks after it: what another process claimed
-   * meanwhile this one does not need. Returns false, with the tenant's stretch forgotten, when
-   * the log no longer has some of them; else the cursor ('' before any claim, null when the
-   * subscription does not exist), or true without `sub`.
+   * meanwhile this one does not need. When the log no longer has some of them, the tenant's
+   * stretch is forgotten and the answer is `gone`.
    */
-  async readChunks(
-    log: string,
-    tenant: string,
-    chunks: readonly Chunk[],
-    sub?: string,
-  ): Promise<string | null | boolean> {
+  async readChunks(log: string, tenant: string, chunks: readonly Chunk[], sub?: string): Promise<ChunksRead> {
     const replies = await this.main.run((redis) => {
       const pipeline = redis.pipeline()
       if (sub !== undefined) pipeline.hget(sub, 'cursor')
@@ -79,11 +80,11 @@ export class LogReader {
       )
       if (events.length === 0 || events[0]!.seq !== chunk.first || events.at(-1)!.seq !== chunk.last) {
         this.recent.forgetTenant(tenant)
-        return false
+        return { gone: true }
       }
       this.recent.fill(tenant, chunk, events)
     }
-    return cursor === undefined ? true : cursor
+    return cursor === undefined ? { gone: false } : { gone: false, cursor }
   }
 
   /** The events at these seqs: held ones from memory, the others from the log entries holding them. */
