@@ -13,6 +13,7 @@ import type { AddressInfo } from 'node:net'
 import { createBus, silentLogger, type Bus } from '../src/index.js'
 import { WebhookRegistry, autoEvents } from '../src/service/index.js'
 import { header, median, table, type Row } from './lib/report.js'
+import { deliveredAll, deliveryRate } from './lib/load.js'
 
 const REQUESTS = Number(process.env.BENCH_REQUESTS ?? 20_000)
 const EVENTS = Number(process.env.BENCH_EVENTS ?? 5_000)
@@ -102,21 +103,19 @@ async function httpRate(withEvents: boolean): Promise<number> {
   return rate
 }
 
-/** Emits EVENTS events and resolves the delivery rate once all were delivered. */
-async function deliveryRate(setup: (bus: Bus, delivered: () => void) => Promise<void>): Promise<number> {
+/** Emits EVENTS events in arrays of 500 and resolves the delivery rate once all were delivered. */
+async function busDeliveryRate(setup: (bus: Bus, delivered: () => void) => Promise<void>): Promise<number> {
   const bus = createBus({ logger: silentLogger, pollInterval: 20 })
-  let count = 0
-  let done!: () => void
-  const finished = new Promise<void>((resolve) => (done = resolve))
-  await setup(bus, () => {
-    if (++count === EVENTS) done()
-  })
-  const start = performance.now()
-  for (let i = 0; i < EVENTS; i += 500) {
-    await bus.emit(Array.from({ length: 500 }, (_, j) => ({ topic: 'send-event', data: { random: i + j } })))
-  }
-  await finished
-  const rate = EVENTS / ((performance.now() - start) / 1000)
+  const { handler, done } = deliveredAll(EVENTS)
+  await setup(bus, handler)
+  const rate = await deliveryRate(
+    (events) => bus.emit(events as never),
+    'batch',
+    EVENTS,
+    500,
+    (i) => ({ topic: 'send-event', data: { random: i } }),
+    done,
+  )
   await bus.close()
   return rate
 }
@@ -142,7 +141,7 @@ async function receiver(onRequest: () => void): Promise<{ url: string; close: ()
 
 async function webhookRate(concurrency: number): Promise<number> {
   let close: () => Promise<void> = async () => {}
-  const rate = await deliveryRate(async (bus, delivered) => {
+  const rate = await busDeliveryRate(async (bus, delivered) => {
     const endpoint = await receiver(delivered)
     close = endpoint.close
     await new WebhookRegistry(bus, { logger: silentLogger }).putApp(bus.tenant, 'bench', {
@@ -189,7 +188,7 @@ const deliveryRows = (
     [
       'in-process handler',
       () =>
-        deliveryRate(async (bus, delivered) => {
+        busDeliveryRate(async (bus, delivered) => {
           bus.subscribe('send-event', async () => delivered(), {
             subscriberId: 'local',
             retry: { concurrency: 64 },

@@ -13,28 +13,10 @@ export function deliveredAll(count: number): { handler: () => Promise<void>; don
   }
 }
 
-/** Emits `count` events made by `make`: one per `await emit(event)`, or in arrays of `batch`. */
-export async function emitAll(
-  emit: (events: unknown) => Promise<unknown>,
-  mode: 'single' | 'batch',
-  count: number,
-  batch: number,
-  make: (i: number) => unknown,
-): Promise<void> {
-  if (mode === 'single') {
-    for (let i = 0; i < count; i++) await emit(make(i))
-    return
-  }
-  for (let i = 0; i < count; i += batch) {
-    const events = new Array(batch)
-    for (let j = 0; j < batch; j++) events[j] = make(i + j)
-    await emit(events)
-  }
-}
-
 /**
- * Emits `count` events as `emitAll` does and resolves with the rate, in events/s, from the first
- * emit until `done` (the handler's last delivery).
+ * Emits `count` events made by `make`, one per `await emit(event)` or in arrays of `batch`, and
+ * resolves with the rate, in events/s, from the first emit until `done` (the handler's last
+ * delivery).
  */
 export async function deliveryRate(
   emit: (events: unknown) => Promise<unknown>,
@@ -45,7 +27,15 @@ export async function deliveryRate(
   done: Promise<void>,
 ): Promise<number> {
   const start = performance.now()
-  await emitAll(emit, mode, count, batch, make)
+  if (mode === 'single') {
+    for (let i = 0; i < count; i++) await emit(make(i))
+  } else {
+    for (let i = 0; i < count; i += batch) {
+      const events = new Array(Math.min(batch, count - i))
+      for (let j = 0; j < events.length; j++) events[j] = make(i + j)
+      await emit(events)
+    }
+  }
   await done
   return count / ((performance.now() - start) / 1000)
 }
