@@ -374,8 +374,8 @@ function statusFromRecord(
   seq: string,
 ): DeliveryStatus {
   const base = { subscriptionId: subscription.id, durable: true }
-  if (!record)
-    return subscription.cursor >= seq
+  if (!record || record.state === 'delivered')
+    return record !== undefined || subscription.cursor >= seq
       ? { ...base, state: 'delivered' }
       : { ...base, state: 'pending', attempts: 0 }
   const status: DeliveryStatus = { ...base, state: 'pending', attempts: record.attempts }

@@ -195,7 +195,12 @@ export type Settlement =
   | { seq: string; outcome: 'retry'; retryAt: number; error: string }
   | { seq: string; outcome: 'dead'; error: string }
 
-export type DeliveryRecordState = 'leased' | 'retrying' | 'dead'
+/**
+ * `delivered` is reported only by a store whose claims may take events ahead of the cursor
+ * (Redis: a process leases what it appended itself first): a delivery done there, until the
+ * cursor passes it and says so by itself.
+ */
+export type DeliveryRecordState = 'leased' | 'retrying' | 'dead' | 'delivered'
 
 export interface DeliveryRecord {
   subscriptionId: string

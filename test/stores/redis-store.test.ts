@@ -277,6 +277,101 @@ describe.skipIf(!redis)('redis store', () => {
     ).toEqual([])
   })
 
+  describe('claim affinity: a process leases what it appended itself first', () => {
+    const claimOf =
+      (store: Store, tenant: ReturnType<typeof freshTenant>, consumer: string) =>
+      (limit: number, now = Date.now()) =>
+        store.claim(tenant, 's', { consumer, limit, leaseMs: 30_000, now, match: all })
+    const seqs = (result: { deliveries: { event: HeraldEvent }[] }): string[] =>
+      result.deliveries.map((delivery) => delivery.event.seq!)
+    /** Two stores on one prefix, both watching (as a bus does), a subscription, and a way to append. */
+    const pair = async (name: string) => {
+      const prefix = redis!.subPrefix(name)
+      const [a, b] = [0, 1].map(() => {
+        const store = redisStore({ url: redis!.url, prefix, logger: silentLogger })
+        stores.push(store)
+        return store
+      }) as [Store, Store]
+      const tenant = freshTenant(name)
+      const noticed = { a: 0, b: 0 }
+      a.watch(() => {}, { needs: () => false, appended: () => void noticed.a++ })
+      b.watch(() => {}, { needs: () => false, appended: () => void noticed.b++ })
+      await sleep(100) // the feed readers find where the feed ends
+      await a.openSubscription({ tenant, id: 's', patterns: ['*'] }, Date.now())
+      const append = async (store: Store, count: number): Promise<HeraldEvent[]> =>
+        (
+          await store.append(
+            tenant,
+            prepared(
+              tenant,
+              Array.from({ length: count }, (_, i) => ({ topic: 'job', data: i })),
+            ),
+            { now: Date.now(), ...OPTS },
+          )
+        ).appended
+      return { a, b, tenant, noticed, append }
+    }
+
+    it('leases its own append ahead of another process’s, and reports it delivered before the cursor gets there', async () => {
+      const { a, b, tenant, noticed, append } = await pair('own')
+      const [claimA, claimB] = [claimOf(a, tenant, 'ca'), claimOf(b, tenant, 'cb')]
+      // Each claims once, and so says in the feed that it claims this subscription.
+      expect(seqs(await claimA(10))).toEqual([])
+      expect(seqs(await claimB(10))).toEqual([])
+      const first = await append(b, 3)
+      const second = await append(a, 4)
+      await waitFor(() => noticed.a >= 1, 5000, 'the feed to bring b’s append to a')
+
+      // a takes its own append, though b's lies before it, which b leases itself.
+      const mine = await claimA(4)
+      expect(seqs(mine)).toEqual(second.map((event) => event.seq))
+      await a.settle(
+        tenant,
+        's',
+        'ca',
+        second.map((event) => ({ seq: event.seq!, outcome: 'delivered' })),
+        Date.now(),
+      )
+      const [subscription] = await a.listSubscriptions(tenant)
+      expect(subscription!.cursor < second[0]!.seq!).toBe(true)
+      expect((await a.deliveryRecords(tenant, second[0]!.seq!)).map((record) => record.state)).toEqual([
+        'delivered',
+      ])
+
+      expect(seqs(await claimB(10))).toEqual(first.map((event) => event.seq))
+      const [after] = await a.listSubscriptions(tenant)
+      // The cursor took in the stretch a leased ahead once b's claim reached it.
+      expect(after!.cursor).toBe(second.at(-1)!.seq)
+      expect(await a.deliveryRecords(tenant, second[0]!.seq!)).toEqual([])
+    })
+
+    it('a claim that stops at another process’s append in the middle of a log entry skips nothing after it', async () => {
+      const { a, b, tenant, noticed, append } = await pair('mid')
+      const [claimA, claimB] = [claimOf(a, tenant, 'ca'), claimOf(b, tenant, 'cb')]
+      expect(seqs(await claimB(10))).toEqual([]) // b's first claim: it knows no cursor yet
+      expect(seqs(await claimA(10))).toEqual([])
+      const first = await append(a, 50)
+      const second = await append(a, 50)
+      await waitFor(() => noticed.b >= 2, 5000, 'the feed to bring a’s appends to b')
+      // a takes part of its first entry ahead; b, whose view of the cursor is where it started,
+      // must neither take the rest of that entry while a may still take it, nor step over it.
+      expect(seqs(await claimA(20))).toEqual(first.slice(0, 20).map((event) => event.seq))
+      const delivered = new Map<string, number>()
+      const count = (result: { deliveries: { event: HeraldEvent }[] }): void => {
+        for (const seq of seqs(result)) delivered.set(seq, (delivered.get(seq) ?? 0) + 1)
+      }
+      count({ deliveries: first.slice(0, 20).map((event) => ({ event })) })
+      count(await claimB(20))
+      await sleep(60) // past the grace: what is left is anyone's
+      for (let round = 0; round < 10 && delivered.size < 100; round++) {
+        count(await claimB(20))
+        count(await claimA(20))
+      }
+      expect([...delivered.keys()].sort()).toEqual([...first, ...second].map((event) => event.seq))
+      expect([...delivered.values()].every((n) => n === 1)).toBe(true)
+    })
+  })
+
   it('fails with store_unavailable within its timeout when Redis cannot be reached', async () => {
     const port = await closedPort()
     const store = redisStore({

@@ -5,6 +5,7 @@ import { parseEvent, type StreamEntry } from './codec.js'
 import type { SubscriptionKeys } from './keys.js'
 import type { LeaseIndex } from './leases.js'
 import type { LogReader } from './log.js'
+import type { OwnAppends } from './own.js'
 import { indexAfter, type Chunk, type RecentEvents } from './recent.js'
 import type { Arg, Script } from './scripts/script.js'
 import * as scripts from './scripts/index.js'
@@ -25,6 +26,12 @@ const CONTENDED_MS = 1000
 const CONTENDED_CHOICE = 2
 /** Chunks of the held stretch a claim reads from Redis in one round trip at most. */
 const READ_CHUNKS = 64
+/**
+ * How long a claim leaves the events another process appended to that process, when the feed
+ * said it claims this subscription too: it holds them, so it leases them without a read or a
+ * parse, and nobody races for them. Past this, anyone takes them (their appender may be busy, or gone).
+ */
+export const OWNER_GRACE_MS = 50
 
 export type RunScript = <T>(script: Script, keys: readonly string[], args: readonly Arg[]) => Promise<T>
 
@@ -50,6 +57,8 @@ class Scan {
   scanned = 0
   /** It stopped short of the end of what is known, with enough chosen (not `done`, not everything looked at). */
   stopped = false
+  /** It stopped at events another process appended and claims itself; they are anyone's from this time. */
+  deferredUntil: number | undefined
   looked: string
 
   constructor(
@@ -101,6 +110,7 @@ export class Claimer {
     private readonly reader: LogReader,
     private readonly recent: RecentEvents,
     private readonly leases: LeaseIndex,
+    private readonly own: OwnAppends,
     private readonly logger: Logger,
   ) {}
 
@@ -111,16 +121,51 @@ export class Claimer {
     const now = Math.floor(request.now)
     const leaseUntil = Math.floor(request.now + request.leaseMs)
     const scanLimit = Math.max(1, request.scanLimit ?? DEFAULT_SCAN_LIMIT)
-    this.recent.claiming(tenant, subscriptionId, this.cursors.get(key), Date.now())
+    const clock = Date.now()
+    this.recent.claiming(tenant, subscriptionId, this.cursors.get(key), clock)
+    this.own.claiming(tenant, subscriptionId, clock)
     const deliveries: Delivery[] = []
     let more = false
     let nextDueAt: number | undefined
+    // The cursor is known as this claim found it, not as an earlier one left it.
+    let cursorChecked = false
+    const ahead = await this.claimOwn(target, request, now, leaseUntil, scanLimit, deliveries)
+    if (ahead) {
+      cursorChecked = true
+      more = ahead.more
+      nextDueAt = ahead.nextDueAt
+    }
     for (let round = 0; round < ROUNDS; round++) {
       const want = limit - deliveries.length
       if (want <= 0) break
       const choose =
         Date.now() - (this.contended.get(key) ?? -Infinity) < CONTENDED_MS ? want * CONTENDED_CHOICE : want
       let plan = await this.planFromHeld(target, key, want, choose, scanLimit, request.match)
+      if (plan && plan.scan.deferredUntil !== undefined && plan.scan.scanned === 0) {
+        // Nothing to take before events their appender claims itself. Unless this process's view
+        // of the cursor is stale (those may be taken already), wait for them, or for the grace to
+        // end; retries and expired leases that fell due are leased all the same.
+        let dueNow = false
+        if (!cursorChecked) {
+          cursorChecked = true
+          const [stored, dueCount] = await this.run<[string, number]>(
+            scripts.scanSubscription,
+            [k.sub, k.due, k.log],
+            [now, 0, '', ''],
+          )
+          const known = this.cursors.get(key)
+          if (known === undefined || stored > known) {
+            this.cursors.set(key, stored)
+            round--
+            continue
+          }
+          dueNow = dueCount > 0
+        }
+        if (!dueNow) {
+          nextDueAt = Math.min(nextDueAt ?? Infinity, plan.scan.deferredUntil)
+          break
+        }
+      }
       if (!plan) {
         const scanned = await this.planFromScan(target, now, want, scanLimit, request.match)
         nextDueAt = scanned.nextDueAt
@@ -130,34 +175,126 @@ export class Claimer {
       const { scan } = plan
       const args: Arg[] = [now, leaseUntil, consumer, want, plan.expected, scan.looked, k.lease]
       for (const event of scan.chosen) args.push(event.seq!)
-      const [redue, firstTaken, taken, conflict, truncated, later, cursor] = await this.run<
-        [(string | number)[], number, number, number, number, string | null, string]
-      >(scripts.leaseDeliveries, [k.sub, k.rec, k.due, k.leases, k.log], args)
+      const [redue, firstTaken, taken, conflict, truncated, later, cursor, skipped] = await this.run<
+        [(string | number)[], number, number, number, number, string | null, string, string[]]
+      >(scripts.leaseDeliveries, [k.sub, k.rec, k.due, k.leases, k.log, k.ahead], args)
       this.cursors.set(key, cursor)
+      this.own.passed(tenant, subscriptionId, cursor)
       if (conflict === 1 || firstTaken > 0) this.contended.set(key, Date.now())
-      nextDueAt = later === null ? undefined : Number(later)
-      if (redue.length > 0) {
-        // Leased again one by one: whatever lease they were taken under before is over.
-        const held = this.leases.of(k.sub, consumer)
-        for (let i = 0; i < redue.length; i += 3) held.delete(String(redue[i]))
-        deliveries.push(...(await this.redelivered(target, redue)))
-      }
+      nextDueAt = minDue(later, scan.deferredUntil)
+      await this.addRedelivered(target, consumer, redue, deliveries)
       if (taken > 0) {
         const held = this.leases.of(k.sub, consumer)
-        const lease = scan.chosen[firstTaken]!.seq!
-        for (let i = firstTaken; i < firstTaken + taken; i++) {
+        const skip = skipped.length > 0 ? new Set(skipped) : undefined
+        let lease: string | undefined
+        for (let i = firstTaken, left = taken; left > 0 && i < scan.chosen.length; i++) {
           const event = scan.chosen[i]!
+          if (skip?.has(event.seq!)) continue
+          lease ??= event.seq!
           held.set(event.seq!, lease)
           deliveries.push({ event, attempt: 0 })
+          left--
         }
       }
-      more = truncated === 1 || !plan.exhausted || deliveries.length >= limit
+      more =
+        truncated === 1 || (!plan.exhausted && scan.deferredUntil === undefined) || deliveries.length >= limit
+      if (ahead?.more) more = true
       if (conflict === 0) break
       // Another consumer took what this round chose: choose again from where the cursor is now
       // (the lease reported it), from what is held if it can.
       more = true
     }
     return nextDueAt === undefined ? { deliveries, more } : { deliveries, more, nextDueAt }
+  }
+
+  /**
+   * Leases events this process appended itself, ahead of the cursor if need be (lease-ahead),
+   * adding them to `deliveries`; undefined when it holds none the subscription may still claim.
+   * `more` says whether some are left for the next claim.
+   */
+  private async claimOwn(
+    target: ClaimTarget,
+    request: ClaimRequest,
+    now: number,
+    leaseUntil: number,
+    scanLimit: number,
+    deliveries: Delivery[],
+  ): Promise<{ more: boolean; nextDueAt?: number } | undefined> {
+    const { tenant, subscriptionId, keys: k } = target
+    const parts = this.own.after(tenant, subscriptionId, this.cursors.get(k.sub))
+    if (parts.length === 0) return undefined
+    const ranges: { previous: string; first: string; last: string; chosen: HeraldEvent[] }[] = []
+    let chosen = 0
+    let looked = 0
+    let left = false
+    for (const part of parts) {
+      if (chosen >= request.limit || looked >= scanLimit) {
+        left = true
+        break
+      }
+      const range = {
+        previous: part.previous,
+        first: part.events[0]!.seq!,
+        last: '',
+        chosen: [] as HeraldEvent[],
+      }
+      let i = 0
+      for (; i < part.events.length && chosen < request.limit && looked < scanLimit; i++) {
+        const event = part.events[i]!
+        looked++
+        range.last = event.seq!
+        if (request.match(event)) {
+          range.chosen.push(event)
+          chosen++
+        }
+      }
+      if (i < part.events.length) left = true
+      ranges.push(range)
+    }
+    const args: Arg[] = [now, leaseUntil, request.consumer, request.limit, k.lease]
+    for (const range of ranges) {
+      args.push(range.previous, range.first, range.last, range.chosen.length)
+      for (const event of range.chosen) args.push(event.seq!)
+    }
+    const [redue, results, , later, cursor] = await this.run<
+      [(string | number)[], number[], number, string | null, string]
+    >(scripts.leaseAhead, [k.sub, k.rec, k.due, k.leases, k.log, k.ahead], args)
+    this.cursors.set(k.sub, cursor)
+    await this.addRedelivered(target, request.consumer, redue, deliveries)
+    const held = this.leases.of(k.sub, request.consumer)
+    let lease: string | undefined
+    let passed = cursor
+    for (let r = 0; r < ranges.length; r++) {
+      const range = ranges[r]!
+      if (results[r] === 2) {
+        left = true
+        break
+      }
+      // Taken by this claim, or by another (then ordinary claims deliver what is left of it).
+      if (range.last > passed) passed = range.last
+      if (results[r] !== 1) continue
+      for (const event of range.chosen) {
+        lease ??= event.seq!
+        held.set(event.seq!, lease)
+        deliveries.push({ event, attempt: 0 })
+      }
+    }
+    this.own.passed(tenant, subscriptionId, passed)
+    const nextDueAt = minDue(later, undefined)
+    return nextDueAt === undefined ? { more: left } : { more: left, nextDueAt }
+  }
+
+  /** Adds the deliveries of records the lease re-leased (their earlier lease, if any, is over). */
+  private async addRedelivered(
+    target: ClaimTarget,
+    consumer: string,
+    redue: (string | number)[],
+    deliveries: Delivery[],
+  ): Promise<void> {
+    if (redue.length === 0) return
+    const held = this.leases.of(target.keys.sub, consumer)
+    for (let i = 0; i < redue.length; i += 3) held.delete(String(redue[i]))
+    deliveries.push(...(await this.redelivered(target, redue)))
   }
 
   /**
@@ -213,7 +350,14 @@ export class Claimer {
     readUpTo = Infinity,
   ): Promise<string | boolean> {
     const start = scan.looked
+    const now = Date.now()
     for (let i = 0; i < chunks.length && !scan.done; i++) {
+      const owned = ownersGrace(chunks[i]!, target.subscriptionId, now)
+      if (owned !== undefined) {
+        scan.stopped = true
+        scan.deferredUntil = owned
+        break
+      }
       if (!chunks[i]!.events) {
         const wanted = Math.min(scan.wanted, readUpTo - scan.chosen.length)
         if (wanted <= 0) {
@@ -269,7 +413,6 @@ export class Claimer {
         [now, page, span ? span.from : '', span ? span.last : ''],
       )
       this.recent.claiming(tenant, subscriptionId, cursor, Date.now())
-      const nextDueAt = later === null ? undefined : Number(later)
       // Choose at most what the lease can take after the due records, so the cursor stops at the last one chosen.
       const scan = new Scan(cursor, Math.max(0, want - dueCount), scanLimit, match)
       let full: boolean
@@ -277,7 +420,10 @@ export class Claimer {
         const held = this.recent.chunksAfter(tenant, cursor)
         // The stretch moved on meanwhile, or lost events: scan again.
         if (!held || !(await this.scanChunks(target, held, scan))) continue
-        full = true
+        // Reading on from the log starts after the entry the scan ended in, which is right only
+        // when the scan went to the end of what is held, not when it stopped at events deferred
+        // to their appender (it may have stopped inside an entry).
+        full = scan.deferredUntil === undefined
       } else {
         scan.take(this.reader.known(tenant, cursor, entries))
         full = entries.length === page
@@ -288,9 +434,10 @@ export class Claimer {
         ;({ events, full } = await this.reader.readAfter(k.log, tenant, scan.looked, page))
         scan.take(events)
       }
-      if (dueCount === 0 && scan.scanned === 0) return nextDueAt === undefined ? {} : { nextDueAt }
+      const wakeAt = minDue(later, scan.deferredUntil)
+      if (dueCount === 0 && scan.scanned === 0) return wakeAt === undefined ? {} : { nextDueAt: wakeAt }
       const plan = { expected: cursor, scan, exhausted: !scan.done && !full }
-      return nextDueAt === undefined ? { plan } : { plan, nextDueAt }
+      return wakeAt === undefined ? { plan } : { plan, nextDueAt: wakeAt }
     }
   }
 
@@ -318,4 +465,23 @@ export class Claimer {
       )
     return deliveries
   }
+}
+
+/** The earlier of a script's next due time (nil as null) and a deferral, if any. */
+function minDue(later: string | null, deferredUntil: number | undefined): number | undefined {
+  const due = later === null ? undefined : Number(later)
+  if (deferredUntil === undefined) return due
+  return due === undefined ? deferredUntil : Math.min(due, deferredUntil)
+}
+
+/**
+ * When a chunk's events become anyone's: undefined if they are already, else the end of the
+ * grace its appender has, when the feed said it claims `subscriptionId` itself.
+ */
+function ownersGrace(chunk: Chunk, subscriptionId: string, now: number): number | undefined {
+  const { owners, seenAt } = chunk
+  if (owners === undefined || seenAt === undefined || now - seenAt >= OWNER_GRACE_MS) return undefined
+  const ids = owners.slice(owners.indexOf('\n') + 1)
+  if (ids !== subscriptionId && !` ${ids} `.includes(` ${subscriptionId} `)) return undefined
+  return seenAt + OWNER_GRACE_MS
 }

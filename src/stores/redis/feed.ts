@@ -44,6 +44,8 @@ export class FeedReader {
     private readonly logger: Logger,
     /** Appends of this process still waiting for their reply, if any. */
     private readonly appending: () => Promise<unknown> | undefined,
+    /** This store's name in the feed's `o` fields. */
+    private readonly instance: string,
   ) {}
 
   watch(listener: Listener, options?: WatchOptions): () => void {
@@ -210,10 +212,11 @@ export class FeedReader {
     if (this.connection !== connection) return
     const now = Date.now()
     for (let i = 0; i < entries.length; i++) {
-      const { t, p, a, b } = fieldsOf(entries[i]![1])
+      const { t, p, a, b, o } = fieldsOf(entries[i]![1])
+      // Claims here leave what another process appended to it for a moment, if it claims too.
+      const owners = o === undefined || o.startsWith(this.instance) ? undefined : o
       const batch = batches[i]
-      if (batch) this.recent.add(t, p, batch, now)
-      else this.recent.note(t, p, a, b, now)
+      if (batch?.length !== 0) this.recent.note(t, p, a, b, now, batch, owners)
     }
     this.advance(entries.at(-1)![0])
     const events = batches.length === 1 ? (batches[0] ?? []) : batches.flatMap((batch) => batch ?? [])
@@ -260,11 +263,15 @@ export class FeedReader {
   }
 }
 
-/** A feed entry's fields: tenant, the tenant's newest seq before the append, first and last seq of the append. */
-function fieldsOf(fields: string[]): { t: string; p: string; a: string; b: string } {
+/**
+ * A feed entry's fields: tenant, the tenant's newest seq before the append, first and last seq
+ * of the append, and the appender's claims (own.ts), if it has any there.
+ */
+function fieldsOf(fields: string[]): { t: string; p: string; a: string; b: string; o?: string } {
   const out: Record<string, string> = {}
   for (let i = 0; i + 1 < fields.length; i += 2) out[fields[i]!] = fields[i + 1]!
-  return { t: out.t ?? '', p: out.p ?? '', a: out.a ?? '', b: out.b ?? '' }
+  const entry = { t: out.t ?? '', p: out.p ?? '', a: out.a ?? '', b: out.b ?? '' }
+  return out.o === undefined ? entry : { ...entry, o: out.o }
 }
 
 /** Orders two stream ids numerically. */

@@ -32,6 +32,7 @@ import { Claimer } from './claim.js'
 import { FeedReader } from './feed.js'
 import { LeaseIndex } from './leases.js'
 import { LogReader } from './log.js'
+import { OwnAppends } from './own.js'
 import { RecentEvents } from './recent.js'
 import { Keys, SUFFIX, type SubscriptionKeys } from './keys.js'
 import type { Arg, Script } from './scripts/script.js'
@@ -111,6 +112,7 @@ class RedisStore implements Store {
   private readonly recent = new RecentEvents()
   private readonly reader: LogReader
   private readonly leases = new LeaseIndex()
+  private readonly own = new OwnAppends()
   private readonly claimer: Claimer
   /** Events kept per tenant (0: all) and how far past that the log may grow before a trim. */
   private readonly keep: number
@@ -151,6 +153,7 @@ class RedisStore implements Store {
       this.recent,
       this.logger,
       () => (this.appending.size === 0 ? undefined : Promise.allSettled([...this.appending])),
+      this.own.instance,
     )
     this.reader = new LogReader(this.main, this.recent)
     this.claimer = new Claimer(
@@ -158,6 +161,7 @@ class RedisStore implements Store {
       this.reader,
       this.recent,
       this.leases,
+      this.own,
       this.logger,
     )
   }
@@ -196,12 +200,22 @@ class RedisStore implements Store {
     // The common case (ids Herald made, nothing to dedupe or stage) travels as one JSON array and
     // one string of ids: two arguments and one stream entry for the whole batch.
     if (events.length <= MAX_PER_ENTRY && dedupe === undefined && groups === undefined) {
-      args.push('batch', JSON.stringify(events), events.map((event) => event.id).join(' '), events.length)
+      const name = tenantKey(tenant)
+      // Subscriptions claiming here lease these events themselves (claim.ts): the feed says so.
+      const claimers = this.own.claimers(name, Date.now())
+      args.push(
+        'batch',
+        JSON.stringify(events),
+        events.map((event) => event.id).join(' '),
+        events.length,
+        claimers ?? '',
+      )
       const [feedId, previous, entryId] = await this.tracked(
         this.run<[string, string, string]>(scripts.appendEvents, keys, args),
       )
       const prefix = seqPrefix(entryId)
       for (let i = 0; i < events.length; i++) events[i]!.seq = seqAt(prefix, i)
+      if (claimers !== undefined) this.own.add(name, previous, events)
       this.appended(tenant, feedId, previous, events)
       return { appended: events, staged: 0, duplicates: [] }
     }
@@ -336,7 +350,7 @@ class RedisStore implements Store {
     return (
       (await this.run<number>(
         scripts.deleteSubscription,
-        [k.sub, k.rec, k.due, k.dead, k.base + SUFFIX.subs, k.leases],
+        [k.sub, k.rec, k.due, k.dead, k.base + SUFFIX.subs, k.leases, k.ahead],
         [id, k.lease],
       )) === 1
     )

@@ -3,7 +3,8 @@ import { tenantKey, type Tenant } from '../../event.js'
 /**
  * Where everything lives, under one prefix (default `herald`):
  *
- *   {P}:feed                      stream: one entry per append, {t: tenant, p: seq before it, a: first seq, b: last seq}
+ *   {P}:feed                      stream: one entry per append, {t: tenant, p: seq before it, a: first seq, b: last seq,
+ *                                 o: ids of the subscriptions the appending process claims (absent when none)}
  *   {P}:tenants                   set: tenants that have (or had) durable subscriptions
  *   {P}:{acct}/{ws}:log           stream: the tenant's log, one entry per append {n: count, i: ids, e: JSON array}
  *   {P}:{acct}/{ws}:meta          hash: events (how many the log holds), last (seq of the newest)
@@ -18,6 +19,7 @@ import { tenantKey, type Tenant } from '../../event.js'
  *   {P}:{acct}/{ws}:rec:{s}       hash: seq → delivery record (JSON) — retrying, dead, or leased again
  *   {P}:{acct}/{ws}:due:{s}       sorted set: records' seqs, and leases as "~L", scored by when they fall due
  *   {P}:{acct}/{ws}:dead:{s}      sorted set (lexicographic): seqs of dead letters
+ *   {P}:{acct}/{ws}:ahead:{s}     sorted set (lexicographic): "first|last|previous" ranges claimed ahead of the cursor
  *
  * Account and workspace names cannot contain ':' or '/', every per-item key has its own marker
  * before the item's name, and lease ids are fixed-width seqs at the end, so no two of these can
@@ -35,6 +37,7 @@ export const SUFFIX = {
   leases: 'leases:',
   lease: 'lease:',
   dead: 'dead:',
+  ahead: 'ahead:',
   dedupe: 'dedupe:',
   group: 'group:',
   groupTtl: 'groupttl:',
@@ -71,6 +74,7 @@ export class Keys {
       rec: base + SUFFIX.rec + id,
       due: base + SUFFIX.due + id,
       dead: base + SUFFIX.dead + id,
+      ahead: base + SUFFIX.ahead + id,
       leases: base + SUFFIX.leases + id,
       lease: base + SUFFIX.lease + id + ':',
       log: base + SUFFIX.log,
@@ -85,6 +89,7 @@ export interface SubscriptionKeys {
   rec: string
   due: string
   dead: string
+  ahead: string
   leases: string
   /** Prefix of the lease sets: append a lease id. */
   lease: string

@@ -19,6 +19,10 @@ export interface Chunk {
   readonly first: string
   readonly last: string
   events: HeraldEvent[] | undefined
+  /** Its appender (another process) and the subscriptions that one claims itself, as the feed said (own.ts). */
+  readonly owners?: string
+  /** When the feed brought word of it (this process's clock). */
+  readonly seenAt?: number
 }
 
 interface Window {
@@ -97,7 +101,8 @@ export class RecentEvents {
 
   /**
    * One feed entry: events from `first` to `last` follow `previous`; with their events if this
-   * process has them, else only where they lie, for a claim to read them when it gets there.
+   * process has them, else only where they lie, for a claim to read them when it gets there;
+   * with `owners` when the feed said that another process claims them itself.
    */
   note(
     tenant: string,
@@ -106,6 +111,7 @@ export class RecentEvents {
     last: string,
     now: number,
     events?: readonly HeraldEvent[],
+    owners?: string,
   ): void {
     const window = this.tenants.get(tenant)
     if (!window) return
@@ -120,7 +126,7 @@ export class RecentEvents {
         this.merge(window, previous, events)
       return
     }
-    this.push(window, previous, first, last, events ? [...events] : undefined)
+    this.push(window, previous, first, last, events ? [...events] : undefined, owners, now)
   }
 
   /** Gives a chunk read from Redis its events (if it is still held, they count against the limits). */
@@ -187,13 +193,16 @@ export class RecentEvents {
     first: string,
     last: string,
     events: HeraldEvent[] | undefined,
+    owners?: string,
+    seenAt?: number,
   ): void {
     const count = events?.length ?? 0
     if (window.chunks.length >= KEEP_CHUNKS || window.held + count > KEEP) this.dropClaimed(window)
     window.full = window.chunks.length >= KEEP_CHUNKS
     if (window.full) return
     const keep = events !== undefined && window.held + count <= KEEP
-    window.chunks.push({ previous, first, last, events: keep ? events : undefined })
+    const chunk: Chunk = { previous, first, last, events: keep ? events : undefined }
+    window.chunks.push(owners === undefined ? chunk : { ...chunk, owners, seenAt })
     if (!keep) return
     window.held += count
     this.held += count

@@ -1,6 +1,6 @@
 /** Deliveries of durable subscriptions: claiming, renewing and settling them, and dead letters. */
 import { SUFFIX } from '../keys.js'
-import { COMMON, LEASES, NOT_FOUND_REPLY, script } from './lua.js'
+import { AHEAD, COMMON, DUE, LEASES, NOT_FOUND_REPLY, script } from './lua.js'
 
 /**
  * The read half of a claim (no writes). KEYS sub, due, log. ARGV now, how many log entries to
@@ -30,7 +30,7 @@ return { cursor, due, later[2] or false, entries, held }
 )
 
 /**
- * The write half of a claim. KEYS sub, rec, due, leases, log. ARGV now, lease until, consumer,
+ * The write half of a claim. KEYS sub, rec, due, leases, log, ahead. ARGV now, lease until, consumer,
  * limit, the cursor the scan saw, the last seq it looked at, the lease key prefix, then the seqs
  * it chose, in log order.
  *
@@ -38,61 +38,23 @@ return { cursor, due, later[2] or false, entries, held }
  * whose lease ran out (their consumer died). Then leases the chosen events the cursor has not
  * passed yet, as one lease named after the first of them: if another claim moved the cursor into
  * the scanned range meanwhile, only the part after it is still ours (a compare-and-set on the
- * cursor, widened to the overlap). The cursor ends at the last seq looked at, or at the last
- * chosen event leased when the limit cut the list.
+ * cursor, widened to the overlap). Chosen events in ranges that claims took ahead of the cursor
+ * (lease-ahead) are skipped: they are leased already. The cursor ends at the last seq looked
+ * at, or at the last chosen event when the limit cut the list, and then past the ranges taken
+ * ahead that continue from there.
  * Returns {re-leased as seq, attempt, event JSON ('' when the log has it)..., index of the first
- * chosen event leased (0-based), how many were leased from there on, conflict (1 when none of
- * the scan was ours any more), truncated (1 when the limit cut), next due time or nil, the cursor now}.
+ * chosen event the cursor had not passed (0-based), how many were leased from there on (the
+ * skipped ones aside), conflict (1 when none of the scan was ours any more), truncated (1 when
+ * the limit cut), next due time or nil, the cursor now, the chosen seqs skipped}.
  */
 export const leaseDeliveries = script(
   'lease-deliveries',
   `
-local sub, rec, due, leases, log = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local sub, rec, due, leases, log, ahead = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 if redis.call('EXISTS', sub) == 0 then return redis.error_reply('${NOT_FOUND_REPLY}') end
 local now, lease_until, consumer, limit = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
 local expected, scanned, lease_prefix = ARGV[5], ARGV[6], ARGV[7]
-local count = 0
-local redue = {}
-local function relet(seq, r)
-  redue[#redue + 1] = seq
-  redue[#redue + 1] = r.a
-  redue[#redue + 1] = r.v or ''
-  r.a = r.a + 1
-  r.s = 'leased'
-  r.l = tonumber(lease_until)
-  r.c = consumer
-  r.u = tonumber(now)
-  r.n = nil
-  redis.call('HSET', rec, seq, cjson.encode(r))
-  redis.call('ZADD', due, lease_until, seq)
-  count = count + 1
-end
-local ready = redis.call('ZRANGEBYSCORE', due, '-inf', now, 'LIMIT', 0, limit)
-local function position(member)
-  if string.byte(member, 1) == 126 then return string.sub(member, 2) end
-  return member
-end
-table.sort(ready, function(a, b) return seq_lt(position(a), position(b)) end)
-for _, member in ipairs(ready) do
-  if count >= limit then break end
-  if string.byte(member, 1) == 126 then
-    -- A lease whose holder stopped renewing it: each of its deliveries becomes a record of its own.
-    local id = string.sub(member, 2)
-    local outstanding = redis.call('SMEMBERS', lease_prefix .. id)
-    table.sort(outstanding, seq_lt)
-    local taken = {}
-    for _, seq in ipairs(outstanding) do
-      if count >= limit then break end
-      relet(seq, { s = 'leased', a = 1, e = event_id_at(log, seq), u = tonumber(now) })
-      taken[#taken + 1] = seq
-    end
-    if #taken > 0 then call_many('SREM', lease_prefix .. id, taken) end
-    close_lease_if_done(leases, due, lease_prefix, id)
-  else
-    local raw = redis.call('HGET', rec, member)
-    if raw then relet(member, cjson.decode(raw)) else redis.call('ZREM', due, member) end
-  end
-end
+local redue, count = relet_due(rec, due, leases, log, lease_prefix, now, lease_until, consumer, limit)
 local cursor = redis.call('HGET', sub, 'cursor')
 local from = nil
 if cursor == expected then
@@ -101,36 +63,106 @@ elseif seq_lt(expected, cursor) and seq_lt(cursor, scanned) then
   from = cursor
 end
 local first, taken, conflict, truncated = 8, 0, 0, 0
+local skipped = {}
 if from == nil then
   conflict = 1
 else
-  -- The chosen seqs ascend: skip the ones the cursor already passed, lease the rest up to the limit.
+  -- The chosen seqs ascend: skip the ones the cursor already passed, and those in ranges other
+  -- claims took ahead of the cursor; lease the rest up to the limit.
   while first <= #ARGV and not seq_lt(from, ARGV[first]) do first = first + 1 end
+  local any_ahead = redis.call('EXISTS', ahead) == 1
+  local chosen = {}
+  local last_chosen = first - 1
+  for i = first, #ARGV do
+    if count + #chosen >= limit then break end
+    if any_ahead and ahead_holding(ahead, ARGV[i]) then
+      skipped[#skipped + 1] = ARGV[i]
+    else
+      chosen[#chosen + 1] = ARGV[i]
+    end
+    last_chosen = i
+  end
   local moved_to = scanned
-  local last = first - 1
-  if first <= #ARGV and count < limit then
-    last = math.min(#ARGV, first + (limit - count) - 1)
-    local id = ARGV[first]
-    for i = first, last, 1000 do redis.call('SADD', lease_prefix .. id, unpack(ARGV, i, math.min(i + 999, last))) end
+  if #chosen > 0 then
+    local id = chosen[1]
+    call_many('SADD', lease_prefix .. id, chosen)
     redis.call('HSET', leases, id, now .. '\\n' .. consumer)
     redis.call('ZADD', due, lease_until, '~' .. id)
-    taken = last - first + 1
+    taken = #chosen
     count = count + taken
   end
-  if last < #ARGV then
+  if last_chosen < #ARGV then
     truncated = 1
-    if taken > 0 then moved_to = ARGV[last] else moved_to = from end
+    if last_chosen >= first then moved_to = ARGV[last_chosen] else moved_to = from end
   end
-  if seq_lt(cursor, moved_to) then
-    redis.call('HSET', sub, 'cursor', moved_to)
-    cursor = moved_to
-  end
+  local stored = cursor
+  if seq_lt(cursor, moved_to) then cursor = moved_to end
+  cursor = absorb_ahead(ahead, cursor)
+  if cursor ~= stored then redis.call('HSET', sub, 'cursor', cursor) end
 end
 local later = redis.call('ZRANGEBYSCORE', due, '(' .. now, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
-return { redue, first - 8, taken, conflict, truncated, later[2] or false, cursor }
+return { redue, first - 8, taken, conflict, truncated, later[2] or false, cursor, skipped }
 `,
   COMMON,
   LEASES,
+  DUE,
+  AHEAD,
+)
+
+/**
+ * A claim of events its own process appended, ahead of the cursor: a process holds what it
+ * appended, so leasing it there costs no read of the log and no parse. KEYS sub, rec, due,
+ * leases, log, ahead. ARGV now, lease until, consumer, limit, lease key prefix, then ranges:
+ * the seq before the range, its first and last seq, how many it chose, and those seqs.
+ *
+ * Re-leases what is due first (as the other claim does). A range is taken only if the cursor
+ * has not reached it and no other claim took any of it; its chosen events are leased (all
+ * ranges' together, as one lease) and the range is noted in the ahead set, which the other claim
+ * skips and the cursor absorbs once it reaches it. Returns {re-leased as in lease-deliveries,
+ * per range 1 (taken), 0 (another claim has it) or 2 (no room under the limit), how many were
+ * leased, next due time or nil, the cursor now}.
+ */
+export const leaseAhead = script(
+  'lease-ahead',
+  `
+local sub, rec, due, leases, log, ahead = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+if redis.call('EXISTS', sub) == 0 then return redis.error_reply('${NOT_FOUND_REPLY}') end
+local now, lease_until, consumer, limit, lease_prefix = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5]
+local redue, count = relet_due(rec, due, leases, log, lease_prefix, now, lease_until, consumer, limit)
+local cursor = redis.call('HGET', sub, 'cursor')
+local results, chosen, full = {}, {}, false
+local i = 6
+while i <= #ARGV do
+  local previous, first, last, n = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])
+  local result = 1
+  if full or count + #chosen + n > limit then
+    -- Ranges are taken in order: once one does not fit, the ones after it wait too.
+    result = 2
+    full = true
+  elseif not seq_lt(cursor, first) or ahead_overlaps(ahead, first, last) then
+    result = 0
+  else
+    redis.call('ZADD', ahead, 0, first .. '|' .. last .. '|' .. previous)
+    for k = i + 4, i + 3 + n do chosen[#chosen + 1] = ARGV[k] end
+  end
+  results[#results + 1] = result
+  i = i + 4 + n
+end
+if #chosen > 0 then
+  local id = chosen[1]
+  call_many('SADD', lease_prefix .. id, chosen)
+  redis.call('HSET', leases, id, now .. '\\n' .. consumer)
+  redis.call('ZADD', due, lease_until, '~' .. id)
+end
+local moved = absorb_ahead(ahead, cursor)
+if moved ~= cursor then redis.call('HSET', sub, 'cursor', moved) end
+local later = redis.call('ZRANGEBYSCORE', due, '(' .. now, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+return { redue, results, #chosen, later[2] or false, moved }
+`,
+  COMMON,
+  LEASES,
+  DUE,
+  AHEAD,
 )
 
 /**
@@ -272,7 +304,8 @@ return 1
 
 /**
  * KEYS subs. ARGV tenant base, seq. Returns subscription id and delivery record (as JSON) for
- * every subscription with one for this event, flat.
+ * every subscription with one for this event, flat; 'delivered' for one done in a range claimed
+ * ahead of the cursor.
  */
 export const deliveryRecords = script(
   'delivery-records',
@@ -287,6 +320,9 @@ for _, sub in ipairs(redis.call('SMEMBERS', KEYS[1])) do
       local holder, leased_at = lease_holder(meta)
       raw = cjson.encode({ s = 'leased', a = 1, e = event_id_at(base .. '${SUFFIX.log}', seq), c = holder, u = leased_at,
         l = tonumber(redis.call('ZSCORE', base .. '${SUFFIX.due}' .. sub, '~' .. id)) })
+    elseif ahead_holding(base .. '${SUFFIX.ahead}' .. sub, seq) then
+      -- Claimed ahead of the cursor and no longer in flight: done, though the cursor is behind it.
+      raw = cjson.encode({ s = 'delivered', a = 1, e = event_id_at(base .. '${SUFFIX.log}', seq), u = 0 })
     end
   end
   if raw then
@@ -298,6 +334,7 @@ return out
 `,
   COMMON,
   LEASES,
+  AHEAD,
 )
 
 /**

@@ -5,6 +5,7 @@ export { deleteSubscription, listSubscriptions, openSubscription } from './subsc
 export {
   deleteDeadLetter,
   deliveryRecords,
+  leaseAhead,
   leaseDeliveries,
   listDeadLetters,
   redrive,

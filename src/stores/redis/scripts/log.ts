@@ -9,8 +9,9 @@ export const CLOCK_SKEW_MS = 300_000
  * KEYS log, ids, feed, meta. ARGV base, tenant, now, dedupe window, group ttl, feed length,
  * keep, chunk, then the mode:
  * - 'batch' (nothing to dedupe or stage, at most MAX_PER_ENTRY events, all with ids Herald made):
- *   the events as one JSON array, their ids joined by spaces, how many. Returns {feed id, seq of
- *   the newest event before, entry id}.
+ *   the events as one JSON array, their ids joined by spaces, how many, and what the feed entry
+ *   says of the appender's claims ('' for nothing: see own.ts). Returns {feed id, seq of the
+ *   newest event before, entry id}.
  * - 'each': five per input: dedupe ('1' | ''), group id ('' for none), event id, topic, JSON.
  *   Returns {feed id ('' when nothing was appended), seq of the newest event before, then per
  *   input its seq, 'D' for a repeat within the dedupe window, or 'S' for staged}.
@@ -28,7 +29,12 @@ if ARGV[9] == 'batch' then
   redis.call('HINCRBY', meta, 'events', count)
   local first, last = seq_of(id, 0), seq_of(id, count - 1)
   redis.call('HSET', meta, 'last', last)
-  local feed_id = redis.call('XADD', feed, 'MAXLEN', '~', ARGV[6], '*', 't', tenant, 'p', previous, 'a', first, 'b', last)
+  local feed_id
+  if ARGV[13] ~= '' then
+    feed_id = redis.call('XADD', feed, 'MAXLEN', '~', ARGV[6], '*', 't', tenant, 'p', previous, 'a', first, 'b', last, 'o', ARGV[13])
+  else
+    feed_id = redis.call('XADD', feed, 'MAXLEN', '~', ARGV[6], '*', 't', tenant, 'p', previous, 'a', first, 'b', last)
+  end
   trim(log, ids, meta, base, tonumber(ARGV[7]), tonumber(ARGV[8]))
   return { feed_id, previous, id }
 end

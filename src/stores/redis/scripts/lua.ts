@@ -88,6 +88,97 @@ end
 `
 
 /**
+ * Records that fall due again (retries whose time came, and deliveries whose lease ran out: their
+ * consumer died) are leased one by one, oldest seq first, before anything new. Returns them as
+ * seq, attempt, event JSON ('' when the log has it), flat, and how many.
+ */
+export const DUE = `
+local function relet_due(rec, due, leases, log, lease_prefix, now, lease_until, consumer, limit)
+  local redue, count = {}, 0
+  local function relet(seq, r)
+    redue[#redue + 1] = seq
+    redue[#redue + 1] = r.a
+    redue[#redue + 1] = r.v or ''
+    r.a = r.a + 1
+    r.s = 'leased'
+    r.l = tonumber(lease_until)
+    r.c = consumer
+    r.u = tonumber(now)
+    r.n = nil
+    redis.call('HSET', rec, seq, cjson.encode(r))
+    redis.call('ZADD', due, lease_until, seq)
+    count = count + 1
+  end
+  local function position(member)
+    if string.byte(member, 1) == 126 then return string.sub(member, 2) end
+    return member
+  end
+  local ready = redis.call('ZRANGEBYSCORE', due, '-inf', now, 'LIMIT', 0, limit)
+  table.sort(ready, function(a, b) return seq_lt(position(a), position(b)) end)
+  for _, member in ipairs(ready) do
+    if count >= limit then break end
+    if string.byte(member, 1) == 126 then
+      -- A lease whose holder stopped renewing it: each of its deliveries becomes a record of its own.
+      local id = string.sub(member, 2)
+      local outstanding = redis.call('SMEMBERS', lease_prefix .. id)
+      table.sort(outstanding, seq_lt)
+      local taken = {}
+      for _, seq in ipairs(outstanding) do
+        if count >= limit then break end
+        relet(seq, { s = 'leased', a = 1, e = event_id_at(log, seq), u = tonumber(now) })
+        taken[#taken + 1] = seq
+      end
+      if #taken > 0 then call_many('SREM', lease_prefix .. id, taken) end
+      close_lease_if_done(leases, due, lease_prefix, id)
+    else
+      local raw = redis.call('HGET', rec, member)
+      if raw then relet(member, cjson.decode(raw)) else redis.call('ZREM', due, member) end
+    end
+  end
+  return redue, count
+end
+`
+
+/**
+ * Ranges of the log after a subscription's cursor that a claim took ahead of it: every event of
+ * a range that the subscription wants is leased (or was, and is settled). A sorted set of
+ * "<first>|<last>|<seq before first>" (seqs have a fixed width, so members sort by first seq).
+ * Ranges never overlap; the cursor absorbs a range once it reaches the seq before it.
+ */
+export const AHEAD = `
+local function ahead_range(member)
+  return string.match(member, '^([^|]*)|([^|]*)|(.*)$')
+end
+-- The range with the greatest first seq not after seq, if any.
+local function ahead_at_or_before(ahead, seq)
+  local member = redis.call('ZREVRANGEBYLEX', ahead, '[' .. seq .. '|~', '-', 'LIMIT', 0, 1)[1]
+  if member then return ahead_range(member) end
+  return nil
+end
+local function ahead_holding(ahead, seq)
+  local first, last = ahead_at_or_before(ahead, seq)
+  return first ~= nil and not seq_lt(last, seq)
+end
+local function ahead_overlaps(ahead, first, last)
+  local other_first, other_last = ahead_at_or_before(ahead, last)
+  return other_first ~= nil and not seq_lt(other_last, first)
+end
+-- Moves the cursor over the ranges it reaches (and drops those it passed); returns where it ends.
+local function absorb_ahead(ahead, cursor)
+  while true do
+    local member = redis.call('ZRANGE', ahead, 0, 0)[1]
+    if not member then return cursor end
+    local first, last, previous = ahead_range(member)
+    if seq_lt(cursor, last) then
+      if previous ~= cursor and seq_lt(cursor, first) then return cursor end
+      cursor = last
+    end
+    redis.call('ZREM', ahead, member)
+  end
+end
+`
+
+/**
  * Drops a tenant's oldest log entries while the log holds more than 'keep' events, a chunk at
  * a time so the cost spreads over many appends, and never an entry holding an event a durable
  * subscription still owes: one after its cursor, or one still in flight or waiting for a retry.

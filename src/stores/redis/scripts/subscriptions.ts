@@ -23,7 +23,7 @@ return redis.call('HMGET', sub, 'spec', 'createdAt', 'startSeq', 'cursor')
 )
 
 /**
- * KEYS sub, rec, due, dead, subs, leases. ARGV subscription id, lease key prefix.
+ * KEYS sub, rec, due, dead, subs, leases, ahead. ARGV subscription id, lease key prefix.
  * Removes the subscription with its records and leases; returns 1 if it existed.
  */
 export const deleteSubscription = script(
@@ -31,7 +31,7 @@ export const deleteSubscription = script(
   `
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 for _, id in ipairs(redis.call('HKEYS', KEYS[6])) do redis.call('UNLINK', ARGV[2] .. id) end
-redis.call('UNLINK', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[6])
+redis.call('UNLINK', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[6], KEYS[7])
 redis.call('SREM', KEYS[5], ARGV[1])
 return 1
 `,
