@@ -103,6 +103,7 @@ describe.skipIf(!canStartRedisServer())('/readyz on Redis', () => {
       await waitFor(async () => (await request(`${t.url}/readyz`)).status === 200, 10_000, 'ready again')
     } finally {
       await t.close()
+      await redis.dispose()
     }
   })
 })

@@ -116,6 +116,11 @@ export interface RedisServer {
   start(): Promise<void>
   /** Stops (or, with `kill`, crashes) it and starts it again. */
   restart(options?: { kill?: boolean }): Promise<void>
+  /**
+   * Kills it for good and removes its directory. A test that starts a server in its own body
+   * calls this in a `finally`: vitest does not run an `afterAll` registered while a test runs.
+   */
+  dispose(): Promise<void>
 }
 
 /** True when a redis-server binary is on PATH. Under CI=true a missing one throws, so fault tests fail rather than skip. */
@@ -183,6 +188,12 @@ export async function startRedisServer(options: RedisServerOptions = {}): Promis
 
   await start()
   let stopped = false
+  const dispose = async (): Promise<void> => {
+    if (stopped) return
+    stopped = true
+    await halt('SIGKILL')
+    rmSync(dir, { recursive: true, force: true })
+  }
   const server: RedisServer = {
     url: `redis://127.0.0.1:${port}`,
     port,
@@ -194,13 +205,9 @@ export async function startRedisServer(options: RedisServerOptions = {}): Promis
       await halt(kill ? 'SIGKILL' : 'SIGTERM')
       await start()
     },
+    dispose,
   }
-  afterAll(async () => {
-    if (stopped) return
-    stopped = true
-    await halt('SIGKILL')
-    rmSync(dir, { recursive: true, force: true })
-  })
+  afterAll(dispose)
   return server
 }
 
