@@ -84,10 +84,7 @@ else
   end
   local moved_to = scanned
   if #chosen > 0 then
-    local id = chosen[1]
-    call_many('SADD', lease_prefix .. id, chosen)
-    redis.call('HSET', leases, id, now .. '\\n' .. consumer)
-    redis.call('ZADD', due, lease_until, '~' .. id)
+    open_lease(leases, due, lease_prefix, chosen, now, lease_until, consumer)
     taken = #chosen
     count = count + taken
   end
@@ -148,12 +145,7 @@ while i <= #ARGV do
   results[#results + 1] = result
   i = i + 4 + n
 end
-if #chosen > 0 then
-  local id = chosen[1]
-  call_many('SADD', lease_prefix .. id, chosen)
-  redis.call('HSET', leases, id, now .. '\\n' .. consumer)
-  redis.call('ZADD', due, lease_until, '~' .. id)
-end
+if #chosen > 0 then open_lease(leases, due, lease_prefix, chosen, now, lease_until, consumer) end
 local moved = absorb_ahead(ahead, cursor)
 if moved ~= cursor then redis.call('HSET', sub, 'cursor', moved) end
 local later = redis.call('ZRANGEBYSCORE', due, '(' .. now, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)

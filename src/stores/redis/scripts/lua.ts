@@ -77,6 +77,13 @@ local function find_lease(leases, lease_prefix, seq, consumer)
   end
   return nil
 end
+-- Leases these first deliveries (seqs ascending) to the consumer as one lease, named after the first.
+local function open_lease(leases, due, lease_prefix, seqs, now, lease_until, consumer)
+  local id = seqs[1]
+  call_many('SADD', lease_prefix .. id, seqs)
+  redis.call('HSET', leases, id, now .. '\\n' .. consumer)
+  redis.call('ZADD', due, lease_until, '~' .. id)
+end
 -- Drops a lease once nothing is left in flight under it.
 local function close_lease_if_done(leases, due, lease_prefix, id)
   if redis.call('SCARD', lease_prefix .. id) == 0 then
