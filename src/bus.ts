@@ -3,7 +3,7 @@ import { DurableWorker } from './delivery/durable.js'
 import { LiveWorker } from './delivery/live.js'
 import { DEFAULT_RETRY_POLICY, resolveRetryPolicy, type RetryPolicy } from './delivery/policy.js'
 import type { Handler } from './delivery/attempt.js'
-import type { AttemptReport, DeliveryObserver, DeliveryStatus, Worker } from './delivery/worker.js'
+import type { AttemptReport, DeliveryObserver, DeliveryStatus } from './delivery/worker.js'
 import { HeraldError, describeError } from './errors.js'
 import {
   DEFAULT_MAX_PAYLOAD_BYTES,
@@ -169,7 +169,7 @@ const SUBSCRIBER_ID = /^[^\s\u0000-\u001f]{1,256}$/
 interface TenantRuntime {
   tenant: Tenant
   index: TopicIndex<Receiver>
-  workers: Map<string, Worker>
+  workers: Map<string, LiveWorker | DurableWorker>
   tails: Set<TailReceiver>
 }
 
@@ -241,8 +241,7 @@ class BusCore {
 
   private readonly wakeDurable = (tenant: string): void => {
     const runtime = this.runtimes.get(tenant)
-    if (runtime)
-      for (const worker of runtime.workers.values()) if (worker instanceof DurableWorker) worker.wake()
+    if (runtime) for (const worker of runtime.workers.values()) if (worker.durable) worker.wake()
   }
 
   runtime(tenant: Tenant): TenantRuntime {
@@ -516,7 +515,7 @@ class ScopedBus implements EventBus {
       logger: settings.logger,
       observer: this.core.deliveryObserver(),
     }
-    let worker: Worker
+    let worker: LiveWorker | DurableWorker
     if (subscriberId === undefined) worker = new LiveWorker(spec)
     else {
       const durable = new DurableWorker(spec, {
@@ -572,7 +571,7 @@ class ScopedBus implements EventBus {
     return this
   }
 
-  private detach(runtime: TenantRuntime, worker: Worker, forget: boolean): void {
+  private detach(runtime: TenantRuntime, worker: LiveWorker | DurableWorker, forget: boolean): void {
     runtime.workers.delete(worker.id)
     for (const pattern of worker.patterns) runtime.index.remove(pattern, worker)
     worker.stop()
@@ -663,9 +662,7 @@ class ScopedBus implements EventBus {
 
   private liveWorkers(): LiveWorker[] {
     const runtime = this.core.runtimes.get(tenantKey(this.tenant))
-    return [...(runtime?.workers.values() ?? [])].filter(
-      (worker): worker is LiveWorker => worker instanceof LiveWorker,
-    )
+    return [...(runtime?.workers.values() ?? [])].filter((worker): worker is LiveWorker => !worker.durable)
   }
 
   private async listDeadLetters(query: DeadLetterQuery = {}): Promise<DeadLetter[]> {
@@ -713,9 +710,9 @@ class ScopedBus implements EventBus {
     if (!key) return false
     const runtime = this.core.runtimes.get(tenantKey(this.tenant))
     const worker = runtime?.workers.get(key.subscriptionId)
-    if (worker instanceof LiveWorker) return worker.redrive(key.seq)
+    if (worker && !worker.durable) return worker.redrive(key.seq)
     const redriven = await this.core.store.redrive(this.tenant, key.subscriptionId, key.seq, Date.now())
-    if (redriven && worker) (worker as DurableWorker).wake()
+    if (redriven && worker) worker.wake()
     return redriven
   }
 
@@ -724,7 +721,7 @@ class ScopedBus implements EventBus {
     const key = decodeDeadLetterId(id)
     if (!key) return false
     const worker = this.core.runtimes.get(tenantKey(this.tenant))?.workers.get(key.subscriptionId)
-    if (worker instanceof LiveWorker) return worker.deleteDeadLetter(key.seq)
+    if (worker && !worker.durable) return worker.deleteDeadLetter(key.seq)
     return this.core.store.deleteDeadLetter(this.tenant, key.subscriptionId, key.seq)
   }
 }

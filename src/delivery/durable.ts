@@ -24,7 +24,7 @@ const CLAIM_RETRY_MS = 1000
  * is really in flight.
  */
 export class DurableWorker extends Worker {
-  readonly durable = true
+  readonly durable = true as const
   private readonly store: Store
   private readonly consumer: string
   private readonly leaseMs: number

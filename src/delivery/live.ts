@@ -33,7 +33,7 @@ export const LIVE_DEAD_LETTER_LIMIT = 10_000
  * and go before new events when a slot frees up.
  */
 export class LiveWorker extends Worker {
-  readonly durable = false
+  readonly durable = false as const
   private queue: HeraldEvent[] = []
   private head = 0
   private readonly dueRetries: RetryState[] = []

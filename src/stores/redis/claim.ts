@@ -42,6 +42,12 @@ export interface ClaimTarget {
   keys: SubscriptionKeys
 }
 
+/**
+ * What a scan of held chunks found: the chunks (or the subscription) are gone, or it ran; with
+ * `cursor` when it stopped at a stored cursor past its start (another consumer claimed there).
+ */
+type ChunksScanned = { gone: true } | { gone: false; cursor?: string }
+
 /** What one claim round looked at, before leasing. */
 interface Plan {
   /** The cursor the plan starts from; the lease script compares it with the stored one. */
@@ -315,12 +321,12 @@ export class Claimer {
       const chunks = this.recent.chunksAfter(target.tenant, cursor)
       if (!chunks || chunks.length === 0) return undefined
       const scan = new Scan(cursor, choose, scanLimit, match)
-      const stored = await this.scanChunks(target, chunks, scan, pass === 0, want)
-      if (stored === false) return undefined // gone from the log, or the subscription is: scan the store
-      if (typeof stored === 'string' && stored > cursor) {
+      const scanned = await this.scanChunks(target, chunks, scan, pass === 0, want)
+      if (scanned.gone) return undefined // from the log, or the subscription is: scan the store
+      if (scanned.cursor !== undefined && scanned.cursor > cursor) {
         this.contended.set(key, Date.now())
-        this.cursors.set(key, stored)
-        cursor = stored
+        this.cursors.set(key, scanned.cursor)
+        cursor = scanned.cursor
         continue
       }
       // Past what is held the log may go on only if the stretch stopped growing; what other
@@ -339,8 +345,8 @@ export class Claimer {
    * as it gets to them, no more than it may need, and none once `readUpTo` events are chosen (a
    * choice beyond what the lease may take is made from what is in hand). With `checkCursor`, the
    * first read brings the stored cursor, and the scan stops there if it is past the scan's
-   * start: returns that cursor then; false when the log no longer has the chunks or the
-   * subscription is gone; else true.
+   * start, answering that cursor. `gone` when the log no longer has the chunks or the
+   * subscription is gone.
    */
   private async scanChunks(
     target: ClaimTarget,
@@ -348,7 +354,7 @@ export class Claimer {
     scan: Scan,
     checkCursor = false,
     readUpTo = Infinity,
-  ): Promise<string | boolean> {
+  ): Promise<ChunksScanned> {
     const start = scan.looked
     const now = Date.now()
     for (let i = 0; i < chunks.length && !scan.done; i++) {
@@ -380,17 +386,17 @@ export class Claimer {
           missing,
           checkCursor ? target.keys.sub : undefined,
         )
-        if (read.gone || read.cursor === null) return false
+        if (read.gone || read.cursor === null) return { gone: true }
         if (checkCursor) {
           checkCursor = false
-          if (read.cursor !== undefined && read.cursor > start) return read.cursor
+          if (read.cursor !== undefined && read.cursor > start) return { gone: false, cursor: read.cursor }
         }
       }
       const chunk = chunks[i]!
       const events = chunk.events!
       scan.take(events, chunk.first > scan.looked ? 0 : indexAfter(events, scan.looked, false))
     }
-    return true
+    return { gone: false }
   }
 
   /** A plan from the stored cursor, read with the due records in one script; undefined when there is nothing to lease. */
@@ -419,7 +425,7 @@ export class Claimer {
       if (cursorHeld === 1) {
         const held = this.recent.chunksAfter(tenant, cursor)
         // The stretch moved on meanwhile, or lost events: scan again.
-        if (!held || !(await this.scanChunks(target, held, scan))) continue
+        if (!held || (await this.scanChunks(target, held, scan)).gone) continue
         // Reading on from the log starts after the entry the scan ended in, which is right only
         // when the scan went to the end of what is held, not when it stopped at events deferred
         // to their appender (it may have stopped inside an entry).
