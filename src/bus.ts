@@ -373,8 +373,9 @@ function statusFromRecord(
   seq: string,
 ): DeliveryStatus {
   const base = { subscriptionId: subscription.id, durable: true }
-  if (!record || record.state === 'delivered')
-    return record !== undefined || subscription.cursor >= seq
+  if (record?.state === 'delivered') return { ...base, state: 'delivered' }
+  if (!record)
+    return subscription.cursor >= seq
       ? { ...base, state: 'delivered' }
       : { ...base, state: 'pending', attempts: 0 }
   const status: DeliveryStatus = { ...base, state: 'pending', attempts: record.attempts }

@@ -68,20 +68,11 @@ export function fetchPost(doFetch: typeof fetch): Post {
       await response.body?.cancel().catch(() => undefined)
       return { status: response.status, snippet: '' }
     }
-    const reader = response.body?.getReader()
-    const chunks = async function* (): AsyncGenerator<Uint8Array> {
-      if (!reader) return
-      try {
-        for (;;) {
-          const { done, value } = await reader.read()
-          if (done) return
-          yield value
-        }
-      } finally {
-        reader.cancel().catch(() => undefined)
-      }
-    }
-    return { status: response.status, snippet: await readSnippet(chunks()) }
+    // Node's web streams are async iterable (the DOM typings do not say so), and leaving the
+    // loop early cancels the stream, so the rest is not read.
+    const stream = response.body as unknown as AsyncIterable<Uint8Array> | null
+    const snippet = stream ? await readSnippet(stream) : ''
+    return { status: response.status, snippet }
   }
 }
 

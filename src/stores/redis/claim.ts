@@ -31,7 +31,7 @@ const READ_CHUNKS = 64
  * said it claims this subscription too: it holds them, so it leases them without a read or a
  * parse, and nobody races for them. Past this, anyone takes them (their appender may be busy, or gone).
  */
-export const OWNER_GRACE_MS = 50
+const OWNER_GRACE_MS = 50
 
 export type RunScript = <T>(script: Script, keys: readonly string[], args: readonly Arg[]) => Promise<T>
 
@@ -286,8 +286,7 @@ export class Claimer {
       }
     }
     this.own.passed(tenant, subscriptionId, passed)
-    const nextDueAt = minDue(later, undefined)
-    return nextDueAt === undefined ? { more: left } : { more: left, nextDueAt }
+    return later === null ? { more: left } : { more: left, nextDueAt: Number(later) }
   }
 
   /** Adds the deliveries of records the lease re-leased (their earlier lease, if any, is over). */

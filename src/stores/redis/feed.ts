@@ -216,9 +216,8 @@ export class FeedReader {
       // Claims here leave what another process appended to it for a moment, if it claims too.
       const owners = o === undefined || o.startsWith(this.instance) ? undefined : o
       const batch = batches[i]
-      if (!batch) this.recent.note(t, p, a, b, now, undefined, owners)
-      else if (batch.length > 0)
-        this.recent.note(t, p, batch[0]!.seq!, batch[batch.length - 1]!.seq!, now, batch, owners)
+      if (batch) this.recent.add(t, p, batch, now, owners)
+      else this.recent.note(t, p, a, b, now, undefined, owners)
     }
     this.advance(entries.at(-1)![0])
     const events = batches.length === 1 ? (batches[0] ?? []) : batches.flatMap((batch) => batch ?? [])

@@ -93,10 +93,13 @@ export class RecentEvents {
     this.push(window, previous, events[0]!.seq!, events[events.length - 1]!.seq!, [...events])
   }
 
-  /** The events of one feed entry, which follow `previous` (the feed says so); forgets idle tenants. */
-  add(tenant: string, previous: string, events: readonly HeraldEvent[], now: number): void {
+  /**
+   * The events of one feed entry, which follow `previous` (the feed says so), with its `owners`
+   * (see `note`); forgets idle tenants.
+   */
+  add(tenant: string, previous: string, events: readonly HeraldEvent[], now: number, owners?: string): void {
     if (events.length === 0) return
-    this.note(tenant, previous, events[0]!.seq!, events[events.length - 1]!.seq!, now, events)
+    this.note(tenant, previous, events[0]!.seq!, events[events.length - 1]!.seq!, now, events, owners)
   }
 
   /**

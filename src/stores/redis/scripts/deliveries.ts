@@ -70,15 +70,18 @@ else
   -- The chosen seqs ascend: skip the ones the cursor already passed, and those in ranges other
   -- claims took ahead of the cursor; lease the rest up to the limit.
   while first <= #ARGV and not seq_lt(from, ARGV[first]) do first = first + 1 end
-  local any_ahead = redis.call('EXISTS', ahead) == 1
+  local ranges = first <= #ARGV and ahead_until(ahead, ARGV[#ARGV]) or {}
   local chosen = {}
   local last_chosen = first - 1
+  local r = 1
   for i = first, #ARGV do
     if count + #chosen >= limit then break end
-    if any_ahead and ahead_holding(ahead, ARGV[i]) then
-      skipped[#skipped + 1] = ARGV[i]
+    local seq = ARGV[i]
+    while ranges[r] and seq_lt(ranges[r][2], seq) do r = r + 1 end
+    if ranges[r] and not seq_lt(seq, ranges[r][1]) then
+      skipped[#skipped + 1] = seq
     else
-      chosen[#chosen + 1] = ARGV[i]
+      chosen[#chosen + 1] = seq
     end
     last_chosen = i
   end

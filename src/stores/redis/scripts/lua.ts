@@ -162,6 +162,16 @@ local function ahead_at_or_before(ahead, seq)
   if member then return ahead_range(member) end
   return nil
 end
+-- The ranges that start at or before seq, in order, as {first, last}: every range lies after the
+-- cursor, so these are the ones a claim's choice up to seq may run into.
+local function ahead_until(ahead, seq)
+  local ranges = {}
+  for _, member in ipairs(redis.call('ZRANGEBYLEX', ahead, '-', '[' .. seq .. '|~')) do
+    local first, last = ahead_range(member)
+    ranges[#ranges + 1] = { first, last }
+  end
+  return ranges
+end
 local function ahead_holding(ahead, seq)
   local first, last = ahead_at_or_before(ahead, seq)
   return first ~= nil and not seq_lt(last, seq)
