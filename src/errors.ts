@@ -80,6 +80,21 @@ export class NonRetriableError extends Error {
   }
 }
 
+/**
+ * Thrown by a handler to say "not now, and not before `retryAfterMs`": the failure counts as an
+ * attempt like any other, and the next one waits the policy's backoff or `retryAfterMs`,
+ * whichever is longer (never more than a day). Mirrors an answer's `Retry-After`.
+ */
+export class RetryLaterError extends Error {
+  override readonly name: string = 'RetryLaterError'
+  /** Milliseconds, at least 0 (a negative or non-finite request counts as 0). */
+  readonly retryAfterMs: number
+  constructor(message: string, retryAfterMs: number, options?: { cause?: unknown }) {
+    super(message, options)
+    this.retryAfterMs = Number.isFinite(retryAfterMs) && retryAfterMs > 0 ? retryAfterMs : 0
+  }
+}
+
 export function isHeraldError(error: unknown, code?: HeraldErrorCode): error is HeraldError {
   return error instanceof HeraldError && (code === undefined || error.code === code)
 }

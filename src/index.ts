@@ -19,7 +19,7 @@ export type {
   UnsubscribeOptions,
 } from './bus.js'
 export type { Tail, TailOptions } from './tail.js'
-export { HeraldError, NonRetriableError, ERROR_CODES, isHeraldError } from './errors.js'
+export { HeraldError, NonRetriableError, RetryLaterError, ERROR_CODES, isHeraldError } from './errors.js'
 export type { HeraldErrorCode } from './errors.js'
 export { DEFAULT_TENANT } from './event.js'
 export type { EventInput, HeraldEvent, PreparedBatch, Tenant } from './event.js'

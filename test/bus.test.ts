@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest'
 import {
   NonRetriableError,
+  RetryLaterError,
   createBus,
   isHeraldError,
   memoryStore,
@@ -223,6 +224,54 @@ describe('retries', () => {
       lastError: 'NonRetriableError: malformed order',
       event: { id },
     })
+  })
+
+  it.each([
+    ['a live', undefined],
+    ['a durable', 'later-sub'],
+  ])(
+    'RetryLaterError makes %s subscription wait what it asks when that is longer than the backoff',
+    async (_kind, subscriberId) => {
+      const b = bus()
+      const attempts: number[] = []
+      b.subscribe(
+        'busy',
+        async () => {
+          attempts.push(Date.now())
+          if (attempts.length === 1) throw new RetryLaterError('the bank is closed', 400)
+          if (attempts.length === 2) throw new RetryLaterError('still busy', 0) // shorter than the backoff: the backoff wins
+        },
+        { subscriberId, retry: { retries: 3, initialBackoffDelay: 100, exponentialBackoffCoefficient: 1 } },
+      )
+      const [id] = await b.emit({ topic: 'busy', data: {} })
+      await waitFor(
+        async () => (await b.status(id!))?.deliveries[0]?.state === 'delivered',
+        5000,
+        'delivered',
+      )
+      expect(attempts).toHaveLength(3)
+      const [first, second, third] = attempts as [number, number, number]
+      expect(second - first).toBeGreaterThanOrEqual(400 - 5)
+      expect(third - second).toBeGreaterThanOrEqual(100 - 5)
+      expect(third - second).toBeLessThan(400)
+    },
+  )
+
+  it('a RetryLaterError is still an attempt: it counts toward the retries, and the last one is a dead letter', async () => {
+    const b = bus()
+    let calls = 0
+    b.subscribe(
+      'busy',
+      async () => {
+        calls++
+        throw new RetryLaterError('busy', 30)
+      },
+      { retry: { retries: 1, initialBackoffDelay: 1 } },
+    )
+    await b.emit({ topic: 'busy', data: {} })
+    await waitFor(async () => (await b.deadLetters.list()).length === 1)
+    expect(calls).toBe(2)
+    expect((await b.deadLetters.list())[0]).toMatchObject({ attempts: 2, lastError: 'RetryLaterError: busy' })
   })
 
   it('delete removes a dead letter', async () => {

@@ -1,11 +1,11 @@
 import type { Turn } from '../clock.js'
-import { NonRetriableError, describeError } from '../errors.js'
+import { NonRetriableError, RetryLaterError, describeError } from '../errors.js'
 import type { HeraldEvent, Tenant } from '../event.js'
 import { senderMatches } from '../event.js'
 import type { Logger } from '../logger.js'
 import { compileMatcher } from '../topic.js'
 import { Attempt, AttemptTimeoutError, InFlight, type Handler } from './attempt.js'
-import { attemptTimeout, backoffDelay, type RetryPolicy } from './policy.js'
+import { MAX_BACKOFF_DELAY, attemptTimeout, backoffDelay, type RetryPolicy } from './policy.js'
 
 export interface WorkerSpec {
   id: string
@@ -177,7 +177,11 @@ export abstract class Worker {
     const attemptsMade = attempt.attempt + 1
     if (error instanceof NonRetriableError) return { dead: true, error: message }
     if (attemptsMade > this.policy.retries) return { dead: true, error: message }
-    return { retryAt: Date.now() + backoffDelay(this.policy, attemptsMade), error: message }
+    let wait = backoffDelay(this.policy, attemptsMade)
+    // A handler (a webhook's Retry-After, say) may ask for a longer wait, never for a shorter one.
+    if (error instanceof RetryLaterError)
+      wait = Math.max(wait, Math.min(error.retryAfterMs, MAX_BACKOFF_DELAY))
+    return { retryAt: Date.now() + wait, error: message }
   }
 
   protected observe(attempt: Attempt, verdict: FailureVerdict | undefined): void {

@@ -1,6 +1,6 @@
 import Fastify, { type FastifyReply, type FastifyRequest } from 'fastify'
 import type { AddressInfo } from 'node:net'
-import { NonRetriableError, describeError } from '../errors.js'
+import { NonRetriableError, RetryLaterError, describeError } from '../errors.js'
 import { consoleLogger, type Logger } from '../logger.js'
 import { ulid } from '../ids.js'
 import { createContext } from './context.js'
@@ -37,12 +37,13 @@ function first(headers: HeaderBag, name: string): string | undefined {
 /**
  * The status a handler's failure answers with, as `@vtex/api` does it: an error carrying a
  * `status` from 400 to 599 answers that; `NonRetriableError` answers 422 so the deliverer does
- * not retry; anything else is a 500, which it retries.
+ * not retry; `RetryLaterError` answers 503; anything else is a 500, which it retries.
  */
 function failureStatus(error: unknown): number {
   const status = (error as { status?: unknown } | null)?.status
   if (typeof status === 'number' && Number.isInteger(status) && status >= 400 && status <= 599) return status
   if (error instanceof NonRetriableError) return 422
+  if (error instanceof RetryLaterError) return 503
   return 500
 }
 
@@ -125,6 +126,9 @@ export async function listenForEvents(
         { handler: name, eventId, account, workspace, status, error: describeError(error) },
         'event handler failed',
       )
+      // Herald's deliverer waits at least this long before the next attempt.
+      if (error instanceof RetryLaterError && error.retryAfterMs > 0)
+        void reply.header('retry-after', String(Math.ceil(error.retryAfterMs / 1000)))
       return reply.code(status).send({ error: describeError(error) })
     }
     return reply.code(204).send()

@@ -4,10 +4,11 @@ import { Agent as HttpsAgent, request as httpsRequest } from 'node:https'
 /** The start of an error answer's body that is kept (for `lastError`); the rest is not read. */
 export const ERROR_BODY_CHARS = 300
 
-/** What a receiver answered: its status and, for answers outside 2xx, the start of its body. */
+/** What a receiver answered: its status and, for answers outside 2xx, the start of its body and its `Retry-After`. */
 export interface PostResult {
   status: number
   snippet: string
+  retryAfter?: string
 }
 
 /** Sends one webhook request; rejects on network errors and when `signal` fires. */
@@ -55,7 +56,12 @@ export const nodePost: Post = (url, headers, body, signal) =>
         resolve({ status, snippet: '' })
         return
       }
-      readSnippet(response).then((snippet) => resolve({ status, snippet }), reject)
+      const retryAfter = response.headers['retry-after']
+      readSnippet(response).then(
+        (snippet) =>
+          resolve(retryAfter === undefined ? { status, snippet } : { status, snippet, retryAfter }),
+        reject,
+      )
     })
     request.end(body)
   })
@@ -72,7 +78,10 @@ export function fetchPost(doFetch: typeof fetch): Post {
     // loop early cancels the stream, so the rest is not read.
     const stream = response.body as unknown as AsyncIterable<Uint8Array> | null
     const snippet = stream ? await readSnippet(stream) : ''
-    return { status: response.status, snippet }
+    const retryAfter = response.headers.get('retry-after')
+    return retryAfter === null
+      ? { status: response.status, snippet }
+      : { status: response.status, snippet, retryAfter }
   }
 }
 

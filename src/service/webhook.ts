@@ -1,5 +1,5 @@
 import type { HandlerContext } from '../delivery/attempt.js'
-import { HeraldError, NonRetriableError } from '../errors.js'
+import { HeraldError, NonRetriableError, RetryLaterError } from '../errors.js'
 import type { HeraldEvent } from '../event.js'
 import { ulid } from '../ids.js'
 import { CLOUDEVENTS_JSON, toCloudEvent } from '../cloudevents.js'
@@ -103,15 +103,33 @@ export function buildWebhookRequest(
   return { url, headers, body }
 }
 
-/** A failed delivery the Dispatcher retries (network error, 5xx, 408, 429). */
-export class WebhookError extends Error {
+/**
+ * A failed delivery the Dispatcher retries (5xx, 408, 429, 3xx), not before the receiver's
+ * `Retry-After` when it sent one (`retryAfterMs` is 0 when it did not).
+ */
+export class WebhookError extends RetryLaterError {
   override readonly name = 'WebhookError'
   constructor(
     message: string,
     readonly status: number,
+    retryAfterMs = 0,
   ) {
-    super(message)
+    super(message, retryAfterMs)
   }
+}
+
+/**
+ * A `Retry-After` value in milliseconds from `now`: delay-seconds (`120`) or an HTTP date
+ * (`Wed, 21 Oct 2026 07:28:00 GMT`); a date in the past is 0. Anything else is undefined (ignored).
+ */
+export function parseRetryAfter(value: string | undefined, now: number): number | undefined {
+  if (value === undefined) return undefined
+  const text = value.trim()
+  if (/^\d+$/.test(text)) return Number(text) * 1000
+  // Date.parse also reads bare numbers and other shapes; an HTTP date names its weekday and zone.
+  if (!/^[A-Za-z]{3}, /.test(text)) return undefined
+  const at = Date.parse(text)
+  return Number.isNaN(at) ? undefined : Math.max(0, at - now)
 }
 
 /** 408 and 429 say "later"; every other 4xx says the request itself is wrong: retrying cannot help. */
@@ -122,7 +140,8 @@ function retriable(status: number): boolean {
 /**
  * A delivery handler for a durable subscription that POSTs each event to a URL. It only maps
  * outcomes: 2xx is delivered; a network error, a timeout (the attempt's signal), a 5xx, 408 or
- * 429 throws so the Dispatcher retries on the subscription's policy; any other 4xx throws
+ * 429 throws so the Dispatcher retries on the subscription's policy (waiting at least what a
+ * `Retry-After` in the answer asks); any other 4xx throws
  * `NonRetriableError`, which makes the delivery a dead letter at once. Redirects are not
  * followed (Standard Webhooks counts a 3xx as a failure).
  */
@@ -137,10 +156,10 @@ export function webhookHandler(
   return async (event, ctx) => {
     const request = buildWebhookRequest(target, event, ctx, key)
     request.headers['user-agent'] = userAgent
-    const { status, snippet } = await post(request.url, request.headers, request.body, ctx.signal)
+    const { status, snippet, retryAfter } = await post(request.url, request.headers, request.body, ctx.signal)
     if (status >= 200 && status < 300) return
     const message = `POST ${request.url} answered ${status}${snippet ? `: ${snippet}` : ''}`
-    if (retriable(status)) throw new WebhookError(message, status)
+    if (retriable(status)) throw new WebhookError(message, status, parseRetryAfter(retryAfter, Date.now()))
     throw new NonRetriableError(message)
   }
 }

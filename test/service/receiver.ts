@@ -11,13 +11,16 @@ export interface Received {
   at: number
 }
 
+export type Reply = number | { status: number; headers: Record<string, string> }
+
 /** A real HTTP endpoint that records each request and answers with `reply` (204 by default). */
 export interface Receiver {
   url: string
   requests: Received[]
   /** Requests whose client hung up before the answer was sent. */
   abandoned: number
-  reply: (request: Received) => number | Promise<number>
+  /** The status to answer, or the status with headers (`retry-after`, say). */
+  reply: (request: Received) => Reply | Promise<Reply>
   close(): Promise<void>
 }
 
@@ -45,9 +48,10 @@ export async function startReceiver(): Promise<Receiver> {
         at,
       }
       receiver.requests.push(received)
-      const status = await receiver.reply(received)
+      const reply = await receiver.reply(received)
+      const { status, headers } = typeof reply === 'number' ? { status: reply, headers: {} } : reply
       if (response.destroyed) return
-      response.writeHead(status, { 'content-type': 'text/plain' })
+      response.writeHead(status, { 'content-type': 'text/plain', ...headers })
       response.end(status >= 400 ? `failure ${status}` : '')
     })
   })

@@ -2,7 +2,14 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
-import { NonRetriableError, createBus, silentLogger, type Bus, type Tenant } from '../../src/index.js'
+import {
+  NonRetriableError,
+  RetryLaterError,
+  createBus,
+  silentLogger,
+  type Bus,
+  type Tenant,
+} from '../../src/index.js'
 import {
   Service,
   generateSecret,
@@ -217,6 +224,9 @@ describe('Service.listen (the VTEX IO inbound protocol)', () => {
         busy: () => {
           throw Object.assign(new Error('slow down'), { status: 429 })
         },
+        later: () => {
+          throw new RetryLaterError('the ledger is closing', 2500)
+        },
       },
     })
     const secret = generateSecret()
@@ -275,6 +285,9 @@ describe('Service.listen (the VTEX IO inbound protocol)', () => {
     expect((await post(signatureHeaders(secret, 'm1', body))).status).toBe(204)
     expect((await post(signatureHeaders(secret, 'm2', body), 'nope')).status).toBe(404)
     expect((await post(signatureHeaders(secret, 'm3', body), 'busy')).status).toBe(429)
+    // RetryLaterError answers 503 with its wait, in whole seconds, for the deliverer to honour.
+    const later = await post(signatureHeaders(secret, 'm5', body), 'later')
+    expect([later.status, later.headers.get('retry-after')]).toEqual([503, '3'])
     expect((await post(signatureHeaders(secret, 'm4', '{'), 'onOrder', '{')).status).toBe(400)
     expect(seen).toHaveLength(2)
   })

@@ -5,6 +5,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { afterEach, describe, expect, it } from 'vitest'
+import { parseRetryAfter } from '../../src/service/webhook.js'
 import { ERROR_BODY_CHARS, fetchPost, nodePost, type Post } from '../../src/service/webhook-transport.js'
 
 interface Endpoint {
@@ -87,6 +88,17 @@ describe.each(transports)('webhook requests over %s', (_name, post) => {
     expect(result.snippet.endsWith('…')).toBe(true)
   })
 
+  it("passes on a failure's Retry-After as it was sent", async () => {
+    const at = await serve((_request, response) => {
+      response.writeHead(429, { 'retry-after': '120' }).end('slow down')
+    })
+    expect(await post(at.url, {}, '{}', never)).toEqual({
+      status: 429,
+      snippet: 'slow down',
+      retryAfter: '120',
+    })
+  })
+
   it('does not follow a redirect: the 3xx is the answer', async () => {
     const at = await serve((request, response) => {
       if (request.url === '/moved') response.writeHead(302, { location: '/elsewhere' }).end()
@@ -126,4 +138,24 @@ describe('the node:http transport', () => {
 
   const post = (url: string, headers: Record<string, string>, body: string) =>
     nodePost(url, headers, body, never)
+})
+
+describe('Retry-After', () => {
+  const now = Date.parse('2026-11-23T06:00:00Z')
+  it.each([
+    ['120', 120_000],
+    [' 3 ', 3000],
+    ['0', 0],
+    ['Mon, 23 Nov 2026 06:00:30 GMT', 30_000],
+    ['Mon, 23 Nov 2026 05:00:00 GMT', 0], // a date in the past: at once
+  ])('%j waits %i ms', (value, ms) => {
+    expect(parseRetryAfter(value, now)).toBe(ms)
+  })
+
+  it.each(['soon', '-5', '1.5', '', '2026-11-23T06:00:30Z', 'Mon, 99 Nov 2026 06:00:30 GMT'])(
+    '%j is not a Retry-After: ignored',
+    (value) => {
+      expect(parseRetryAfter(value, now)).toBeUndefined()
+    },
+  )
 })

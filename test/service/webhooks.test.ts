@@ -164,6 +164,28 @@ describe('app webhooks (VTEX IO protocol)', () => {
     expect(receiver.requests).toHaveLength(2)
   })
 
+  it.each([
+    ['429', 'delay-seconds', 429, () => '1', 1000],
+    ['503', 'an HTTP date', 503, () => new Date(Date.now() + 2500).toUTCString(), 1000],
+  ])(
+    "a %s answer's Retry-After (%s) holds the next attempt back at least that long",
+    async (_code, _form, code, retryAfter, atLeast) => {
+      receiver.reply = () =>
+        receiver.requests.length === 1 ? { status: code, headers: { 'retry-after': retryAfter() } } : 204
+      await pingUntil({ retries: 3, initialBackoffDelay: 20 }, 'delivered')
+      const [first, second] = receiver.requests.map((r) => r.at) as [number, number]
+      expect(second - first).toBeGreaterThanOrEqual(atLeast - 5)
+    },
+  )
+
+  it('a Retry-After that is neither seconds nor a date is ignored: the policy decides', async () => {
+    receiver.reply = () =>
+      receiver.requests.length === 1 ? { status: 503, headers: { 'retry-after': 'soon' } } : 204
+    await pingUntil({ retries: 3, initialBackoffDelay: 20 }, 'delivered')
+    const [first, second] = receiver.requests.map((r) => r.at) as [number, number]
+    expect(second - first).toBeLessThan(900)
+  })
+
   it('an attempt that outlives its timeout is aborted and retried', async () => {
     receiver.reply = async () => {
       if (receiver.requests.length > 1) return 204
