@@ -9,6 +9,7 @@ import {
   type Bus,
   type BusOptions,
   type HeraldEvent,
+  type RetryPolicy,
 } from '../src/index.js'
 import { recorder, sleep, waitFor } from './helpers.js'
 
@@ -21,6 +22,25 @@ function bus(options: BusOptions = {}): Bus {
 afterEach(async () => {
   await Promise.all(buses.splice(0).map((b) => b.close()))
 })
+
+/** Subscribes to `topic` a handler that always throws what `error` makes; counts its calls. */
+function alwaysThrowing(
+  b: Bus,
+  topic: string,
+  error: () => Error,
+  retry: Partial<RetryPolicy>,
+): { calls: number } {
+  const handler = { calls: 0 }
+  b.subscribe(
+    topic,
+    async () => {
+      handler.calls++
+      throw error()
+    },
+    { retry },
+  )
+  return handler
+}
 
 async function codeOf(promise: Promise<unknown>): Promise<string | undefined> {
   try {
@@ -206,19 +226,14 @@ describe('retries', () => {
 
   it('NonRetriableError goes straight to the dead letters', async () => {
     const b = bus()
-    let calls = 0
-    b.subscribe(
-      'bad',
-      async () => {
-        calls++
-        throw new NonRetriableError('malformed order')
-      },
-      { retry: { retries: 5, initialBackoffDelay: 1 } },
-    )
+    const handler = alwaysThrowing(b, 'bad', () => new NonRetriableError('malformed order'), {
+      retries: 5,
+      initialBackoffDelay: 1,
+    })
     const [id] = await b.emit({ topic: 'bad', data: {} })
     await waitFor(async () => (await b.deadLetters.list()).length === 1)
     await sleep(30)
-    expect(calls).toBe(1)
+    expect(handler.calls).toBe(1)
     expect((await b.deadLetters.list())[0]).toMatchObject({
       attempts: 1,
       lastError: 'NonRetriableError: malformed order',
@@ -259,18 +274,13 @@ describe('retries', () => {
 
   it('a RetryLaterError is still an attempt: it counts toward the retries, and the last one is a dead letter', async () => {
     const b = bus()
-    let calls = 0
-    b.subscribe(
-      'busy',
-      async () => {
-        calls++
-        throw new RetryLaterError('busy', 30)
-      },
-      { retry: { retries: 1, initialBackoffDelay: 1 } },
-    )
+    const handler = alwaysThrowing(b, 'busy', () => new RetryLaterError('busy', 30), {
+      retries: 1,
+      initialBackoffDelay: 1,
+    })
     await b.emit({ topic: 'busy', data: {} })
     await waitFor(async () => (await b.deadLetters.list()).length === 1)
-    expect(calls).toBe(2)
+    expect(handler.calls).toBe(2)
     expect((await b.deadLetters.list())[0]).toMatchObject({ attempts: 2, lastError: 'RetryLaterError: busy' })
   })
 
