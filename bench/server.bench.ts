@@ -10,6 +10,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
+import { readFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { fileURLToPath } from 'node:url'
 import type { Socket } from 'node:net'
@@ -51,8 +52,12 @@ function startHerald(store = process.env.BENCH_STORE ?? 'memory'): Promise<Heral
   })
 }
 
-/** Runs autocannon in a child process; resolves with mean requests/s. */
-async function autocannon(url: string, body: string, headers: Record<string, string>): Promise<number> {
+/** Runs autocannon in a child process; resolves with mean requests/s and the requests answered. */
+async function autocannon(
+  url: string,
+  body: string,
+  headers: Record<string, string>,
+): Promise<{ rate: number; total: number }> {
   const args = [autocannonBin, '-c', '50', '-d', String(DURATION), '-m', 'POST', '-b', body, '--json']
   for (const [name, value] of Object.entries({ 'content-type': 'application/json', ...headers }))
     args.push('-H', `${name}=${value}`)
@@ -60,10 +65,45 @@ async function autocannon(url: string, body: string, headers: Record<string, str
   let out = ''
   child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()))
   await once(child, 'exit')
-  const result = JSON.parse(out) as { requests: { average: number }; non2xx: number; errors: number }
+  const result = JSON.parse(out) as {
+    requests: { average: number; total: number }
+    non2xx: number
+    errors: number
+  }
   if (result.non2xx > 0 || result.errors > 0)
     throw new Error(`autocannon saw ${result.non2xx} non-2xx answers and ${result.errors} errors`)
-  return result.requests.average
+  return { rate: result.requests.average, total: result.requests.total }
+}
+
+/**
+ * CPU seconds (user, system) a process has used so far, from /proc (Linux; undefined elsewhere).
+ * /proc counts in USER_HZ, which is 100 on Linux.
+ */
+function cpuSeconds(pid: number | undefined): { user: number; system: number } | undefined {
+  try {
+    // Fields after "pid (comm) " start at the 3rd; utime and stime are the 14th and 15th.
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')
+    return { user: Number(fields[11]) / 100, system: Number(fields[12]) / 100 }
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * The server process's CPU per request (µs, user + system, kernel included) in each HTTP run, by
+ * contender: steadier than requests/s when the load generator shares the cores, and it splits
+ * what the server does from what the kernel does for it.
+ */
+const cpuPerRequest = new Map<string, { user: number; system: number }[]>()
+
+/** `user + system µs/request` of a contender's runs after the warm-up round (medians of each). */
+function cpuNote(label: string): string {
+  const runs = (cpuPerRequest.get(label) ?? []).slice(1)
+  if (runs.length === 0) return ''
+  const median = (values: number[]) => values.sort((a, b) => a - b)[Math.floor(values.length / 2)]!
+  const user = median(runs.map((run) => run.user))
+  const system = median(runs.map((run) => run.system))
+  return `server CPU ${(user + system).toFixed(1)} µs/request (user ${user.toFixed(1)} + system ${system.toFixed(1)})`
 }
 
 const targetScript = fileURLToPath(new URL('./lib/http-target.ts', import.meta.url))
@@ -72,17 +112,35 @@ const targetScript = fileURLToPath(new URL('./lib/http-target.ts', import.meta.u
  * Starts one contender in its own process, loads it with autocannon from another, and stops it:
  * the server, the load and this orchestrating process never share an event loop.
  */
-async function rateOf(kind: string, body: string, headers: Record<string, string> = {}): Promise<number> {
+async function rateOf(
+  label: string,
+  kind: string,
+  body: string,
+  headers: Record<string, string> = {},
+): Promise<number> {
   const target = await startTarget(kind)
   try {
-    return await autocannon(`${target.url}/v1/events`, body, headers)
+    const before = cpuSeconds(target.pid)
+    const { rate, total } = await autocannon(`${target.url}/v1/events`, body, headers)
+    const after = cpuSeconds(target.pid)
+    if (before && after && total > 0) {
+      const runs = cpuPerRequest.get(label) ?? []
+      runs.push({
+        user: ((after.user - before.user) * 1e6) / total,
+        system: ((after.system - before.system) * 1e6) / total,
+      })
+      cpuPerRequest.set(label, runs)
+    }
+    return rate
   } finally {
     await target.stop()
   }
 }
 
 /** Starts one contender (see lib/http-target.ts) in a process of its own; resolves once it serves. */
-async function startTarget(kind: string): Promise<{ url: string; stop: () => Promise<void> }> {
+async function startTarget(
+  kind: string,
+): Promise<{ url: string; pid: number | undefined; stop: () => Promise<void> }> {
   const child = spawn(process.execPath, ['--import', 'tsx', targetScript, kind], {
     stdio: ['pipe', 'pipe', 'inherit'],
   })
@@ -97,6 +155,7 @@ async function startTarget(kind: string): Promise<{ url: string; stop: () => Pro
   })
   return {
     url,
+    pid: child.pid,
     stop: async () => {
       child.removeAllListeners('exit')
       const exited = once(child, 'exit')
@@ -106,9 +165,12 @@ async function startTarget(kind: string): Promise<{ url: string; stop: () => Pro
   }
 }
 
-const bareFastifyRate = (withIds = false): Promise<number> => rateOf(withIds ? 'bare-ids' : 'bare', EVENT)
+const bareFastifyRate = (withIds = false): Promise<number> =>
+  rateOf(withIds ? 'bare-ids' : 'bare', withIds ? 'bare-ids' : 'bare', EVENT)
 const heraldRate = (body: string, store: 'memory' | 'sqlite'): Promise<number> =>
-  rateOf(`herald:${store}`, body, { authorization: `Bearer ${TOKEN}` })
+  rateOf(`herald:${store}${body === EVENT ? '' : ':batch'}`, `herald:${store}`, body, {
+    authorization: `Bearer ${TOKEN}`,
+  })
 
 /** Starts the client process; resolves once its clients are connected. */
 async function clients(
@@ -278,24 +340,24 @@ if (SECTIONS.has('http')) {
   table(
     'POST /v1/events, one event per request',
     [
-      { name: 'bare fastify (parse JSON, 204)', value: bare, unit: 'req/s' },
+      { name: 'bare fastify (parse JSON, 204)', value: bare, unit: 'req/s', note: cpuNote('bare') },
       {
         name: 'bare fastify (parse JSON, 202 {"ids":[…]})',
         value: bareIds,
         unit: 'req/s',
-        note: 'what answering with the ids costs alone',
+        note: `what answering with the ids costs alone; ${cpuNote('bare-ids')}`,
       },
       {
         name: 'herald (sqlite store, token)',
         value: durable,
         unit: 'req/s',
-        note: 'the server as it ships (default store); goal ≥ 0.80×',
+        note: `the server as it ships (default store); goal ≥ 0.80×; ${cpuNote('herald:sqlite')}`,
       },
       {
         name: 'herald (memory store, token)',
         value: single,
         unit: 'req/s',
-        note: 'answers each request alone, in its own turn',
+        note: `answers each request alone, in its own turn; ${cpuNote('herald:memory')}`,
       },
     ],
     'bare fastify (parse JSON, 204)',
@@ -311,13 +373,13 @@ if (SECTIONS.has('http')) {
         name: 'herald (memory store, token)',
         value: batch * 100,
         unit: 'events/s',
-        note: `${batch.toFixed(0)} req/s`,
+        note: `${batch.toFixed(0)} req/s; ${cpuNote('herald:memory:batch')}`,
       },
       {
         name: 'herald (sqlite store, token)',
         value: durableBatch * 100,
         unit: 'events/s',
-        note: `${durableBatch.toFixed(0)} req/s`,
+        note: `${durableBatch.toFixed(0)} req/s; ${cpuNote('herald:sqlite:batch')}`,
       },
     ],
     'herald (memory store, token)',
