@@ -8,7 +8,8 @@ export const ERROR_BODY_CHARS = 300
 export interface PostResult {
   status: number
   snippet: string
-  retryAfter?: string
+  /** Its `Retry-After` header as sent, if it sent one (undefined on 2xx). */
+  retryAfter: string | undefined
 }
 
 /** Sends one webhook request; rejects on network errors and when `signal` fires. */
@@ -53,15 +54,11 @@ export const nodePost: Post = (url, headers, body, signal) =>
         // Drained unread, so that the connection goes back to the pool; the answer is already known.
         response.on('error', () => undefined)
         response.resume()
-        resolve({ status, snippet: '' })
+        resolve({ status, snippet: '', retryAfter: undefined })
         return
       }
       const retryAfter = response.headers['retry-after']
-      readSnippet(response).then(
-        (snippet) =>
-          resolve(retryAfter === undefined ? { status, snippet } : { status, snippet, retryAfter }),
-        reject,
-      )
+      readSnippet(response).then((snippet) => resolve({ status, snippet, retryAfter }), reject)
     })
     request.end(body)
   })
@@ -72,16 +69,13 @@ export function fetchPost(doFetch: typeof fetch): Post {
     const response = await doFetch(url, { method: 'POST', headers, body, signal, redirect: 'manual' })
     if (response.status >= 200 && response.status < 300) {
       await response.body?.cancel().catch(() => undefined)
-      return { status: response.status, snippet: '' }
+      return { status: response.status, snippet: '', retryAfter: undefined }
     }
     // Node's web streams are async iterable (the DOM typings do not say so), and leaving the
     // loop early cancels the stream, so the rest is not read.
     const stream = response.body as unknown as AsyncIterable<Uint8Array> | null
     const snippet = stream ? await readSnippet(stream) : ''
-    const retryAfter = response.headers.get('retry-after')
-    return retryAfter === null
-      ? { status: response.status, snippet }
-      : { status: response.status, snippet, retryAfter }
+    return { status: response.status, snippet, retryAfter: response.headers.get('retry-after') ?? undefined }
   }
 }
 

@@ -486,7 +486,5 @@ function minDue(later: string | null, deferredUntil: number | undefined): number
 function ownersGrace(chunk: Chunk, subscriptionId: string, now: number): number | undefined {
   const { owners, seenAt } = chunk
   if (owners === undefined || seenAt === undefined || now - seenAt >= OWNER_GRACE_MS) return undefined
-  const ids = owners.slice(owners.indexOf('\n') + 1)
-  if (ids !== subscriptionId && !` ${ids} `.includes(` ${subscriptionId} `)) return undefined
-  return seenAt + OWNER_GRACE_MS
+  return owners.includes(subscriptionId) ? seenAt + OWNER_GRACE_MS : undefined
 }

@@ -214,7 +214,7 @@ export class FeedReader {
     for (let i = 0; i < entries.length; i++) {
       const { t, p, a, b, o } = fieldsOf(entries[i]![1])
       // Claims here leave what another process appended to it for a moment, if it claims too.
-      const owners = o === undefined || o.startsWith(this.instance) ? undefined : o
+      const owners = o === undefined || o.startsWith(this.instance) ? undefined : claimedBy(o)
       const batch = batches[i]
       if (batch) this.recent.add(t, p, batch, now, owners)
       else this.recent.note(t, p, a, b, now, undefined, owners)
@@ -273,6 +273,11 @@ function fieldsOf(fields: string[]): { t: string; p: string; a: string; b: strin
   for (let i = 0; i + 1 < fields.length; i += 2) out[fields[i]!] = fields[i + 1]!
   const entry = { t: out.t ?? '', p: out.p ?? '', a: out.a ?? '', b: out.b ?? '' }
   return out.o === undefined ? entry : { ...entry, o: out.o }
+}
+
+/** The subscription ids of an `o` field: after the appender's name and a newline, space-separated. */
+function claimedBy(o: string): string[] {
+  return o.slice(o.indexOf('\n') + 1).split(' ')
 }
 
 /** Orders two stream ids numerically. */

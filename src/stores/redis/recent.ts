@@ -19,8 +19,8 @@ export interface Chunk {
   readonly first: string
   readonly last: string
   events: HeraldEvent[] | undefined
-  /** Its appender (another process) and the subscriptions that one claims itself, as the feed said (own.ts). */
-  readonly owners?: string
+  /** The subscriptions its appender (another process) claims itself, as the feed said (own.ts). */
+  readonly owners?: readonly string[]
   /** When the feed brought word of it (this process's clock). */
   readonly seenAt?: number
 }
@@ -97,7 +97,13 @@ export class RecentEvents {
    * The events of one feed entry, which follow `previous` (the feed says so), with its `owners`
    * (see `note`); forgets idle tenants.
    */
-  add(tenant: string, previous: string, events: readonly HeraldEvent[], now: number, owners?: string): void {
+  add(
+    tenant: string,
+    previous: string,
+    events: readonly HeraldEvent[],
+    now: number,
+    owners?: readonly string[],
+  ): void {
     if (events.length === 0) return
     this.note(tenant, previous, events[0]!.seq!, events[events.length - 1]!.seq!, now, events, owners)
   }
@@ -114,7 +120,7 @@ export class RecentEvents {
     last: string,
     now: number,
     events?: readonly HeraldEvent[],
-    owners?: string,
+    owners?: readonly string[],
   ): void {
     const window = this.tenants.get(tenant)
     if (!window) return
@@ -196,7 +202,7 @@ export class RecentEvents {
     first: string,
     last: string,
     events: HeraldEvent[] | undefined,
-    owners?: string,
+    owners?: readonly string[],
     seenAt?: number,
   ): void {
     const count = events?.length ?? 0
