@@ -74,7 +74,7 @@ export class HeraldError extends Error {
  * Mirrors a webhook's 4xx.
  */
 export class NonRetriableError extends Error {
-  override readonly name = 'NonRetriableError'
+  override readonly name: string = 'NonRetriableError'
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, options)
   }

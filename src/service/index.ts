@@ -11,6 +11,7 @@ export { appSubscriptionId, loadManifest, parseManifest } from './manifest.js'
 export type { ManifestEvent, ServiceManifest } from './manifest.js'
 export { EVENT_HEADERS, eventsRoute } from './wire.js'
 export {
+  EndpointGoneError,
   WEBHOOK_FORMATS,
   WebhookError,
   assertWebhookTarget,

@@ -37,6 +37,11 @@ export interface WebhookOptions {
   fetch?: typeof fetch
   /** Sent as `user-agent`. */
   userAgent?: string
+  /**
+   * Called when the endpoint answers 410 Gone, before the delivery becomes a dead letter: the
+   * receiver says it is gone for good (Standard Webhooks), so the caller may stop delivering to it.
+   */
+  onGone?: (error: EndpointGoneError, event: HeraldEvent) => void
 }
 
 export interface WebhookRequest {
@@ -118,6 +123,12 @@ export class WebhookError extends RetryLaterError {
   }
 }
 
+/** The endpoint answered 410 Gone: this delivery is dead, and so (to a registry) is the endpoint. */
+export class EndpointGoneError extends NonRetriableError {
+  override readonly name = 'EndpointGoneError'
+  readonly status = 410
+}
+
 /**
  * A `Retry-After` value in milliseconds from `now`: delay-seconds (`120`) or an HTTP date
  * (`Wed, 21 Oct 2026 07:28:00 GMT`); a date in the past is 0. Anything else is undefined (ignored).
@@ -142,8 +153,9 @@ function retriable(status: number): boolean {
  * outcomes: 2xx is delivered; a network error, a timeout (the attempt's signal), a 5xx, 408 or
  * 429 throws so the Dispatcher retries on the subscription's policy (waiting at least what a
  * `Retry-After` in the answer asks); any other 4xx throws
- * `NonRetriableError`, which makes the delivery a dead letter at once. Redirects are not
- * followed (Standard Webhooks counts a 3xx as a failure).
+ * `NonRetriableError`, which makes the delivery a dead letter at once (410 Gone throws its
+ * subclass `EndpointGoneError`, after telling `options.onGone`). Redirects are not followed
+ * (Standard Webhooks counts a 3xx as a failure).
  */
 export function webhookHandler(
   target: WebhookTarget,
@@ -153,6 +165,7 @@ export function webhookHandler(
   const key = secretKey(target.secret)
   const post = options.fetch ? fetchPost(options.fetch) : nodePost
   const userAgent = options.userAgent ?? 'herald-webhook'
+  const onGone = options.onGone
   return async (event, ctx) => {
     const request = buildWebhookRequest(target, event, ctx, key)
     request.headers['user-agent'] = userAgent
@@ -160,6 +173,11 @@ export function webhookHandler(
     if (status >= 200 && status < 300) return
     const message = `POST ${request.url} answered ${status}${snippet ? `: ${snippet}` : ''}`
     if (retriable(status)) throw new WebhookError(message, status, parseRetryAfter(retryAfter, Date.now()))
+    if (status === 410) {
+      const gone = new EndpointGoneError(message)
+      onGone?.(gone, event)
+      throw gone
+    }
     throw new NonRetriableError(message)
   }
 }

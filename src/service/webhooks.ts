@@ -7,7 +7,21 @@ import { consoleLogger, type Logger } from '../logger.js'
 import { splitPatterns } from '../topic.js'
 import { appSubscriptionId, assertAppName, parseManifest } from './manifest.js'
 import { generateSecret } from './signature.js'
-import { assertWebhookTarget, webhookHandler, type WebhookOptions, type WebhookTarget } from './webhook.js'
+import {
+  assertWebhookTarget,
+  webhookHandler,
+  type EndpointGoneError,
+  type WebhookOptions,
+  type WebhookTarget,
+} from './webhook.js'
+
+/** Set when the endpoint answered 410 Gone: nothing is delivered until it is registered again. */
+export interface DisabledEndpoint {
+  /** ISO time it was disabled. */
+  at: string
+  /** The answer that disabled it. */
+  reason: string
+}
 
 /** `PUT /v1/apps/:app`: a manifest and where the app listens. */
 export interface AppRegistration {
@@ -27,6 +41,7 @@ export interface AppHandlerInfo {
   subscriptionId: string
   keys: string[]
   sender?: string
+  disabled?: DisabledEndpoint
 }
 
 export interface RegisteredApp {
@@ -58,6 +73,7 @@ export interface WebhookSubscriptionInfo {
   sender?: string
   retry?: Partial<RetryPolicy>
   createdAt: string
+  disabled?: DisabledEndpoint
   /** Only in the answer to a creation. */
   secret?: string
 }
@@ -75,6 +91,12 @@ interface WebhookMeta {
   handler?: string
   credential?: string
   retry?: Partial<RetryPolicy>
+  disabled?: DisabledEndpoint
+}
+
+/** One attachment in this process: a new object each time, so that a late `disable` can tell. */
+interface Attached {
+  fingerprint: string
 }
 
 function isObject(value: unknown): value is Record<string, unknown> {
@@ -126,6 +148,8 @@ function appInfo(app: string, records: SubscriptionInfo[]): RegisteredApp | unde
         keys: record.patterns,
       }
       if (record.sender !== undefined) handler.sender = record.sender
+      const disabled = metaOf(record)!.disabled
+      if (disabled !== undefined) handler.disabled = disabled
       return handler
     }),
   }
@@ -143,6 +167,7 @@ function subscriptionInfo(record: SubscriptionInfo, meta: WebhookMeta): WebhookS
   }
   if (record.sender !== undefined) info.sender = record.sender
   if (meta.retry !== undefined) info.retry = meta.retry
+  if (meta.disabled !== undefined) info.disabled = meta.disabled
   return info
 }
 
@@ -150,13 +175,14 @@ function subscriptionInfo(record: SubscriptionInfo, meta: WebhookMeta): WebhookS
  * Webhook deliveries kept as durable subscriptions: apps (one subscription per manifest handler,
  * `app:<app>:<handler>`, VTEX IO protocol) and single endpoints (`/v1/subscriptions`). Everything
  * needed to deliver lives in the subscription's `meta`, so `restore()` at start picks up where a
- * previous process stopped. Changes to one app or subscription are serialized.
+ * previous process stopped. Changes to one app or subscription are serialized. An endpoint that
+ * answers 410 Gone is disabled: detached everywhere, its cursor kept, until it is registered again.
  */
 export class WebhookRegistry {
   private readonly logger: Logger
   private readonly locks = new Map<string, Promise<unknown>>()
   /** What this process delivers: tenant/id → the settings it attached with. */
-  private readonly attachedAs = new Map<string, string>()
+  private readonly attachedAs = new Map<string, Attached>()
   /** Registrations in progress in this process, and how many ended so far (see `restore`). */
   private mutating = 0
   private changes = 0
@@ -322,11 +348,11 @@ export class WebhookRegistry {
       if (!meta) continue
       const key = `${record.account}/${record.workspace}/${record.id}`
       present.add(key)
-      if (this.attachedAs.get(key) === fingerprint(record.patterns, record.sender, meta)) continue
+      if (this.attachedAs.get(key)?.fingerprint === fingerprint(record.patterns, record.sender, meta))
+        continue
       try {
         const scoped = this.bus.scope({ account: record.account, workspace: record.workspace })
-        this.attach(scoped, record.id, record.patterns, record.sender, meta)
-        restored++
+        if (this.attach(scoped, record.id, record.patterns, record.sender, meta)) restored++
       } catch (error) {
         this.logger.error(
           { subscriptionId: record.id, account: record.account, error: describeError(error) },
@@ -358,9 +384,9 @@ export class WebhookRegistry {
   }
 
   /**
-   * (Re)attaches one subscription in this process. A subscription attached before is detached
-   * with `keep`, so the store keeps its cursor and deliveries and only patterns, sender and meta
-   * change.
+   * (Re)attaches one subscription in this process; returns false for a disabled one, which is
+   * only detached. A subscription attached before is detached with `keep`, so the store keeps its
+   * cursor and deliveries and only patterns, sender and meta change.
    */
   private attach(
     scoped: EventBus,
@@ -368,19 +394,71 @@ export class WebhookRegistry {
     patterns: string[],
     sender: string | undefined,
     meta: WebhookMeta,
-  ): void {
+  ): boolean {
+    const key = `${tenantKey(scoped.tenant)}/${id}`
+    const attachedAs: Attached = { fingerprint: fingerprint(patterns, sender, meta) }
+    scoped.unsubscribe(patterns, undefined, { subscriberId: id, keep: true })
+    this.attachedAs.set(key, attachedAs)
+    if (meta.disabled !== undefined) return false
     const target: WebhookTarget = { url: meta.url, format: meta.format, secret: meta.secret }
     if (meta.handler !== undefined) target.handler = meta.handler
     if (meta.credential !== undefined) target.credential = meta.credential
-    const handler = webhookHandler(target, this.options)
-    scoped.unsubscribe(patterns, undefined, { subscriberId: id, keep: true })
-    this.attachedAs.set(`${tenantKey(scoped.tenant)}/${id}`, fingerprint(patterns, sender, meta))
+    const handler = webhookHandler(target, {
+      ...this.options,
+      onGone: (error) => void this.disable(scoped, id, attachedAs, error),
+    })
     scoped.subscribe(patterns, handler, {
       subscriberId: id,
       meta: { ...meta },
       ...(sender !== undefined ? { sender } : {}),
       ...(meta.retry !== undefined ? { retry: meta.retry } : {}),
     })
+    return true
+  }
+
+  /**
+   * The endpoint of `id` answered 410 Gone: stop delivering to it here, and mark it disabled in
+   * the store so that other processes (at their next `restore`) and restarts leave it alone too.
+   * Skipped when it was attached again since (registered anew, or changed by another process).
+   */
+  private disable(
+    scoped: EventBus,
+    id: string,
+    attachedAs: Attached,
+    gone: EndpointGoneError,
+  ): Promise<void> {
+    const key = `${tenantKey(scoped.tenant)}/${id}`
+    const app = id.startsWith('app:') ? id.split(':')[1] : undefined
+    const lock = `${tenantKey(scoped.tenant)}/${app !== undefined ? `app:${app}` : id}`
+    return this.exclusive(lock, async () => {
+      if (this.attachedAs.get(key) !== attachedAs) return
+      const record = (await scoped.subscriptions()).find((candidate) => candidate.id === id)
+      const meta = record && metaOf(record)
+      if (!record || !meta || this.attachedAs.get(key) !== attachedAs) return
+      const disabled: DisabledEndpoint = { at: new Date().toISOString(), reason: gone.message }
+      scoped.unsubscribe(record.patterns, undefined, { subscriberId: id, keep: true })
+      const disabledMeta: WebhookMeta = { ...meta, disabled }
+      this.attachedAs.set(key, { fingerprint: fingerprint(record.patterns, record.sender, disabledMeta) })
+      await this.bus.store.openSubscription(
+        {
+          tenant: scoped.tenant,
+          id,
+          patterns: record.patterns,
+          ...(record.sender !== undefined ? { sender: record.sender } : {}),
+          meta: { ...disabledMeta },
+        },
+        Date.now(),
+      )
+      this.logger.warn(
+        { subscriptionId: id, account: scoped.tenant.account, url: meta.url, reason: gone.message },
+        'webhook endpoint answered 410 Gone; it is disabled (events are kept) until it is registered again',
+      )
+    }).catch((error: unknown) =>
+      this.logger.error(
+        { subscriptionId: id, error: describeError(error) },
+        'disabling a gone webhook endpoint failed; it stays attached',
+      ),
+    )
   }
 
   /** Unsubscribes one subscription for good (it leaves the store). */

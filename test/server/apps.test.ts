@@ -237,6 +237,33 @@ describe('/v1/subscriptions', () => {
     expect(bad.status).toBe(400)
   })
 
+  it('a webhook whose endpoint answers 410 Gone is listed as disabled and gets nothing until POSTed again', async () => {
+    receiver.reply = () => 410
+    const body = { id: 'gone', patterns: ['orders'], url: receiver.url }
+    expect((await request(`${server.url}/v1/subscriptions`, { token: ADMIN, body })).status).toBe(201)
+    await publish(ORDERS_ONLY, { topic: 'orders/1', data: 1 })
+    const listed = async () =>
+      (
+        await request<{ disabled?: { at: string; reason: string } }>(`${server.url}/v1/subscriptions/gone`, {
+          token: ADMIN,
+        })
+      ).body
+    await waitFor(async () => (await listed()).disabled !== undefined, 5000, 'the webhook to be disabled')
+    expect((await listed()).disabled?.reason).toContain('answered 410')
+    receiver.reply = () => 204
+    await publish(ORDERS_ONLY, { topic: 'orders/2', data: 2 })
+    await sleep(300)
+    expect(receiver.requests).toHaveLength(1)
+    const again = await request<{ disabled?: unknown }>(`${server.url}/v1/subscriptions`, {
+      token: ADMIN,
+      body,
+    })
+    expect(again.status).toBe(200)
+    expect(again.body).not.toHaveProperty('disabled')
+    await waitFor(() => receiver.requests.length === 2, 5000, 'the event published while disabled')
+    expect(JSON.parse(receiver.requests[1]!.body).data).toBe(2)
+  })
+
   it('a restarted server restores its webhooks from the store and delivers what was stored meanwhile', async () => {
     // One store outliving a server, as a SQLite file or Redis does.
     const shared = memoryStore()

@@ -1,5 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import {
+  NonRetriableError,
   createBus,
   memoryStore,
   silentLogger,
@@ -7,6 +8,7 @@ import {
   type RetryPolicy,
   type Tenant,
 } from '../../src/index.js'
+import { EndpointGoneError, generateSecret, webhookHandler } from '../../src/service/index.js'
 import { WebhookRegistry } from '../../src/service/webhooks.js'
 import { sleep, waitFor } from '../helpers.js'
 import { signedWith, startReceiver, type Receiver } from './receiver.js'
@@ -223,6 +225,34 @@ describe('app webhooks (VTEX IO protocol)', () => {
     }
   })
 
+  it('an app handler whose endpoint answers 410 Gone is disabled; the app’s other handlers go on', async () => {
+    receiver.reply = (request) => (request.headers['x-event-handler-id'] === 'gone' ? 410 : 204)
+    await registry.putApp(ACME, 'half', {
+      url: receiver.url,
+      manifest: { events: { gone: { keys: ['a'] }, kept: { keys: ['b'] } } },
+    })
+    const acme = bus.scope(ACME)
+    await acme.emit({ topic: 'a', data: 1 })
+    await waitFor(
+      async () => (await registry.getApp(ACME, 'half'))?.handlers[0]?.disabled !== undefined,
+      5000,
+      'the handler to be disabled',
+    )
+    const [gone, kept] = (await registry.getApp(ACME, 'half'))!.handlers
+    expect(gone).toMatchObject({ handler: 'gone', disabled: { reason: expect.stringContaining('410') } })
+    expect(kept?.disabled).toBeUndefined()
+    await acme.emit([
+      { topic: 'a', data: 2 },
+      { topic: 'b', data: 3 },
+    ])
+    await waitFor(() => receiver.requests.length === 2, 5000, 'the other handler’s delivery')
+    await sleep(200)
+    expect(receiver.requests.map((r) => [r.headers['x-event-handler-id'], JSON.parse(r.body)])).toEqual([
+      ['gone', 1],
+      ['kept', 3],
+    ])
+  })
+
   it('refuses a bad registration with an error naming the field, changing nothing', async () => {
     await expect(
       registry.putApp(ACME, 'bad', { url: receiver.url, manifest: { events: { h: { sender: 'x' } } } }),
@@ -360,6 +390,89 @@ describe('webhook subscriptions', () => {
     }
   })
 
+  it('an endpoint that answers 410 Gone is disabled: nothing more is sent, what is stored meanwhile waits, and registering again resumes it', async () => {
+    receiver.reply = () => 410
+    await registry.putSubscription(ACME, {
+      id: 'gone',
+      patterns: 'orders',
+      url: receiver.url,
+      retry: { retries: 3, initialBackoffDelay: 20 },
+    })
+    const acme = bus.scope(ACME)
+    const [first] = await acme.emit({ topic: 'orders', data: 1 })
+    await waitFor(
+      async () => (await registry.getSubscription(ACME, 'gone'))?.disabled !== undefined,
+      5000,
+      'the subscription to be disabled',
+    )
+    const disabled = (await registry.getSubscription(ACME, 'gone'))!.disabled!
+    expect(disabled.reason).toContain('410')
+    expect(Date.parse(disabled.at)).toBeGreaterThan(Date.now() - 10_000)
+    // The event that met the 410 is a dead letter, not retried.
+    expect((await acme.deadLetters.list()).map((d) => d.event.id)).toEqual([first])
+
+    receiver.reply = () => 204
+    await acme.emit([
+      { topic: 'orders', data: 2 },
+      { topic: 'orders', data: 3 },
+    ])
+    await sleep(300)
+    expect(receiver.requests).toHaveLength(1)
+
+    const again = await registry.putSubscription(ACME, { id: 'gone', patterns: 'orders', url: receiver.url })
+    expect(again.created).toBe(false)
+    expect(again.subscription.disabled).toBeUndefined()
+    await waitFor(() => receiver.requests.length === 3, 5000, 'what was stored while disabled')
+    expect(receiver.requests.slice(1).map((r) => JSON.parse(r.body).data)).toEqual([2, 3])
+    const [dead] = await acme.deadLetters.list()
+    expect(await acme.deadLetters.redrive(dead!.id)).toBe(true)
+    await waitFor(() => receiver.requests.length === 4, 5000, 'the redriven dead letter')
+    expect(JSON.parse(receiver.requests[3]!.body).data).toBe(1)
+  })
+
+  it('a disabled endpoint stays disabled in every process sharing the store, and after a restart', async () => {
+    const store = memoryStore()
+    const a = createBus({ store, closeStore: false, logger: silentLogger, pollInterval: 50 })
+    const b = createBus({ store, closeStore: false, logger: silentLogger, pollInterval: 50 })
+    try {
+      const registryA = new WebhookRegistry(a, { logger: silentLogger })
+      const registryB = new WebhookRegistry(b, { logger: silentLogger })
+      receiver.reply = () => 410
+      await registryA.putSubscription(ACME, { id: 'gone', patterns: 'orders', url: receiver.url })
+      expect(await registryB.restore()).toBe(1)
+      await a.scope(ACME).emit({ topic: 'orders', data: 'first' })
+      await waitFor(
+        async () => (await registryA.getSubscription(ACME, 'gone'))?.disabled !== undefined,
+        5000,
+        'the subscription to be disabled',
+      )
+      // Whichever process met the 410 disabled it in the store; the other detaches at its next restore.
+      await registryA.restore()
+      await registryB.restore()
+      receiver.reply = () => 204
+      await b.scope(ACME).emit({ topic: 'orders', data: 'while disabled' })
+      await sleep(300)
+      expect(receiver.requests).toHaveLength(1)
+      // A process starting afresh leaves it alone too.
+      const c = createBus({ store, closeStore: false, logger: silentLogger, pollInterval: 50 })
+      try {
+        expect(await new WebhookRegistry(c, { logger: silentLogger }).restore()).toBe(0)
+        await sleep(200)
+        expect(receiver.requests).toHaveLength(1)
+      } finally {
+        await c.close()
+      }
+      await registryB.putSubscription(ACME, { id: 'gone', patterns: 'orders', url: receiver.url })
+      expect(await registryA.restore()).toBe(1)
+      await waitFor(() => receiver.requests.length === 2, 5000, 'the event stored while disabled')
+      expect(JSON.parse(receiver.requests[1]!.body).data).toBe('while disabled')
+    } finally {
+      await a.close()
+      await b.close()
+      await store.close()
+    }
+  })
+
   it('refuses ids reserved for apps and ids of other subscriptions', async () => {
     await expect(
       registry.putSubscription(ACME, { id: 'app:x:y', patterns: 'a', url: receiver.url }),
@@ -368,5 +481,36 @@ describe('webhook subscriptions', () => {
     await expect(
       registry.putSubscription(ACME, { id: 'library-sub', patterns: 'a', url: receiver.url }),
     ).rejects.toMatchObject({ code: 'duplicate_subscription' })
+  })
+})
+
+describe('webhookHandler on its own', () => {
+  it('a 410 Gone tells onGone, then fails the delivery with EndpointGoneError (a NonRetriableError)', async () => {
+    receiver.reply = () => 410
+    const gone: [EndpointGoneError, string][] = []
+    const deliver = webhookHandler(
+      { url: receiver.url, format: 'herald', secret: generateSecret() },
+      { onGone: (error, event) => gone.push([error, event.id]) },
+    )
+    const acme = bus.scope(ACME)
+    acme.subscribe('orders', deliver, {
+      subscriberId: 'plain',
+      retry: { retries: 3, initialBackoffDelay: 20 },
+    })
+    const [id] = await acme.emit({ topic: 'orders', data: 1 })
+    await waitFor(
+      async () => (await acme.status(id!))?.deliveries[0]?.state === 'dead',
+      5000,
+      'a dead letter',
+    )
+    expect(receiver.requests).toHaveLength(1)
+    expect(gone.map(([error, eventId]) => [error.name, error.status, eventId])).toEqual([
+      ['EndpointGoneError', 410, id],
+    ])
+    expect(gone[0]![0]).toBeInstanceOf(NonRetriableError)
+    // On its own it disables nothing: the next event is sent as usual.
+    receiver.reply = () => 204
+    await acme.emit({ topic: 'orders', data: 2 })
+    await waitFor(() => receiver.requests.length === 2, 5000, 'the next event')
   })
 })
