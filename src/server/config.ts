@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs'
 import { Type, type Static } from '@sinclair/typebox'
 import { Value } from '@sinclair/typebox/value'
 import { HeraldError } from '../errors.js'
+import { MIN_SECRETS_KEY_LENGTH } from '../service/secret-box.js'
 
 /**
  * The server's settings (DESIGN §7). Sources, strongest first: command-line flags, `HERALD_*`
@@ -41,6 +42,8 @@ const FileSchema = Type.Object({
   tokens: Type.Optional(Type.Array(TokenSchema)),
   /** Web origins (`https://app.example.com`) whose pages may call the server; `*` for any. */
   corsOrigins: Type.Optional(Type.Array(Type.String({ minLength: 1 }))),
+  /** Seals webhook secrets in the store (a passphrase; see docs/configuration.md). */
+  secretsKey: Type.Optional(Type.String({ minLength: MIN_SECRETS_KEY_LENGTH })),
 })
 
 export type TokenConfig = Static<typeof TokenSchema>
@@ -70,6 +73,8 @@ export interface ServerConfig {
   tokens: TokenConfig[]
   /** Origins answered with CORS headers; none (the default): only pages of the server's own origin. */
   corsOrigins: string[]
+  /** Webhook secrets are sealed in the store with it; absent (the default): kept in plain text. */
+  secretsKey?: string
 }
 
 export const DEFAULT_CONFIG: Readonly<ServerConfig> = Object.freeze({
@@ -144,7 +149,12 @@ const ENV_NUMBERS = {
   HERALD_REQUESTS_PER_SECOND: ['limits', 'requestsPerSecond'],
 } as const
 
-const ENV_STRINGS = { HERALD_HOST: 'host', HERALD_STORE: 'store', HERALD_LOG_LEVEL: 'logLevel' } as const
+const ENV_STRINGS = {
+  HERALD_HOST: 'host',
+  HERALD_STORE: 'store',
+  HERALD_LOG_LEVEL: 'logLevel',
+  HERALD_SECRETS_KEY: 'secretsKey',
+} as const
 
 /** The settings `HERALD_*` variables give (HERALD_TOKENS is a JSON array of tokens). */
 export function configFromEnv(env: NodeJS.ProcessEnv): ServerConfigInput {

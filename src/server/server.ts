@@ -66,7 +66,11 @@ export async function createServer(
     maxPayloadBytes: config.limits.bodyBytes,
   })
   const heartbeat = new Heartbeat(config.pingInterval)
-  const webhooks = new WebhookRegistry(bus, { logger, userAgent: 'herald' })
+  const webhooks = new WebhookRegistry(bus, {
+    logger,
+    userAgent: 'herald',
+    ...(config.secretsKey !== undefined ? { secretsKey: config.secretsKey } : {}),
+  })
   const context: ServerContext = {
     config,
     bus,
@@ -121,7 +125,15 @@ export async function createServer(
           { host: config.host },
           'no tokens configured: serving OPEN (every request acts as admin in default/master), on loopback only',
         )
-      logger.info({ url: address, store: store.kind, tokens: config.tokens.length }, 'herald listening')
+      logger.info(
+        {
+          url: address,
+          store: store.kind,
+          tokens: config.tokens.length,
+          webhookSecrets: config.secretsKey !== undefined ? 'sealed' : 'plain text',
+        },
+        'herald listening',
+      )
       return address
     },
     close() {

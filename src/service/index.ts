@@ -19,6 +19,7 @@ export {
   webhookHandler,
 } from './webhook.js'
 export type { WebhookFormat, WebhookOptions, WebhookRequest, WebhookTarget } from './webhook.js'
+export { MIN_SECRETS_KEY_LENGTH } from './secret-box.js'
 export {
   DEFAULT_TOLERANCE_SECONDS,
   WEBHOOK_HEADERS,
@@ -36,7 +37,9 @@ export { WebhookRegistry } from './webhooks.js'
 export type {
   AppHandlerInfo,
   AppRegistration,
+  DisabledEndpoint,
   RegisteredApp,
+  WebhookRegistryOptions,
   WebhookSubscriptionInfo,
   WebhookSubscriptionInput,
 } from './webhooks.js'

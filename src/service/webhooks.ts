@@ -6,6 +6,7 @@ import { ulid } from '../ids.js'
 import { consoleLogger, type Logger } from '../logger.js'
 import { splitPatterns } from '../topic.js'
 import { appSubscriptionId, assertAppName, parseManifest } from './manifest.js'
+import { SecretBox, isSealed, openSecret } from './secret-box.js'
 import { generateSecret } from './signature.js'
 import {
   assertWebhookTarget,
@@ -80,7 +81,8 @@ export interface WebhookSubscriptionInfo {
 
 /**
  * What a webhook subscription keeps in the store (its `meta`), so that a restarted server
- * delivers again without being told. The secret is kept there because every delivery is signed.
+ * delivers again without being told. The secret is kept there because every delivery is signed:
+ * sealed when the registry has a `secretsKey`, else in plain text.
  */
 interface WebhookMeta {
   kind: 'app' | 'webhook'
@@ -92,6 +94,16 @@ interface WebhookMeta {
   credential?: string
   retry?: Partial<RetryPolicy>
   disabled?: DisabledEndpoint
+}
+
+export interface WebhookRegistryOptions extends WebhookOptions {
+  logger?: Logger
+  /**
+   * Seals webhook secrets in the store (AES-256-GCM, keyed from this passphrase of at least 16
+   * characters). Without it they are stored in plain text. Every process sharing the store needs
+   * the same one; secrets stored in plain text before are sealed when next attached.
+   */
+  secretsKey?: string
 }
 
 /** One attachment in this process: a new object each time, so that a late `disable` can tell. */
@@ -186,12 +198,23 @@ export class WebhookRegistry {
   /** Registrations in progress in this process, and how many ended so far (see `restore`). */
   private mutating = 0
   private changes = 0
+  private readonly box: SecretBox | undefined
+  private readonly deliveryOptions: WebhookOptions
 
   constructor(
     private readonly bus: Bus,
-    private readonly options: WebhookOptions & { logger?: Logger } = {},
+    options: WebhookRegistryOptions = {},
   ) {
-    this.logger = options.logger ?? consoleLogger
+    const { logger, secretsKey, ...deliveryOptions } = options
+    this.logger = logger ?? consoleLogger
+    this.box = secretsKey !== undefined ? new SecretBox(secretsKey) : undefined
+    this.deliveryOptions = deliveryOptions
+  }
+
+  /** The secret a stored registration signs with, to keep it when registered again without one. */
+  private storedSecret(record: SubscriptionInfo | undefined): string | undefined {
+    const meta = record && metaOf(record)
+    return meta && openSecret(this.box, meta.secret)
   }
 
   /** Registers (or re-registers) an app; handlers dropped from its manifest are unsubscribed. */
@@ -211,9 +234,7 @@ export class WebhookRegistry {
         (record) => metaOf(record)?.kind === 'app' && metaOf(record)?.app === app,
       )
       const secret =
-        optionalText(input.secret, 'secret') ??
-        (existing[0] && metaOf(existing[0])?.secret) ??
-        generateSecret()
+        optionalText(input.secret, 'secret') ?? this.storedSecret(existing[0]) ?? generateSecret()
       const base = { url: input.url, format: 'vtex' as const, secret }
       // Check every target before changing anything: a bad URL or secret fails the whole call.
       for (const handler of Object.keys(events)) assertWebhookTarget({ ...base, handler })
@@ -294,7 +315,7 @@ export class WebhookRegistry {
           `subscription ${JSON.stringify(id)} exists and is not a webhook`,
         )
       }
-      const secret = optionalText(input.secret, 'secret') ?? existingMeta?.secret ?? generateSecret()
+      const secret = optionalText(input.secret, 'secret') ?? this.storedSecret(existing) ?? generateSecret()
       const meta: WebhookMeta = { kind: 'webhook', url: input.url, format, secret }
       if (retry !== undefined) meta.retry = retry
       assertWebhookTarget(meta)
@@ -354,6 +375,8 @@ export class WebhookRegistry {
         const scoped = this.bus.scope({ account: record.account, workspace: record.workspace })
         if (this.attach(scoped, record.id, record.patterns, record.sender, meta)) restored++
       } catch (error) {
+        // Noted as seen, so that the next sync does not say it again until the record changes.
+        this.attachedAs.set(key, { fingerprint: fingerprint(record.patterns, record.sender, meta) })
         this.logger.error(
           { subscriptionId: record.id, account: record.account, error: describeError(error) },
           'a webhook subscription in the store could not be restored',
@@ -396,20 +419,30 @@ export class WebhookRegistry {
     meta: WebhookMeta,
   ): boolean {
     const key = `${tenantKey(scoped.tenant)}/${id}`
-    const attachedAs: Attached = { fingerprint: fingerprint(patterns, sender, meta) }
-    scoped.unsubscribe(patterns, undefined, { subscriberId: id, keep: true })
-    this.attachedAs.set(key, attachedAs)
-    if (meta.disabled !== undefined) return false
-    const target: WebhookTarget = { url: meta.url, format: meta.format, secret: meta.secret }
+    // Sealed once, when first stored; a sealed secret read back from the store stays as it is.
+    const stored = this.box && !isSealed(meta.secret) ? { ...meta, secret: this.box.seal(meta.secret) } : meta
+    const attachedAs: Attached = { fingerprint: fingerprint(patterns, sender, stored) }
+    if (stored.disabled !== undefined) {
+      scoped.unsubscribe(patterns, undefined, { subscriberId: id, keep: true })
+      this.attachedAs.set(key, attachedAs)
+      return false
+    }
+    const target: WebhookTarget = {
+      url: meta.url,
+      format: meta.format,
+      secret: openSecret(this.box, stored.secret),
+    }
     if (meta.handler !== undefined) target.handler = meta.handler
     if (meta.credential !== undefined) target.credential = meta.credential
     const handler = webhookHandler(target, {
-      ...this.options,
+      ...this.deliveryOptions,
       onGone: (error) => void this.disable(scoped, id, attachedAs, error),
     })
+    scoped.unsubscribe(patterns, undefined, { subscriberId: id, keep: true })
+    this.attachedAs.set(key, attachedAs)
     scoped.subscribe(patterns, handler, {
       subscriberId: id,
-      meta: { ...meta },
+      meta: { ...stored },
       ...(sender !== undefined ? { sender } : {}),
       ...(meta.retry !== undefined ? { retry: meta.retry } : {}),
     })

@@ -264,6 +264,31 @@ describe('/v1/subscriptions', () => {
     expect(JSON.parse(receiver.requests[1]!.body).data).toBe(2)
   })
 
+  it('a server with a secretsKey keeps webhook secrets sealed in its store and says so at start', async () => {
+    const store = memoryStore()
+    const sealing = await startTestServer(
+      { tokens: TOKENS, secretsKey: 'a passphrase for the secrets' },
+      { store },
+    )
+    try {
+      expect(sealing.logs()).toContain('"webhookSecrets":"sealed"')
+      const created = await request<{ secret: string }>(`${sealing.url}/v1/subscriptions`, {
+        token: ADMIN,
+        body: { id: 'sealed', patterns: ['orders'], url: receiver.url },
+      })
+      expect(created.status).toBe(201)
+      const [record] = await store.listSubscriptions({ account: 'acme', workspace: 'master' })
+      expect(String(record?.meta?.secret)).toMatch(/^sealed:v1:/)
+      expect(JSON.stringify(record)).not.toContain(created.body.secret.slice(6))
+      await request(`${sealing.url}/v1/events`, { token: ORDERS_ONLY, body: { topic: 'orders/1', data: 1 } })
+      await waitFor(() => receiver.requests.length === 1)
+      expect(signedWith(created.body.secret, receiver.requests[0]!)).toBe(true)
+    } finally {
+      await sealing.close()
+    }
+    expect(server.logs()).toContain('"webhookSecrets":"plain text"')
+  })
+
   it('a restarted server restores its webhooks from the store and delivers what was stored meanwhile', async () => {
     // One store outliving a server, as a SQLite file or Redis does.
     const shared = memoryStore()

@@ -75,6 +75,20 @@ describe('configuration', () => {
     expect(() => loadConfig({ env: { HERALD_TOKENS: 'nope' } })).toThrow(/HERALD_TOKENS must be a JSON array/)
   })
 
+  it('takes a secretsKey for webhook secrets from the file or HERALD_SECRETS_KEY, and refuses a short one', () => {
+    expect(loadConfig({ env: {} }).secretsKey).toBeUndefined()
+    expect(
+      loadConfig({ configPath: file({ secretsKey: 'from the file, long enough' }), env: {} }).secretsKey,
+    ).toBe('from the file, long enough')
+    expect(
+      loadConfig({
+        configPath: file({ secretsKey: 'from the file, long enough' }),
+        env: { HERALD_SECRETS_KEY: 'from the environment' },
+      }).secretsKey,
+    ).toBe('from the environment')
+    expect(() => loadConfig({ env: { HERALD_SECRETS_KEY: 'short' } })).toThrow(/\/secretsKey/)
+  })
+
   it('parses store URLs', () => {
     expect(parseStoreUrl('memory')).toEqual({ kind: 'memory' })
     expect(parseStoreUrl('memory:?maxEvents=10')).toEqual({ kind: 'memory', maxEvents: 10 })

@@ -473,6 +473,102 @@ describe('webhook subscriptions', () => {
     }
   })
 
+  it('with a secretsKey the store holds secrets sealed; deliveries are signed with the real ones, after a restart too', async () => {
+    const store = memoryStore()
+    const key = 'a passphrase for the secrets'
+    const first = createBus({ store, closeStore: false, logger: silentLogger, pollInterval: 50 })
+    const sealing = new WebhookRegistry(first, { logger: silentLogger, secretsKey: key })
+    const { subscription } = await sealing.putSubscription(ACME, {
+      id: 'sealed',
+      patterns: 'orders',
+      url: receiver.url,
+    })
+    const { app } = await sealing.putApp(ACME, 'shop', {
+      url: receiver.url,
+      manifest: { events: { onOrder: { keys: ['orders'] } } },
+    })
+    const stored = await store.listSubscriptions(ACME)
+    expect(stored.map((record) => String(record.meta?.secret).slice(0, 10))).toEqual([
+      'sealed:v1:',
+      'sealed:v1:',
+    ])
+    expect(JSON.stringify(stored)).not.toContain(subscription.secret!.slice(6))
+    expect(JSON.stringify(stored)).not.toContain(app.secret!.slice(6))
+    await first.scope(ACME).emit({ topic: 'orders', data: 1 })
+    await waitFor(() => receiver.requests.length === 2, 5000, 'both deliveries')
+    // Registering again without a secret keeps the one sealed in the store.
+    const again = await sealing.putSubscription(ACME, { id: 'sealed', patterns: 'orders', url: receiver.url })
+    expect(again.subscription.secret).toBe(subscription.secret)
+    await first.close()
+
+    const logged: string[] = []
+    const logger = { ...silentLogger, error: (_fields: unknown, message: string) => logged.push(message) }
+    const second = createBus({ store, closeStore: false, logger: silentLogger, pollInterval: 50 })
+    try {
+      // A process without the key cannot sign, so it delivers nothing and says why, once.
+      const keyless = new WebhookRegistry(second, { logger })
+      expect(await keyless.restore()).toBe(0)
+      expect(await keyless.restore()).toBe(0)
+      expect(logged).toEqual([
+        'a webhook subscription in the store could not be restored',
+        'a webhook subscription in the store could not be restored',
+      ])
+      await expect(
+        keyless.putSubscription(ACME, { id: 'sealed', patterns: 'orders', url: receiver.url }),
+      ).rejects.toThrow(/sealed: configure the secretsKey/)
+    } finally {
+      await second.close()
+    }
+    const third = createBus({ store, logger: silentLogger, pollInterval: 50 })
+    try {
+      expect(await new WebhookRegistry(third, { logger: silentLogger, secretsKey: key }).restore()).toBe(2)
+      await third.scope(ACME).emit({ topic: 'orders', data: 2 })
+      await waitFor(() => receiver.requests.length === 4, 5000, 'both deliveries after the restart')
+      const signed = receiver.requests.map((request) =>
+        request.headers['x-event-handler-id'] === undefined
+          ? signedWith(subscription.secret!, request)
+          : signedWith(app.secret!, request),
+      )
+      expect(signed).toEqual([true, true, true, true])
+    } finally {
+      await third.close()
+    }
+  })
+
+  it('secrets stored in plain text before a secretsKey was set are sealed when next attached', async () => {
+    const store = memoryStore()
+    const first = createBus({ store, closeStore: false, logger: silentLogger, pollInterval: 50 })
+    const { subscription } = await new WebhookRegistry(first, { logger: silentLogger }).putSubscription(
+      ACME,
+      {
+        id: 'old',
+        patterns: 'orders',
+        url: receiver.url,
+      },
+    )
+    expect((await store.listSubscriptions(ACME))[0]?.meta?.secret).toBe(subscription.secret)
+    await first.close()
+    const second = createBus({ store, logger: silentLogger, pollInterval: 50 })
+    try {
+      const registry = new WebhookRegistry(second, {
+        logger: silentLogger,
+        secretsKey: 'a passphrase for the secrets',
+      })
+      expect(await registry.restore()).toBe(1)
+      await waitFor(
+        async () => String((await store.listSubscriptions(ACME))[0]?.meta?.secret).startsWith('sealed:v1:'),
+        5000,
+        'the secret to be sealed in the store',
+      )
+      expect(await registry.restore()).toBe(0) // what it stored is what it runs with
+      await second.scope(ACME).emit({ topic: 'orders', data: 1 })
+      await waitFor(() => receiver.requests.length === 1)
+      expect(signedWith(subscription.secret!, receiver.requests[0]!)).toBe(true)
+    } finally {
+      await second.close()
+    }
+  })
+
   it('refuses ids reserved for apps and ids of other subscriptions', async () => {
     await expect(
       registry.putSubscription(ACME, { id: 'app:x:y', patterns: 'a', url: receiver.url }),
