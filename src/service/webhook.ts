@@ -175,7 +175,11 @@ export function webhookHandler(
     if (retriable(status)) throw new WebhookError(message, status, parseRetryAfter(retryAfter, Date.now()))
     if (status === 410) {
       const gone = new EndpointGoneError(message)
-      onGone?.(gone, event)
+      try {
+        onGone?.(gone, event)
+      } catch {
+        // The hook's failure must not turn a dead delivery into a retried one.
+      }
       throw gone
     }
     throw new NonRetriableError(message)

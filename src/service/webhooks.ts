@@ -434,9 +434,13 @@ export class WebhookRegistry {
     }
     if (meta.handler !== undefined) target.handler = meta.handler
     if (meta.credential !== undefined) target.credential = meta.credential
+    const { onGone } = this.deliveryOptions
     const handler = webhookHandler(target, {
       ...this.deliveryOptions,
-      onGone: (error) => void this.disable(scoped, id, attachedAs, error),
+      onGone: (error, event) => {
+        onGone?.(error, event)
+        void this.disable(scoped, id, attachedAs, error)
+      },
     })
     scoped.unsubscribe(patterns, undefined, { subscriberId: id, keep: true })
     this.attachedAs.set(key, attachedAs)
