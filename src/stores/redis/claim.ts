@@ -154,18 +154,12 @@ export class Claimer {
         let dueNow = false
         if (!cursorChecked) {
           cursorChecked = true
-          const [stored, dueCount] = await this.run<[string, number]>(
-            scripts.scanSubscription,
-            [k.sub, k.due, k.log],
-            [now, 0, '', ''],
-          )
-          const known = this.cursors.get(key)
-          if (known === undefined || stored > known) {
-            this.cursors.set(key, stored)
-            round--
+          const checked = await this.checkCursor(target, now)
+          if (checked === 'stale') {
+            round-- // the check is not a round: plan again from the cursor as stored
             continue
           }
-          dueNow = dueCount > 0
+          dueNow = checked === 'due'
         }
         if (!dueNow) {
           nextDueAt = Math.min(nextDueAt ?? Infinity, plan.scan.deferredUntil)
@@ -178,39 +172,89 @@ export class Claimer {
         if (!scanned.plan) break // nothing due, nothing new
         plan = scanned.plan
       }
-      const { scan } = plan
-      const args: Arg[] = [now, leaseUntil, consumer, want, plan.expected, scan.looked, k.lease]
-      for (const event of scan.chosen) args.push(event.seq!)
-      const [redue, firstTaken, taken, conflict, truncated, later, cursor, skipped] = await this.run<
-        [(string | number)[], number, number, number, number, string | null, string, string[]]
-      >(scripts.leaseDeliveries, [k.sub, k.rec, k.due, k.leases, k.log, k.ahead], args)
-      this.cursors.set(key, cursor)
-      this.own.passed(tenant, subscriptionId, cursor)
-      if (conflict === 1 || firstTaken > 0) this.contended.set(key, Date.now())
-      nextDueAt = minDue(later, scan.deferredUntil)
-      await this.addRedelivered(target, consumer, redue, deliveries)
-      if (taken > 0) {
-        const held = this.leases.of(k.sub, consumer)
-        const skip = skipped.length > 0 ? new Set(skipped) : undefined
-        let lease: string | undefined
-        for (let i = firstTaken, left = taken; left > 0 && i < scan.chosen.length; i++) {
-          const event = scan.chosen[i]!
-          if (skip?.has(event.seq!)) continue
-          lease ??= event.seq!
-          held.set(event.seq!, lease)
-          deliveries.push({ event, attempt: 0 })
-          left--
-        }
-      }
+      const leased = await this.lease(target, plan, { now, leaseUntil, consumer, want }, deliveries)
+      nextDueAt = leased.nextDueAt
       more =
-        truncated === 1 || (!plan.exhausted && scan.deferredUntil === undefined) || deliveries.length >= limit
+        leased.truncated ||
+        (!plan.exhausted && plan.scan.deferredUntil === undefined) ||
+        deliveries.length >= limit
       if (ahead?.more) more = true
-      if (conflict === 0) break
+      if (!leased.conflict) break
       // Another consumer took what this round chose: choose again from where the cursor is now
       // (the lease reported it), from what is held if it can.
       more = true
     }
     return nextDueAt === undefined ? { deliveries, more } : { deliveries, more, nextDueAt }
+  }
+
+  /**
+   * Reads the stored cursor (and whether records are due) when this process's view of it may be
+   * stale: `stale` when another consumer moved it past what this process knew (now updated),
+   * else `due` when retries or expired leases fell due, else `idle`.
+   */
+  private async checkCursor(target: ClaimTarget, now: number): Promise<'stale' | 'due' | 'idle'> {
+    const k = target.keys
+    const [stored, dueCount] = await this.run<[string, number]>(
+      scripts.scanSubscription,
+      [k.sub, k.due, k.log],
+      [now, 0, '', ''],
+    )
+    const known = this.cursors.get(k.sub)
+    if (known === undefined || stored > known) {
+      this.cursors.set(k.sub, stored)
+      return 'stale'
+    }
+    return dueCount > 0 ? 'due' : 'idle'
+  }
+
+  /**
+   * Leases what `plan` chose (in one script, which also re-leases due records), adding the leased
+   * events to `deliveries`. `conflict`: another consumer took part of the choice meanwhile.
+   */
+  private async lease(
+    target: ClaimTarget,
+    plan: Plan,
+    lease: { now: number; leaseUntil: number; consumer: string; want: number },
+    deliveries: Delivery[],
+  ): Promise<{ conflict: boolean; truncated: boolean; nextDueAt: number | undefined }> {
+    const { tenant, subscriptionId, keys: k } = target
+    const { scan } = plan
+    const { consumer } = lease
+    const args: Arg[] = [
+      lease.now,
+      lease.leaseUntil,
+      consumer,
+      lease.want,
+      plan.expected,
+      scan.looked,
+      k.lease,
+    ]
+    for (const event of scan.chosen) args.push(event.seq!)
+    const [redue, firstTaken, taken, conflict, truncated, later, cursor, skipped] = await this.run<
+      [(string | number)[], number, number, number, number, string | null, string, string[]]
+    >(scripts.leaseDeliveries, [k.sub, k.rec, k.due, k.leases, k.log, k.ahead], args)
+    this.cursors.set(k.sub, cursor)
+    this.own.passed(tenant, subscriptionId, cursor)
+    if (conflict === 1 || firstTaken > 0) this.contended.set(k.sub, Date.now())
+    await this.addRedelivered(target, consumer, redue, deliveries)
+    if (taken > 0) {
+      const held = this.leases.of(k.sub, consumer)
+      const skip = skipped.length > 0 ? new Set(skipped) : undefined
+      let first: string | undefined
+      for (let i = firstTaken, left = taken; left > 0 && i < scan.chosen.length; i++) {
+        const event = scan.chosen[i]!
+        if (skip?.has(event.seq!)) continue
+        first ??= event.seq!
+        held.set(event.seq!, first)
+        deliveries.push({ event, attempt: 0 })
+        left--
+      }
+    }
+    return {
+      conflict: conflict !== 0,
+      truncated: truncated === 1,
+      nextDueAt: minDue(later, scan.deferredUntil),
+    }
   }
 
   /**
