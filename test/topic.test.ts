@@ -73,6 +73,11 @@ describe('patterns', () => {
     expect(codeOf(() => splitPatterns(' ; '))).toBe('invalid_pattern')
     expect(codeOf(() => splitPatterns([]))).toBe('invalid_pattern')
   })
+
+  it('refuses more distinct patterns than a given bound, counting a repeat once', () => {
+    expect(splitPatterns('a;b;a;b;c', 3)).toEqual(['a', 'b', 'c'])
+    expect(codeOf(() => splitPatterns('a;b;c;d', 3))).toBe('invalid_request')
+  })
 })
 
 describe('the matching index', () => {

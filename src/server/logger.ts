@@ -15,6 +15,8 @@ export function createLogger(level: string, destination?: pino.DestinationStream
         method: request.method,
         url: request.url && redactUrl(request.url),
       }),
+      // @fastify/websocket logs an upgrade aimed at a plain route by its raw URL, query included.
+      path: (path: unknown) => (typeof path === 'string' ? redactUrl(path) : path),
     },
     redact: {
       paths: [

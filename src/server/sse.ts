@@ -1,4 +1,4 @@
-import type { ServerResponse } from 'node:http'
+import type { OutgoingHttpHeaders, ServerResponse } from 'node:http'
 import type { FastifyPluginAsync } from 'fastify'
 import { Type } from '@sinclair/typebox'
 import { HeraldError } from '../errors.js'
@@ -8,6 +8,7 @@ import type { ServerContext } from './context.js'
 import { sseMessage } from './frames.js'
 import { StreamSubscriptions } from './subscriptions.js'
 import { waitForDrain, type Closable } from './ws-connection.js'
+import { MAX_PATTERNS_PER_CONNECTION } from './stream.js'
 
 const SseQuery = Type.Object(
   {
@@ -94,10 +95,11 @@ export const ssePlugin: FastifyPluginAsync<{ context: ServerContext }> = async (
   app.addHook('onRequest', authenticate(context.auth, { query: true }))
   app.get<{ Querystring: { topics: string; since?: string } }>(
     '/v1/sse',
-    { schema: { querystring: SseQuery } },
+    // No HEAD twin: a stream has no headers-only form, and one would stay open, never written.
+    { schema: { querystring: SseQuery }, exposeHeadRoute: false },
     (request, reply) => {
       const { principal } = request
-      const patterns = splitPatterns(request.query.topics)
+      const patterns = splitPatterns(request.query.topics, MAX_PATTERNS_PER_CONNECTION)
       const refused = patterns.filter((pattern) => !principal.maySubscribe(pattern))
       if (refused.length > 0) {
         throw new HeraldError(
@@ -110,9 +112,14 @@ export const ssePlugin: FastifyPluginAsync<{ context: ServerContext }> = async (
       const since =
         (typeof lastEventId === 'string' && lastEventId !== '' ? lastEventId : undefined) ??
         request.query.since
+      // Headers set by hooks (CORS) are kept: hijacking hands the raw response over without them.
+      const hooked: OutgoingHttpHeaders = {}
+      for (const [name, value] of Object.entries(reply.getHeaders()))
+        if (value !== undefined) hooked[name] = value
       reply.hijack()
       const response = reply.raw
       response.writeHead(200, {
+        ...hooked,
         'content-type': 'text/event-stream; charset=utf-8',
         'cache-control': 'no-cache',
         connection: 'keep-alive',

@@ -97,16 +97,30 @@ class NativeStream {
   private async frame(text: string, isBinary: boolean): Promise<void> {
     let ref: unknown
     try {
-      const value = parseFrame(text, isBinary)
+      // Every frame counts, a malformed one too: each is answered, so each costs the server.
+      let limited: unknown
+      try {
+        this.principal.charge()
+      } catch (error) {
+        limited = error
+      }
+      let value: unknown
+      try {
+        value = parseFrame(text, isBinary)
+      } catch (error) {
+        throw limited ?? error
+      }
       if (typeof value === 'object' && value !== null) ref = (value as { ref?: unknown }).ref
+      if (limited !== undefined) throw limited
       const frame = checkFrame(value, clientFrame)
-      this.principal.charge()
       if (frame.subscribe === undefined && frame.unsubscribe === undefined && frame.events === undefined) {
         throw new HeraldError('invalid_request', 'a frame carries subscribe, unsubscribe or events')
       }
       if (frame.subscribe !== undefined) await this.subscribe(frame, ref)
       if (frame.unsubscribe !== undefined) {
-        const removed = this.subscriptions.remove(splitPatterns(frame.unsubscribe))
+        const removed = this.subscriptions.remove(
+          splitPatterns(frame.unsubscribe, MAX_PATTERNS_PER_CONNECTION),
+        )
         this.connection.reply(replyFrame({ unsubscribed: removed }, ref))
       }
       if (frame.events !== undefined) {
@@ -127,9 +141,10 @@ class NativeStream {
   }
 
   private async subscribe(frame: ClientFrame, ref: unknown): Promise<void> {
-    const requested = splitPatterns(frame.subscribe!)
-    const allowed = requested.filter((pattern) => this.principal.maySubscribe(pattern))
-    const refused = requested.filter((pattern) => !allowed.includes(pattern))
+    const requested = splitPatterns(frame.subscribe!, MAX_PATTERNS_PER_CONNECTION)
+    const allowed: string[] = []
+    const refused: string[] = []
+    for (const pattern of requested) (this.principal.maySubscribe(pattern) ? allowed : refused).push(pattern)
     if (refused.length > 0) {
       const error = new HeraldError(
         'forbidden',

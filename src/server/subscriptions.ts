@@ -34,19 +34,20 @@ export class StreamSubscriptions {
    * Resolves once the replay is done and the stream is live.
    */
   add(patterns: readonly string[], since?: string): Promise<void> {
-    const union = [...this.patterns]
-    for (const pattern of patterns) if (!union.includes(pattern)) union.push(pattern)
-    return this.replace(union, since)
+    return this.replace([...new Set([...this.patterns, ...patterns])], since)
   }
 
   /** Removes patterns (those subscribed); returns the ones removed. */
   remove(patterns: readonly string[]): string[] {
-    const removed = patterns.filter((pattern) => this.patterns.includes(pattern))
-    if (removed.length > 0)
+    const current = new Set(this.patterns)
+    const removed = patterns.filter((pattern) => current.has(pattern))
+    if (removed.length > 0) {
+      const gone = new Set(removed)
       void this.replace(
-        this.patterns.filter((pattern) => !removed.includes(pattern)),
+        this.patterns.filter((pattern) => !gone.has(pattern)),
         undefined,
       )
+    }
     return removed
   }
 

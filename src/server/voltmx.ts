@@ -119,14 +119,29 @@ class VoltmxStream {
   }
 
   private async frame(text: string, isBinary: boolean): Promise<void> {
+    // Every frame counts once, a malformed one too: each is answered, so each costs the server.
+    let limited: string | undefined
+    try {
+      this.principal.charge()
+    } catch (error) {
+      limited = (error as Error).message
+    }
     let frame: Static<typeof VoltmxFrame>
     try {
       frame = checkFrame(parseFrame(text, isBinary), voltmxFrame)
     } catch (error) {
       return this.send({
         code: VOLTMX_CODES.badPayload,
-        message: `Invalid request payload: ${(error as Error).message}`,
+        message: limited ?? `Invalid request payload: ${(error as Error).message}`,
       })
+    }
+    if (limited !== undefined) {
+      // Refused as the operations it asked for would have been, each with its failure code.
+      if (frame.subscribe !== undefined) this.send({ code: VOLTMX_CODES.subscribeFailed, message: limited })
+      if (frame.unsubscribe !== undefined)
+        this.send({ code: VOLTMX_CODES.unsubscribeFailed, message: limited })
+      if (frame.events !== undefined) this.send({ code: VOLTMX_CODES.publishFailed, message: limited })
+      return
     }
     if (
       frame.ack !== undefined &&
@@ -167,6 +182,13 @@ class VoltmxStream {
       this.send({ code: VOLTMX_CODES.missingParameter, message: 'Missing mandatory parameter: topics' })
       return undefined
     }
+    if (topics.length > MAX_PATTERNS_PER_CONNECTION) {
+      this.send({
+        code: VOLTMX_CODES.badPayload,
+        message: `at most ${MAX_PATTERNS_PER_CONNECTION} topics at once`,
+      })
+      return undefined
+    }
     return topics
   }
 
@@ -179,19 +201,9 @@ class VoltmxStream {
     }
   }
 
-  private charged(failureCode: number): boolean {
-    try {
-      this.principal.charge()
-      return true
-    } catch (error) {
-      this.send({ code: failureCode, message: (error as Error).message })
-      return false
-    }
-  }
-
   private subscribe(selection: TopicSelection): void {
     const topics = this.topics(selection)
-    if (!topics || !this.charged(VOLTMX_CODES.subscribeFailed)) return
+    if (!topics) return
     const success: string[] = []
     const failed: string[] = []
     for (const topic of topics) {
@@ -228,9 +240,10 @@ class VoltmxStream {
 
   private unsubscribe(selection: TopicSelection): void {
     const topics = this.topics(selection)
-    if (!topics || !this.charged(VOLTMX_CODES.unsubscribeFailed)) return
+    if (!topics) return
     const removed = this.subscriptions.remove(topics)
-    const failed = topics.filter((topic) => !removed.includes(topic))
+    const gone = new Set(removed)
+    const failed = topics.filter((topic) => !gone.has(topic))
     this.send(
       outcome(
         [VOLTMX_CODES.unsubscribed, VOLTMX_CODES.unsubscribeFailed, VOLTMX_CODES.unsubscribedPartly],
@@ -242,7 +255,6 @@ class VoltmxStream {
   }
 
   private async publish(events: VoltmxEvent[]): Promise<void> {
-    if (!this.charged(VOLTMX_CODES.publishFailed)) return
     const inputs = events.map((event) => fromVoltmx(event as VoltmxEvent & WireEvent))
     const { allowed, refusedTopics } = partitionByPermission(this.principal, inputs)
     const codes = [VOLTMX_CODES.published, VOLTMX_CODES.publishFailed, VOLTMX_CODES.publishedPartly] as const

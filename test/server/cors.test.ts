@@ -53,6 +53,18 @@ describe('with corsOrigins', () => {
     expect(refused.headers.get('access-control-allow-origin')).toBe(APP)
   })
 
+  it('gives a listed origin’s EventSource its CORS headers on the SSE stream too', async () => {
+    const abort = new AbortController()
+    const answer = await fetch(`${t.url}/v1/sse?topics=orders&token=${ACME}`, {
+      headers: { origin: APP },
+      signal: abort.signal,
+    })
+    abort.abort()
+    expect(answer.status).toBe(200)
+    expect(answer.headers.get('content-type')).toContain('text/event-stream')
+    expect(answer.headers.get('access-control-allow-origin')).toBe(APP)
+  })
+
   it('gives an origin that is not listed no CORS headers, so its browser keeps the answer from it', async () => {
     const answer = await preflight(`${t.url}/v1/events`, 'https://evil.example')
     expect(answer.headers.get('access-control-allow-origin')).toBeNull()

@@ -201,6 +201,34 @@ describe('limits and errors, with their statuses', () => {
     client!.close()
   })
 
+  it('counts malformed stream frames against the rate limit too', async () => {
+    let client: StreamClient | undefined
+    await waitFor(
+      async () => {
+        client = await StreamClient.open(`${t.wsUrl}/v1/stream`, {
+          headers: { authorization: `Bearer ${LIMITED}` },
+        }).catch(() => undefined)
+        return client !== undefined
+      },
+      5000,
+      'the rate limit to let a handshake through',
+    )
+    const codes: unknown[] = []
+    for (let i = 0; i < 6; i++) {
+      const reply = await client!.call({ subscribe: 5 })
+      codes.push((reply.error as { code?: string } | undefined)?.code)
+    }
+    // Refused as malformed while the bucket lasts (an earlier test may have emptied it), then as over the limit.
+    expect(codes.every((code) => code === 'invalid_request' || code === 'rate_limited')).toBe(true)
+    expect(codes).toContain('rate_limited')
+    client!.close()
+  })
+
+  it('has no HEAD form of the SSE stream, which would hold a connection open unwritten', async () => {
+    const answer = await request(`${t.url}/v1/sse?topics=orders`, { method: 'HEAD', token: ACME })
+    expect(answer.status).toBe(404)
+  })
+
   it('never writes a token to the log', () => {
     const logs = t.logs()
     for (const token of [ACME, ADMIN, ORDERS_ONLY, LIMITED]) expect(logs).not.toContain(token)
@@ -212,11 +240,19 @@ describe('WebSocket upgrades aimed at plain routes', () => {
     const other = await startTestServer({ tokens: TOKENS })
     await expect(StreamClient.open(`${other.wsUrl}/nowhere?token=${ACME}`)).rejects.toThrow(/404/)
     await expect(StreamClient.open(`${other.wsUrl}/v1/events?token=${ACME}`)).rejects.toThrow(/40\d/)
-    const health = await StreamClient.open(`${other.wsUrl}/healthz`).then(
+    const sse = await StreamClient.open(`${other.wsUrl}/v1/sse?topics=a&token=${ACME}`).then(
+      (client) => client.closed,
+      (error: Error) => error.message,
+    )
+    expect(sse).toBeDefined()
+    const health = await StreamClient.open(`${other.wsUrl}/healthz?token=${ACME}`).then(
       (client) => client.closed,
       (error: Error) => error.message,
     )
     expect(health).toBeDefined()
+    // @fastify/websocket logs such an upgrade by its URL: the token in it is masked.
+    expect(other.logs()).toContain('no websocket handler')
+    expect(other.logs()).not.toContain(ACME)
     const started = Date.now()
     await other.close()
     // Well before the drain timeout (500 ms in tests) would cut what is left.

@@ -163,6 +163,19 @@ describe('native WebSocket /v1/stream', () => {
     client.close()
   })
 
+  it('refuses a frame of more patterns than a connection may hold before looking at them one by one', async () => {
+    const client = await StreamClient.open(`${t.wsUrl}/v1/stream`, auth)
+    // About 190 KiB: within the frame limit, and all distinct.
+    const many = Array.from({ length: 30_000 }, (_, i) => `p${i}`).join(';')
+    for (const frame of [{ subscribe: many }, { unsubscribe: many }]) {
+      const answer = await client.call(frame)
+      expect(answer).toMatchObject({ error: { code: 'invalid_request' } })
+      expect(String((answer.error as { message: string }).message)).toContain('at most 1000 patterns')
+    }
+    expect(await client.call({ subscribe: ['still-open'] })).toMatchObject({ subscribed: ['still-open'] })
+    client.close()
+  })
+
   it('accepts the token as a query parameter', async () => {
     const client = await StreamClient.open(`${t.wsUrl}/v1/stream?token=${ACME}`)
     expect(await client.call({ subscribe: ['q'] })).toMatchObject({ subscribed: ['q'] })
@@ -251,6 +264,8 @@ describe('Volt MX WebSocket /services/ServerEvents/Stream', () => {
     expect(await client.next()).toMatchObject({ code: 620014 })
     client.send({ hello: 1 })
     expect(await client.next()).toMatchObject({ code: 620014 })
+    client.send({ subscribe: Array.from({ length: 30_000 }, (_, i) => `p${i}`).join(';') })
+    expect(await client.next()).toMatchObject({ code: 620014, message: 'at most 1000 topics at once' })
     client.close()
   })
 })
