@@ -2,11 +2,12 @@ import cors from '@fastify/cors'
 import websocket from '@fastify/websocket'
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify'
 import type { Logger as PinoLogger } from 'pino'
+import { HeraldError } from '../errors.js'
 import { appsPlugin } from './apps.js'
 import type { ServerContext } from './context.js'
 import { courierPlugin } from './courier.js'
 import { deadLettersPlugin } from './dead-letters.js'
-import { installErrorHandling } from './errors.js'
+import { errorBody, installErrorHandling } from './errors.js'
 import { eventsPlugin } from './events.js'
 import { healthPlugin } from './health.js'
 import { ssePlugin } from './sse.js'
@@ -29,10 +30,19 @@ export async function buildApp(context: ServerContext, logger: PinoLogger): Prom
     bodyLimit: limits.bodyBytes,
     // Types on the wire are what they claim: a topic sent as a number is an error, not "5".
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } },
-    return503OnClosing: true,
+    // Answered by the hook below instead, with Herald's error body (Fastify's own is its own shape).
+    return503OnClosing: false,
   })
   app.decorateRequest('principal', null as never)
   installErrorHandling(app, context.logger)
+  // Once shutdown began, a request that arrives (a kept-alive connection, say) is refused at once.
+  app.addHook('onRequest', (_request, reply, done) => {
+    if (context.accepting) return done()
+    void reply
+      .code(503)
+      .header('connection', 'close')
+      .send(errorBody(new HeraldError('closed', 'the server is shutting down')))
+  })
   const { corsOrigins } = context.config
   if (corsOrigins.length > 0) {
     // Pages of other origins (a browser using herald/client) may call the server. Tokens travel

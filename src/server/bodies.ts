@@ -105,13 +105,27 @@ export function registerEventBodyParsers(app: FastifyInstance): void {
     /^text\//,
     { parseAs: 'string' },
     async (request: FastifyRequest, body: string | Buffer) => {
-      if (!isBinaryCloudEvent(request.headers)) {
-        throw new HeraldError(
-          'unsupported_media_type',
-          `${request.headers['content-type']} is accepted only as CloudEvents binary mode (with ce-* headers)`,
-        )
-      }
+      assertBinaryMode(request)
       return { events: [fromBinaryCloudEvent(request.headers, body)] }
     },
   )
+  // Binary mode with a JSON type of the publisher's own (`application/vnd.acme.order+json`).
+  app.addContentTypeParser(
+    /^application\/[\w.!#$&^-]+\+json\s*(;|$)/i,
+    { parseAs: 'string' },
+    async (request: FastifyRequest, body: string | Buffer) => {
+      assertBinaryMode(request)
+      const data = await parseWith(json, request, body as string)
+      return { events: [fromBinaryCloudEvent(request.headers, data)] }
+    },
+  )
+}
+
+function assertBinaryMode(request: FastifyRequest): void {
+  if (!isBinaryCloudEvent(request.headers)) {
+    throw new HeraldError(
+      'unsupported_media_type',
+      `${request.headers['content-type']} is accepted only as CloudEvents binary mode (with ce-* headers)`,
+    )
+  }
 }

@@ -13,8 +13,7 @@ export const healthPlugin: FastifyPluginAsync<{ context: ServerContext }> = asyn
   const probe = new StoreProbe(context.bus.store)
   app.get('/healthz', async () => ({ status: 'ok' }))
   app.get('/readyz', async (_request, reply) => {
-    if (!context.accepting)
-      return reply.code(503).send(errorBody(new HeraldError('closed', 'the server is shutting down')))
+    // Once shutdown began, the root hook answers 503 `closed` before this route runs (app.ts).
     try {
       await probe.check()
     } catch (error) {

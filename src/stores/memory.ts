@@ -17,7 +17,7 @@ import type {
 } from './store.js'
 
 export interface MemoryStoreOptions {
-  /** Events kept per tenant for reads, status and late durable subscribers (default 50,000). Events a durable subscription still owes are kept regardless. */
+  /** Events kept per tenant for reads, status and late durable subscribers (default 1,000). Events a durable subscription still owes are kept regardless. */
   maxEvents?: number
 }
 

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { waitFor } from '../helpers.js'
+import { memoryStore, type Store } from '../../src/index.js'
+import { sleep, waitFor } from '../helpers.js'
 import {
   ACME,
   ADMIN,
@@ -257,5 +258,39 @@ describe('WebSocket upgrades aimed at plain routes', () => {
     await other.close()
     // Well before the drain timeout (500 ms in tests) would cut what is left.
     expect(Date.now() - started).toBeLessThan(400)
+  })
+})
+
+describe('during shutdown', () => {
+  it('refuses new requests with 503 and Herald’s error body, /readyz included', async () => {
+    const store = memoryStore()
+    // A slow append keeps a stream frame in progress, which holds the shutdown open meanwhile.
+    Object.defineProperty(store, 'appendNow', { value: undefined })
+    const append = store.append.bind(store)
+    store.append = async (...args: Parameters<Store['append']>) => {
+      await sleep(800)
+      return append(...args)
+    }
+    const server = await startTestServer({ tokens: TOKENS }, { store })
+    const client = await StreamClient.open(`${server.wsUrl}/v1/stream`, {
+      headers: { authorization: `Bearer ${ACME}` },
+    })
+    client.send({ events: [{ topic: 'orders', data: 1 }], ref: 'slow' })
+    await sleep(50)
+    const closing = server.close()
+    await sleep(50)
+    const ready = await request(`${server.url}/readyz`)
+    expect(ready.status).toBe(503)
+    expect(ready.body).toEqual({ error: { code: 'closed', message: 'the server is shutting down' } })
+    const publish = await request(`${server.url}/v1/events`, {
+      token: ACME,
+      body: { topic: 'orders', data: 2 },
+    })
+    expect(publish.status).toBe(503)
+    expect(publish.body).toMatchObject({ error: { code: 'closed' } })
+    expect(await client.next((frame) => frame.ref === 'slow')).toMatchObject({
+      published: [expect.any(String)],
+    })
+    await closing
   })
 })

@@ -137,9 +137,29 @@ describe('POST /v1/events', () => {
       raw: 'hello',
     })
     expect(text.status).toBe(202)
-    const events = await published(['ce-4', 'ce-5'])
+    const vendor = await request<{ ids: string[] }>(`${t.url}/v1/events`, {
+      token: ACME,
+      headers: {
+        'ce-specversion': '1.0',
+        'ce-type': 'bin/vendor',
+        'ce-id': 'ce-6',
+        'ce-source': 'acme.bin',
+        'content-type': 'application/vnd.acme.order+json; charset=utf-8',
+      },
+      raw: '{"order":7}',
+    })
+    expect(vendor.status).toBe(202)
+    const events = await published(['ce-4', 'ce-5', 'ce-6'])
     expect(events[0]).toMatchObject({ topic: 'bin/json', data: { amount: 5 }, sender: 'acme.bin' })
     expect(events[1]).toMatchObject({ topic: 'bin/text', data: 'hello' })
+    expect(events[2]).toMatchObject({ topic: 'bin/vendor', data: { order: 7 } })
+    // Without ce-* headers such a type is not an event shape Herald knows.
+    const plain = await request(`${t.url}/v1/events`, {
+      token: ACME,
+      headers: { 'content-type': 'application/vnd.acme.order+json' },
+      raw: '{"order":7}',
+    })
+    expect(plain.status).toBe(415)
   })
 
   it("stamps the token's sender whatever the event claims", async () => {
