@@ -7,7 +7,7 @@ import { spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { existsSync, readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
-import { Command, InvalidArgumentError } from 'commander'
+import { Command, InvalidArgumentError, Option } from 'commander'
 import { CliError, call, tail, type Target } from './cli/client.js'
 import type { ServerConfigInput } from './server/config.js'
 
@@ -36,8 +36,16 @@ program
   .name('herald')
   .description('Server-side events: run the server, or publish, tail and inspect events on one.')
   .option('--url <url>', 'server URL (env HERALD_URL)', process.env.HERALD_URL || DEFAULT_URL)
-  .option('--token <token>', 'token (env HERALD_TOKEN)', process.env.HERALD_TOKEN || undefined)
+  // Read from the environment by name, not given as a default: help would print a default.
+  .addOption(new Option('--token <token>', 'token').env('HERALD_TOKEN'))
   .showHelpAfterError()
+
+// `herald tail … | head -1`: the reader went away; that ends the output, it is not a failure.
+process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+  if (error.code === 'EPIPE') process.exit(0)
+  process.stderr.write(`herald: cannot write the output: ${error.message}\n`)
+  process.exit(1)
+})
 
 function target(): Target {
   const options = program.opts<{ url: string; token?: string }>()

@@ -1,4 +1,6 @@
 import { spawn } from 'node:child_process'
+import { createServer } from 'node:http'
+import type { AddressInfo } from 'node:net'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { NonRetriableError } from '../src/index.js'
 import { waitFor } from './helpers.js'
@@ -85,6 +87,67 @@ describe('herald CLI', () => {
     const gone = await runCli(['dead-letters', 'delete', dead.id], { env: env(ADMIN) })
     expect(gone.code).toBe(1)
     expect(gone.stderr).toMatch(/^herald: 404 not_found: /)
+  })
+
+  it('never prints the token from HERALD_TOKEN, in help or after a usage error', async () => {
+    const help = await runCli(['--help'], { env: env() })
+    expect(help.code).toBe(0)
+    expect(help.stdout).toContain('HERALD_TOKEN')
+    expect(help.stdout).not.toContain(ACME)
+    const wrong = await runCli(['frobnicate'], { env: env() })
+    expect(wrong.code).toBe(1)
+    expect(wrong.stderr).not.toContain(ACME)
+  })
+
+  it('says so when --url answers something that is not Herald', async () => {
+    const other = createServer((_request, response) => {
+      response.writeHead(200, { 'content-type': 'text/html' })
+      response.end('<html>a login page</html>')
+    })
+    await new Promise<void>((resolve) => other.listen(0, '127.0.0.1', resolve))
+    try {
+      const url = `http://127.0.0.1:${(other.address() as AddressInfo).port}`
+      const run = await runCli(['status', 'x'], { env: { HERALD_URL: url, HERALD_TOKEN: ACME } })
+      expect(run.code).toBe(1)
+      expect(run.stderr).toMatch(
+        /^herald: unexpected answer from .* \(200 text\/html\): is --url a Herald server\?\n$/,
+      )
+    } finally {
+      other.close()
+    }
+  })
+
+  it('tail ends quietly when its reader goes away (`herald tail … | head -1`)', async () => {
+    const child = spawn(process.execPath, ['--import', TSX, `${ROOT}/src/cli.ts`, 'tail', 'cli/pipe'], {
+      cwd: ROOT,
+      env: { ...process.env, ...env() },
+    })
+    let stdout = ''
+    let stderr = ''
+    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()))
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()))
+    const exited = new Promise<number | null>((resolve) => child.on('exit', resolve))
+    await waitFor(
+      async () => {
+        await runCli(['publish', 'cli/pipe', '1'], { env: env() })
+        return stdout.includes('\n')
+      },
+      15_000,
+      'the tail to print an event',
+    )
+    child.stdout.destroy() // as `head -1` exits after its line
+    let code: number | null | undefined
+    void exited.then((c) => (code = c))
+    await waitFor(
+      async () => {
+        if (code === undefined) await runCli(['publish', 'cli/pipe', '2'], { env: env() })
+        return code !== undefined
+      },
+      15_000,
+      'the tail to exit',
+    )
+    expect(code).toBe(0)
+    expect(stderr).toBe('')
   })
 
   it('reports an error as one line on stderr and exits 1', async () => {

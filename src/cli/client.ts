@@ -26,7 +26,10 @@ function endpoint(target: Target, path: string): string {
   }
 }
 
-/** Calls the server's HTTP API; an error answer becomes a CliError with its code and message. */
+/**
+ * Calls the server's HTTP API; an error answer becomes a CliError with its code and message, and
+ * so does a success that is not Herald's JSON (a proxy's page, another service at that URL).
+ */
 export async function call<T>(target: Target, method: string, path: string, body?: unknown): Promise<T> {
   const url = endpoint(target, path)
   let response: Response
@@ -55,6 +58,11 @@ export async function call<T>(target: Target, method: string, path: string, body
       error
         ? `${response.status} ${error.code}: ${error.message}`
         : `${response.status} ${response.statusText}`,
+    )
+  }
+  if (text !== '' && (typeof parsed !== 'object' || parsed === null)) {
+    throw new CliError(
+      `unexpected answer from ${url} (${response.status} ${response.headers.get('content-type') ?? 'no content type'}): is --url a Herald server?`,
     )
   }
   return parsed as T
@@ -93,9 +101,11 @@ export function tail(
         reject(new CliError(message))
       })
     })
-    socket.on('error', (error: NodeJS.ErrnoException) =>
-      reject(new CliError(`cannot reach ${target.url}: ${error.code ?? error.message}`)),
-    )
+    socket.on('error', (error: NodeJS.ErrnoException) => {
+      // Stopped (Ctrl-C) while still connecting: `ws` reports the abort as an error.
+      if (stopped) return resolve()
+      reject(new CliError(`cannot reach ${target.url}: ${error.code ?? error.message}`))
+    })
     socket.on('open', () =>
       socket.send(
         JSON.stringify(since === undefined ? { subscribe: patterns } : { subscribe: patterns, since }),

@@ -1,3 +1,4 @@
+import { HeraldError } from '../errors.js'
 import type { HeraldEvent } from '../event.js'
 import { errorFrom } from './errors.js'
 import { frameText, type WebSocketLike } from './socket.js'
@@ -28,7 +29,11 @@ export const DEFAULT_RECONNECT: Readonly<ReconnectPolicy> = Object.freeze({
 })
 
 export interface ClientSubscription {
-  /** Resolves when the server first confirms the subscription. */
+  /**
+   * Resolves when the server first confirms the subscription; rejects (and the subscription
+   * closes) when it cannot be: every pattern refused or malformed, the token refused at the
+   * handshake, or `close()` first.
+   */
   readonly ready: Promise<void>
   /** Seq of the last event handed to the handler: where a reconnection resumes. */
   readonly position: string | undefined
@@ -45,11 +50,15 @@ interface ServerFrame {
   error?: { code?: unknown; message?: unknown }
 }
 
+/** Answers to a subscribe that another attempt may get past (the server is busy or restarting). */
+const PASSING = new Set(['rate_limited', 'store_unavailable', 'closed', 'internal'])
+
 /**
  * One subscription over the native stream protocol (DESIGN §7), on its own connection. When the
  * connection drops it reconnects with exponential backoff (plus jitter) and subscribes again
  * with `since` = the last seq it handed over, so nothing stored meanwhile is missed; events at or
  * before that seq (a replay overlapping what was seen) are skipped, so none is handed over twice.
+ * What no reconnection can mend (patterns refused or malformed, the token refused) closes it.
  */
 export class StreamSubscription<T = unknown> implements ClientSubscription {
   readonly ready: Promise<void>
@@ -59,6 +68,11 @@ export class StreamSubscription<T = unknown> implements ClientSubscription {
   private failures = 0
   private timer: ReturnType<typeof setTimeout> | undefined
   private resolveReady!: () => void
+  private rejectReady!: (error: Error) => void
+  /** The server confirmed the subscription on the current connection. */
+  private confirmed = false
+  /** A refusal that came before the confirmation (some patterns forbidden, say). */
+  private refusal: HeraldError | undefined
 
   constructor(
     private readonly url: string,
@@ -69,30 +83,48 @@ export class StreamSubscription<T = unknown> implements ClientSubscription {
     private readonly reconnect: ReconnectPolicy,
   ) {
     this.position = options.since
-    this.ready = new Promise((resolve) => (this.resolveReady = resolve))
+    this.ready = new Promise((resolve, reject) => {
+      this.resolveReady = resolve
+      this.rejectReady = reject
+    })
+    // Whoever does not await `ready` learns of a failure through onError; no unhandled rejection.
+    this.ready.catch(() => {})
     this.connect()
   }
 
   close(): void {
+    this.end(new HeraldError('closed', 'the subscription was closed before the server confirmed it'))
+  }
+
+  /** Closes for good; `ready`, if still pending, rejects with `reason`. */
+  private end(reason: Error): void {
     if (this.state === 'closed') return
-    this.setState('closed')
     if (this.timer) clearTimeout(this.timer)
+    this.timer = undefined
     const socket = this.socket
     this.socket = undefined
     if (socket) {
-      socket.onclose = socket.onmessage = socket.onerror = socket.onopen = null
+      socket.onclose = socket.onmessage = socket.onopen = null
+      // Kept: `ws` reports closing a socket that is still connecting as an error, a tick later.
+      socket.onerror = () => {}
       try {
         socket.close(1000, 'closed by the client')
       } catch {
         // not open yet: it is dropped all the same
       }
     }
+    this.rejectReady(reason)
+    this.setState('closed')
   }
 
   private setState(state: SubscriptionState): void {
     if (this.state === state) return
     this.state = state
-    this.options.onState?.(state)
+    try {
+      this.options.onState?.(state)
+    } catch (error) {
+      this.report(asError(error))
+    }
   }
 
   private report(error: Error): void {
@@ -114,14 +146,28 @@ export class StreamSubscription<T = unknown> implements ClientSubscription {
       return
     }
     this.socket = socket
+    this.confirmed = false
+    this.refusal = undefined
     socket.onopen = () => {
       const frame: Record<string, unknown> = { subscribe: this.patterns }
       if (this.position !== undefined) frame.since = this.position
       socket.send(JSON.stringify(frame))
     }
     socket.onmessage = (message) => this.frame(message.data)
-    socket.onerror = () => {
-      // The close that follows says what happened; a browser tells nothing more here.
+    socket.onerror = (event) => {
+      // A browser tells nothing here (the close that follows says what it can); `ws` names a
+      // refused handshake, which no reconnection would get past.
+      const refused = /Unexpected server response: (401|403)\b/.exec(
+        String((event as { message?: unknown } | null)?.message ?? ''),
+      )
+      if (refused) {
+        const error = new HeraldError(
+          refused[1] === '401' ? 'unauthorized' : 'forbidden',
+          `the server refused the stream's handshake (${refused[1]}): check the token`,
+        )
+        this.report(error)
+        this.end(error)
+      }
     }
     socket.onclose = (event) => {
       if (this.socket !== socket) return
@@ -161,7 +207,23 @@ export class StreamSubscription<T = unknown> implements ClientSubscription {
     }
     if (frame.event) this.deliver(frame.event)
     else if (Array.isArray(frame.events)) for (const event of frame.events) this.deliver(event)
+    if (frame.error) {
+      const error = errorFrom(undefined, frame)
+      this.report(error)
+      if (!this.confirmed) {
+        // An answer to the subscribe itself. Forbidden patterns come before the confirmation of
+        // the others; anything else means no confirmation is coming on this connection.
+        if (error.code === 'forbidden') this.refusal = error
+        else if (PASSING.has(error.code)) this.socket?.close(4000, 'subscribing again')
+        else this.end(error)
+      }
+    }
     if (frame.subscribed) {
+      if (frame.subscribed.length === 0) {
+        this.end(this.refusal ?? new HeraldError('forbidden', 'no pattern of the subscription was allowed'))
+        return
+      }
+      this.confirmed = true
       if (
         typeof frame.position === 'string' &&
         (this.position === undefined || frame.position > this.position)
@@ -171,7 +233,6 @@ export class StreamSubscription<T = unknown> implements ClientSubscription {
       this.setState('live')
       this.resolveReady()
     }
-    if (frame.error) this.report(errorFrom(undefined, frame))
   }
 
   private deliver(event: HeraldEvent): void {

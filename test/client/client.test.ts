@@ -1,7 +1,7 @@
 import WebSocket from 'ws'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { HeraldClient, type HeraldEvent, type SubscriptionState } from '../../src/client/index.js'
-import { waitFor } from '../helpers.js'
+import { sleep, waitFor } from '../helpers.js'
 import { ACME, ORDERS_ONLY, TOKENS, startTestServer, type TestServer } from '../server/helpers.js'
 import { startProxy, type Proxy } from './proxy.js'
 
@@ -134,5 +134,49 @@ describe('HeraldClient', () => {
     ])
     await waitFor(() => got.length === 1)
     expect(got).toEqual(['yes'])
+  })
+
+  it('closing a subscription while it still connects settles it, without an unhandled error', async () => {
+    const subscription = client(server.url, ACME).subscribe('orders', () => {})
+    subscription.close()
+    await expect(subscription.ready).rejects.toMatchObject({ code: 'closed' })
+    expect(subscription.state).toBe('closed')
+    await sleep(100) // `ws` would raise its error on a later tick
+  })
+
+  it('gives up, saying why, when no reconnection could help', async () => {
+    const cases = [
+      { token: 'wrong-token-0123456789', patterns: 'orders', code: 'unauthorized' },
+      { token: ACME, patterns: 'orders//x', code: 'invalid_pattern' },
+      { token: ORDERS_ONLY, patterns: 'invoices', code: 'forbidden' },
+    ]
+    for (const { token, patterns, code } of cases) {
+      const errors: Error[] = []
+      const subscription = client(server.url, token).subscribe(patterns, () => {}, {
+        onError: (error) => errors.push(error),
+      })
+      await expect(subscription.ready, patterns).rejects.toMatchObject({ code })
+      expect(subscription.state).toBe('closed')
+      await sleep(300) // reconnecting (every 50-200 ms here) would report again
+      expect(errors.length, `${code}: ${errors.map((e) => e.message).join('; ')}`).toBeLessThanOrEqual(2)
+    }
+  })
+
+  it('an onState callback that throws is reported, and the subscription goes on', async () => {
+    const errors: Error[] = []
+    const got: unknown[] = []
+    const subscription = client(server.url, ACME).subscribe('state/*', (e) => void got.push(e.data), {
+      onState: () => {
+        throw new Error('observer broke')
+      },
+      onError: (error) => errors.push(error),
+    })
+    await subscription.ready
+    expect(subscription.state).toBe('live')
+    await client(server.url, ACME).publish({ topic: 'state/1', data: 1 })
+    await waitFor(() => got.length === 1)
+    subscription.close()
+    expect(subscription.state).toBe('closed')
+    expect(errors.map((e) => e.message)).toContain('observer broke')
   })
 })
