@@ -83,6 +83,9 @@ class SqliteStore implements Store {
   /** INSERTs of 1..ROWS_PER_INSERT events, prepared when first needed. */
   private readonly inserts: Statement<[(string | number)[]], unknown>[] = []
   private readonly tenantIds = new Map<string, number>()
+  /** The write transaction running now, if any (see `tenantId`). */
+  private writing: Transaction | undefined
+  private closing: Promise<void> | undefined
   private readonly listeners = new Set<(events: readonly HeraldEvent[]) => void>()
   private retentionTimer: ReturnType<typeof setTimeout> | undefined
   private closed = false
@@ -109,9 +112,17 @@ class SqliteStore implements Store {
     this.queue = new CommitQueue<Transaction>(
       this.db,
       {
-        begin: () => ({ lastSeq: undefined, rows: [], appended: [], appendedSeqs: [], tenants: undefined }),
+        begin: () =>
+          (this.writing = {
+            lastSeq: undefined,
+            rows: [],
+            appended: [],
+            appendedSeqs: [],
+            tenants: undefined,
+          }),
         beforeCommit: (tx) => this.insertRows(tx),
         afterCommit: (tx) => this.committed(tx),
+        end: () => (this.writing = undefined),
       },
       options.maxBatchEvents,
     )
@@ -182,6 +193,10 @@ class SqliteStore implements Store {
     const key = tenantKey(tenant)
     const cached = this.tenantIds.get(key)
     if (cached !== undefined) return cached
+    // Created by the transaction running now: not cached before it commits. Were it cached and
+    // the transaction rolled back, the id could go to another tenant, along with this one's data.
+    const created = this.writing?.tenants?.get(key)
+    if (created !== undefined) return created
     const id = this.s.tenantId.get(tenant.account, tenant.workspace)
     if (id !== undefined) this.tenantIds.set(key, id)
     return id
@@ -565,8 +580,13 @@ class SqliteStore implements Store {
     })
   }
 
-  async close(): Promise<void> {
-    if (this.closed) return
+  close(): Promise<void> {
+    // A second call waits for the first: the file is closed only once both resolve.
+    this.closing ??= this.closeOnce()
+    return this.closing
+  }
+
+  private async closeOnce(): Promise<void> {
     if (this.retentionTimer) clearTimeout(this.retentionTimer)
     this.retentionTimer = undefined
     this.queue.flush() // pending writes complete first

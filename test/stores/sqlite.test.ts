@@ -376,6 +376,39 @@ describe('sqliteStore', () => {
       expect(second!.seq! > first!.seq!).toBe(true)
       await reopened.close()
     })
+    it('forgets expired publisher ids faster than one batch per interval when they pile up', async () => {
+      const path = freshPath()
+      const tenant = freshTenant('dedupe')
+      const store = sqliteStore({ path, retentionInterval: 300, retentionBatch: 100 })
+      const inputs = Array.from({ length: 1000 }, (_, i) => ({ id: `pub-${i}`, topic: 'ids', data: i }))
+      await store.append(tenant, prepared(tenant, inputs), {
+        now: Date.now(),
+        dedupeWindowMs: 1,
+        groupTtlMs: 1,
+      })
+      const db = new Database(path, { readonly: true })
+      try {
+        const remembered = () => (db.prepare('SELECT count(*) AS n FROM dedupe').get() as { n: number }).n
+        expect(remembered()).toBe(1000)
+        // One batch per interval would take ten intervals (3 s); catching up takes a fraction of one more.
+        await waitFor(() => remembered() === 0, 2000, 'the expired ids to be forgotten')
+      } finally {
+        db.close()
+        await store.close()
+      }
+    })
+
+    it('a second close resolves only once the file is closed', async () => {
+      const store = sqliteStore({ path: freshPath() })
+      await store.append(freshTenant('close'), prepared(freshTenant('close'), [{ topic: 't', data: 1 }]), {
+        now: Date.now(),
+        ...OPTS,
+      })
+      let first = false
+      void store.close().then(() => (first = true))
+      await store.close()
+      expect(first).toBe(true)
+    })
   })
 
   describe('opening', () => {
@@ -558,6 +591,41 @@ describe('sqliteStore', () => {
   })
 
   describe('group commit', () => {
+    it('a failed transaction that created a tenant leaves no trace of it: another tenant never inherits its id', async () => {
+      const path = freshPath()
+      const store = sqliteStore({ path })
+      const acme: Tenant = { account: 'acme', workspace: 'prod' }
+      const other: Tenant = { account: 'other', workspace: 'prod' }
+      const now = Date.now()
+      // One group commit for a new tenant: a subscription, an append, and a claim that fails the
+      // transaction (its match throws); each is then retried in a transaction of its own.
+      const settled = await Promise.allSettled([
+        store.openSubscription({ tenant: acme, id: 's', patterns: ['*'] }, now),
+        store.append(acme, prepared(acme, [{ topic: 'orders', data: 'of acme' }]), { now, ...OPTS }),
+        store.claim(acme, 's', {
+          consumer: 'c',
+          limit: 10,
+          leaseMs: 1000,
+          now,
+          match: () => {
+            throw new Error('boom')
+          },
+        }),
+      ])
+      expect(settled.map((result) => result.status)).toEqual(['fulfilled', 'fulfilled', 'rejected'])
+      await store.append(other, prepared(other, [{ topic: 'x', data: 'of other' }]), { now, ...OPTS })
+      const readBoth = async (s: Store) => [
+        (await s.read(acme, { limit: 10 })).map((event) => event.data),
+        (await s.read(other, { limit: 10 })).map((event) => event.data),
+        (await s.listSubscriptions()).map((record) => `${record.account}/${record.id}`),
+      ]
+      expect(await readBoth(store)).toEqual([['of acme'], ['of other'], ['acme/s']])
+      await store.close()
+      const reopened = sqliteStore({ path })
+      expect(await readBoth(reopened)).toEqual([['of acme'], ['of other'], ['acme/s']])
+      await reopened.close()
+    })
+
     it('stores many concurrent appends, each resolving with its own events, in one order for all', async () => {
       const store = sqliteStore({ path: freshPath() })
       const tenant = freshTenant('group')

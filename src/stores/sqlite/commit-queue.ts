@@ -21,6 +21,8 @@ export interface TransactionHooks<C> {
   beforeCommit(context: C): void
   /** After COMMIT, before the ops' promises resolve (watchers, caches). */
   afterCommit(context: C): void
+  /** The transaction is over, committed or rolled back. */
+  end(context: C): void
 }
 
 /**
@@ -119,12 +121,14 @@ export class CommitQueue<C> {
       } catch {
         // The connection is unusable; the writes fail below either way.
       }
+      this.hooks.end(context)
       if (batch.length === 1) {
         batch[0]!.reject(unavailable(error))
         return true
       }
       return false
     }
+    this.hooks.end(context)
     this.hooks.afterCommit(context)
     for (let i = 0; i < batch.length; i++) {
       const outcome = outcomes[i]!

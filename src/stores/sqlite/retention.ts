@@ -12,7 +12,7 @@ export interface RetentionLimits {
 
 export interface RetentionStep {
   deleted: number
-  /** The step ran out of budget while deleting: more may go right away. */
+  /** The step ran out of budget while deleting (events, expired groups or ids): more may go right away. */
   more: boolean
 }
 
@@ -97,12 +97,16 @@ export class Retention {
   step(now: number): RetentionStep {
     const { s } = this
     const { batch, maxAge, maxEvents } = this.limits
-    for (const [tenant, groupId] of s.expiredGroups.all(now, batch)) {
+    const expired = s.expiredGroups.all(now, batch)
+    for (const [tenant, groupId] of expired) {
       s.deleteStaged.run(tenant, groupId)
       s.deleteGroup.run(tenant, groupId)
     }
-    s.forgetIds.run(now, batch)
-    if (maxAge === Infinity && maxEvents === Infinity) return { deleted: 0, more: false }
+    // A full batch of expired groups or ids: more may be waiting, so the next step comes soon;
+    // at the regular pace, publishers faster than batch/interval would outgrow the cleanup.
+    const forgotten = s.forgetIds.run(now, batch).changes
+    const behind = expired.length >= batch || forgotten >= batch
+    if (maxAge === Infinity && maxEvents === Infinity) return { deleted: 0, more: behind }
 
     const lastSeq = s.lastSeq.get() ?? 0
     const overCount = maxEvents === Infinity ? 0 : lastSeq - maxEvents
@@ -137,7 +141,7 @@ export class Retention {
       }
     }
     if (tenants.length < TENANTS_PER_STEP && budget > 0) this.lastTenant = 0 // round the list again
-    return { deleted, more: budget <= 0 && deleted > 0 }
+    return { deleted, more: (budget <= 0 && deleted > 0) || behind }
   }
 
   /** The tenant's last seq no subscription owes (no bound when it has no subscription). */
