@@ -257,8 +257,30 @@ class BusCore {
 
   private lastRuntime: TenantRuntime | undefined
 
-  /** Every stored event passes here once: the index finds the subscriptions that want it. */
+  /** A dispatch is running; batches stored meanwhile (a handler that emits) wait their turn. */
+  private dispatching = false
+  private readonly waiting: (readonly HeraldEvent[])[] = []
+
+  /**
+   * Every stored event passes here once, in log order: a handler that emits synchronously stores
+   * its events after the running batch, so they reach every subscriber after that batch too.
+   */
   private readonly dispatch = (events: readonly HeraldEvent[]): void => {
+    if (this.dispatching) {
+      this.waiting.push(events)
+      return
+    }
+    this.dispatching = true
+    try {
+      this.dispatchNow(events)
+      for (let next = this.waiting.shift(); next; next = this.waiting.shift()) this.dispatchNow(next)
+    } finally {
+      this.dispatching = false
+    }
+  }
+
+  /** The index finds the subscriptions that want each event. */
+  private dispatchNow(events: readonly HeraldEvent[]): void {
     // A coarse reading may be as old as the running turn, so attempts started here take their
     // deadlines from the turn's end instead (never early); the reading is only their lower bound.
     const now = clock()

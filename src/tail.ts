@@ -49,6 +49,7 @@ export class TailReceiver implements Receiver, Tail {
   private readonly topicMatches: (topic: string) => boolean
   private held: HeraldEvent[] | undefined
   private closed = false
+  private readonly logger: Logger
 
   constructor(
     readonly patterns: string[],
@@ -57,6 +58,7 @@ export class TailReceiver implements Receiver, Tail {
     replay: { store: Store; tenant: Tenant; logger: Logger },
     private readonly onClose: (tail: TailReceiver) => void,
   ) {
+    this.logger = replay.logger
     this.topicMatches = compileMatcher(patterns)
     if (options.since === undefined) this.ready = Promise.resolve()
     else {
@@ -82,7 +84,12 @@ export class TailReceiver implements Receiver, Tail {
 
   private emit(event: HeraldEvent): void {
     this.position = event.seq
-    this.listener(event)
+    try {
+      this.listener(event)
+    } catch (error) {
+      // The listener's failure is its own: the events after it, and other subscribers, go on.
+      this.logger.warn({ error: describeError(error), eventId: event.id }, 'tail listener threw')
+    }
   }
 
   private async replay(store: Store, tenant: Tenant): Promise<void> {

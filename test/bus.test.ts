@@ -141,6 +141,56 @@ describe('failure isolation', () => {
     await waitFor(() => good.events.length === 2)
     await waitFor(async () => (await b.deadLetters.list()).length === 4)
   })
+
+  it('a tail listener that throws keeps no event from the subscribers, nor from itself', async () => {
+    const b = bus()
+    const all = recorder()
+    const tailed: unknown[] = []
+    b.tail('x', (event) => {
+      tailed.push(event.data)
+      throw new Error('listener boom')
+    })
+    b.subscribe('*', all.handler)
+    await b.emit([
+      { topic: 'x', data: 1 },
+      { topic: 'y', data: 2 },
+      { topic: 'x', data: 3 },
+    ])
+    await waitFor(() => all.events.length === 3)
+    expect(all.events.map((event) => event.data)).toEqual([1, 2, 3])
+    expect(tailed).toEqual([1, 3])
+  })
+
+  it('a synchronous handler works off a backlog of 50,000 one after another, not in one deep stack', async () => {
+    const b = bus()
+    let release!: () => void
+    let calls = 0
+    b.subscribe(
+      'backlog',
+      () => {
+        calls++
+        // The first delivery holds the only slot while the backlog builds up behind it.
+        if (calls === 1) return new Promise<void>((resolve) => (release = resolve))
+        return undefined
+      },
+      { retry: { concurrency: 1 } },
+    )
+    await b.emit(Array.from({ length: 50_000 }, (_, i) => ({ topic: 'backlog', data: i })))
+    release()
+    await waitFor(() => calls === 50_000, 10_000, 'the whole backlog')
+    await b.emit({ topic: 'backlog', data: 'after' })
+    await waitFor(() => calls === 50_001, 5000, 'a later event')
+  })
+
+  it('events a handler emits reach every subscriber after the event it was handling', async () => {
+    const b = bus()
+    const order: string[] = []
+    b.subscribe('x', () => void b.emit({ topic: 'y', data: null }))
+    b.subscribe('*', (event) => void order.push(event.topic))
+    await b.emit({ topic: 'x', data: null })
+    await waitFor(() => order.length === 2)
+    expect(order).toEqual(['x', 'y'])
+  })
 })
 
 describe('retries', () => {

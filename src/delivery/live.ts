@@ -44,6 +44,8 @@ export class LiveWorker extends Worker {
   private frontier = ''
   private stopped = false
   private disposed = false
+  /** A pump is running: a handler that settles synchronously must not start another within it. */
+  private pumping = false
 
   constructor(spec: WorkerSpec) {
     super(spec)
@@ -63,6 +65,18 @@ export class LiveWorker extends Worker {
   }
 
   private pump(): void {
+    // Re-entered from a synchronous handler's outcome: the running loop takes the next event, so
+    // a backlog is worked off in a loop rather than in one stack frame per event.
+    if (this.pumping) return
+    this.pumping = true
+    try {
+      this.pumpLoop()
+    } finally {
+      this.pumping = false
+    }
+  }
+
+  private pumpLoop(): void {
     while (this.inFlight.size < this.policy.concurrency) {
       const retry = this.dueRetries.shift()
       if (retry) {
