@@ -284,15 +284,17 @@ const TRACK_ANCESTORS_BELOW = 16
 
 /**
  * Estimates the JSON length of `root`, or throws `invalid_event` for what JSON cannot carry
- * faithfully: functions, symbols, BigInt, non-finite numbers and cycles. Cheaper than
- * stringifying, which matters on the in-memory path where nothing else serializes the event.
+ * faithfully: functions, symbols, BigInt, non-finite numbers, cycles, Maps and Sets (JSON would
+ * send `{}`), and whatever cannot even be read (a getter or a `toJSON` that throws, nesting too
+ * deep for the stack). Cheaper than stringifying, which matters on the in-memory path where
+ * nothing else serializes the event.
  */
 function jsonSize(root: unknown, field: string, topic: string): number {
   try {
     return sizeOf(root, 0)
-  } catch (error) {
+  } catch {
+    // Whatever stopped the fast walk, the precise one says where and why.
     ancestors.length = 0
-    if (error !== NOT_JSON) throw error
   }
   try {
     walk(root)
@@ -308,8 +310,14 @@ function jsonSize(root: unknown, field: string, topic: string): number {
 /** The objects on the path to the value being walked, for cycle detection; reused (the walk is synchronous). */
 const ancestors: object[] = []
 
-function notJson(error: unknown, field: string, topic: string): unknown {
-  if (!(error instanceof NotJson)) return error
+function notJson(error: unknown, field: string, topic: string): HeraldError {
+  if (!(error instanceof NotJson)) {
+    // A getter or a Proxy that throws, or nesting deeper than the stack: not data JSON can carry.
+    return new HeraldError(
+      'invalid_event',
+      `${field} of ${JSON.stringify(topic)} cannot be read as JSON (${error instanceof Error ? error.message : String(error)}); event data must be JSON`,
+    )
+  }
   return new HeraldError(
     'invalid_event',
     `${field}${error.path} of ${JSON.stringify(topic)} ${error.what}; event data must be JSON`,
@@ -335,7 +343,10 @@ function sizeOf(value: unknown, depth: number): number {
   }
   if (value === null) return 4
   const object = value as object
-  if (typeof (object as { toJSON?: unknown }).toJSON === 'function') return 32 // Date and friends
+  const toJSON = (object as { toJSON?: unknown }).toJSON
+  // JSON sends what toJSON returns (a Date's string, a Buffer's bytes): that is what counts.
+  if (typeof toJSON === 'function') return sizeOf(toJSON.call(object, ''), depth + 1)
+  if (object instanceof Map || object instanceof Set) throw NOT_JSON
   const tracked = depth >= TRACK_ANCESTORS_BELOW
   if (tracked) {
     if (ancestors.includes(object)) throw NOT_JSON
@@ -375,8 +386,22 @@ function walk(value: unknown): void {
   }
   if (value === null) return
   const object = value as object
-  if (typeof (object as { toJSON?: unknown }).toJSON === 'function') return
   if (ancestors.includes(object)) throw new NotJson('contains a cycle')
+  const toJSON = (object as { toJSON?: unknown }).toJSON
+  if (typeof toJSON === 'function') {
+    let json: unknown
+    try {
+      json = toJSON.call(object, '')
+    } catch (error) {
+      throw new NotJson(`has a toJSON that throws (${error instanceof Error ? error.message : String(error)})`)
+    }
+    ancestors.push(object)
+    walk(json)
+    ancestors.pop()
+    return
+  }
+  if (object instanceof Map) throw new NotJson('is a Map, which JSON would send as {}')
+  if (object instanceof Set) throw new NotJson('is a Set, which JSON would send as {}')
   ancestors.push(object)
   // The path of a bad value is built only when one is found, by each level on the way out.
   if (Array.isArray(object)) {

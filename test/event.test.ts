@@ -107,6 +107,60 @@ describe('the envelope', () => {
       expect(prep({ topic: 't', data }).event.data).toBe(data)
   })
 
+  it('sizes and checks what toJSON returns, as JSON would send it', () => {
+    const big = { toJSON: () => 'x'.repeat(5000) }
+    expect(errorOf(() => prep({ topic: 't', data: { big } }, { maxPayloadBytes: 1000 })).code).toBe(
+      'payload_too_large',
+    )
+    expect(
+      errorOf(() => prep({ topic: 't', data: Buffer.alloc(2000) }, { maxPayloadBytes: 1000 })).code,
+    ).toBe('payload_too_large')
+    const throwing = errorOf(() =>
+      prep({
+        topic: 't',
+        data: {
+          bad: {
+            toJSON: () => {
+              throw new Error('no')
+            },
+          },
+        },
+      }),
+    )
+    expect(throwing).toMatchObject({ code: 'invalid_event' })
+    expect(throwing.message).toContain('data.bad of "t" has a toJSON that throws (no)')
+    expect(errorOf(() => prep({ topic: 't', data: { n: { toJSON: () => 10n } } })).message).toContain(
+      'data.n of "t" is a BigInt',
+    )
+    const self = {
+      toJSON(): unknown {
+        return this
+      },
+    }
+    expect(errorOf(() => prep({ topic: 't', data: self })).code).toBe('invalid_event')
+  })
+
+  it('refuses Maps and Sets, which JSON would send as {}, and data it cannot even read', () => {
+    expect(errorOf(() => prep({ topic: 't', data: { m: new Map([[1, 2]]) } })).message).toContain(
+      'data.m of "t" is a Map',
+    )
+    expect(errorOf(() => prep({ topic: 't', data: [new Set([1])] })).message).toContain(
+      'data[0] of "t" is a Set',
+    )
+    const getter = {
+      get boom(): never {
+        throw new Error('getter failed')
+      },
+    }
+    expect(errorOf(() => prep({ topic: 't', data: getter }))).toMatchObject({
+      code: 'invalid_event',
+      message: expect.stringContaining('cannot be read as JSON (getter failed)'),
+    })
+    let deep: unknown = 1
+    for (let i = 0; i < 100_000; i++) deep = [deep]
+    expect(errorOf(() => prep({ topic: 't', data: deep })).code).toBe('invalid_event')
+  })
+
   it('rejects a payload over the limit with payload_too_large', () => {
     const error = errorOf(() => prep({ topic: 't', data: 'x'.repeat(2000) }, { maxPayloadBytes: 1000 }))
     expect(error.code).toBe('payload_too_large')
