@@ -393,7 +393,9 @@ function walk(value: unknown): void {
     try {
       json = toJSON.call(object, '')
     } catch (error) {
-      throw new NotJson(`has a toJSON that throws (${error instanceof Error ? error.message : String(error)})`)
+      throw new NotJson(
+        `has a toJSON that throws (${error instanceof Error ? error.message : String(error)})`,
+      )
     }
     ancestors.push(object)
     walk(json)

@@ -79,7 +79,9 @@ export class TailReceiver implements Receiver, Tail {
   offer(event: HeraldEvent): void {
     if (this.closed || !this.matches(event)) return
     if (this.held) this.held.push(event)
-    else this.emit(event)
+    // The replay may have read it from the log before its live copy came (a store whose watch
+    // lags its log, as Redis's feed can): a tenant's seqs only grow, so an old one was handed over.
+    else if (this.position === undefined || event.seq! > this.position) this.emit(event)
   }
 
   private emit(event: HeraldEvent): void {

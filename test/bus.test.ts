@@ -712,6 +712,23 @@ describe('tail', () => {
     await b.emit({ topic: 'feed', data: 6 })
     expect(seen).toEqual([2, 3, 4, 5])
   })
+
+  it('hands an event over once when its live copy comes after the replay read it from the log', async () => {
+    // A store whose watch lags its log, as Redis's feed can lag what another process appended.
+    const store = memoryStore()
+    const watch = store.watch.bind(store)
+    store.watch = (listener, options) =>
+      watch((events) => void setTimeout(() => listener(events), 50), options)
+    const b = bus({ store })
+    await b.emit({ topic: 'feed', data: 'before' })
+    const seen: unknown[] = []
+    const tail = b.tail('feed', (event: HeraldEvent) => seen.push(event.data), { since: '' })
+    await tail.ready
+    await b.emit({ topic: 'feed', data: 'after' })
+    await sleep(150)
+    expect(seen).toEqual(['before', 'after'])
+    tail.close()
+  })
 })
 
 describe('close', () => {
