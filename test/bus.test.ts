@@ -1,4 +1,4 @@
-import { afterEach, describe, expect, it } from 'vitest'
+import { afterEach, describe, expect, it, vi } from 'vitest'
 import {
   NonRetriableError,
   RetryLaterError,
@@ -689,6 +689,36 @@ describe('unsubscribe', () => {
     expect(first.topics()).toEqual(['b'])
     expect(second.events).toEqual([])
     expect(await b.subscriptions()).toEqual([])
+  })
+
+  it('a durable handler that unsubscribes itself is not called again', async () => {
+    const b = bus({ pollInterval: 20 })
+    let calls = 0
+    const handler = async () => {
+      calls++
+      b.unsubscribe([], undefined, { subscriberId: 'once', keep: true })
+    }
+    b.subscribe('work', handler, { subscriberId: 'once' })
+    await b.emit(Array.from({ length: 5 }, (_, i) => ({ topic: 'work', data: i })))
+    await waitFor(() => calls > 0)
+    await sleep(150)
+    expect(calls).toBe(1)
+  })
+
+  it('unsubscribing durable subscriptions before the store created them leaves no timers behind', async () => {
+    const b = bus()
+    await b.subscriptions()
+    const intervals = vi.spyOn(globalThis, 'setInterval')
+    try {
+      for (let i = 0; i < 50; i++) {
+        b.subscribe('x', async () => {}, { subscriberId: `brief-${i}` })
+        b.unsubscribe([], undefined, { subscriberId: `brief-${i}` })
+      }
+      await b.subscriptions() // every creation has settled
+      expect(intervals).not.toHaveBeenCalled()
+    } finally {
+      intervals.mockRestore()
+    }
   })
 })
 

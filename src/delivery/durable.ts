@@ -31,6 +31,8 @@ export class DurableWorker extends Worker {
   private readonly pollMs: number
   private opened: Promise<SubscriptionRecord> | undefined
   private stopped = false
+  /** Detached from this process (unsubscribed, or the bus closed after its drain). */
+  private disposed = false
   private claiming = false
   private wanted = false
   private pumpScheduled = false
@@ -55,6 +57,8 @@ export class DurableWorker extends Worker {
     if (this.sender !== undefined) spec.sender = this.sender
     if (meta !== undefined) spec.meta = meta
     this.opened ??= this.store.openSubscription(spec, now).then((record) => {
+      // Unsubscribed while the store was creating it: nothing to start, no timers to leak.
+      if (this.stopped) return record
       this.pollTimer = setInterval(this.wake, this.pollMs)
       this.pollTimer.unref?.()
       this.renewTimer = setInterval(this.renew, Math.max(10, Math.floor(this.leaseMs / 3)))
@@ -93,8 +97,13 @@ export class DurableWorker extends Worker {
           now,
           match: this.matches,
         })
-        // Leased means due: even if the bus began closing during the claim, these run (close waits for them).
-        for (const delivery of result.deliveries) this.run(delivery.event, delivery.attempt)
+        // Leased means due: even if the bus began closing during the claim, these run (close waits
+        // for them). Not once the subscription is detached: its handler is not to be called any
+        // more, and the leases expire and bring the deliveries back to whoever attaches it.
+        for (const delivery of result.deliveries) {
+          if (this.disposed) break
+          this.run(delivery.event, delivery.attempt)
+        }
         if (result.nextDueAt !== undefined) this.armDue(result.nextDueAt)
         if (result.more) this.wanted = true
       }
@@ -208,6 +217,7 @@ export class DurableWorker extends Worker {
 
   async dispose(): Promise<void> {
     this.stop()
+    this.disposed = true
     for (const timer of [this.dueTimer, this.pollTimer, this.renewTimer]) if (timer) clearTimeout(timer)
     this.abandonInFlight()
     if (this.flushing) await this.flushing
