@@ -24,6 +24,8 @@ export interface MemoryStoreOptions {
 export const DEFAULT_MEMORY_MAX_EVENTS = 1_000
 const DEFAULT_SCAN_LIMIT = 10_000
 const NONE: string[] = []
+/** How often staging sweeps out groups whose TTL passed (their events would otherwise stay). */
+const GROUP_SWEEP_MS = 1000
 /** '000' … '999': a seq is a 13-digit block prefix plus one of these, so minting one is a join. */
 const TRIPLES = Array.from({ length: 1000 }, (_, i) => String(i).padStart(3, '0'))
 
@@ -134,6 +136,7 @@ class MemoryStore implements Store {
   private listeners: ((events: readonly HeraldEvent[]) => void)[] = []
   /** tenant + id → time the id may be reused; in insertion (= expiry) order. */
   private readonly seenIds = new Map<string, number>()
+  private nextGroupSweep = 0
   private counter = 0
   private seqBlock = -1
   private seqPrefix = ''
@@ -214,8 +217,15 @@ class MemoryStore implements Store {
     let duplicates: string[] = NONE
     let staged = 0
     if (this.seenIds.size > 0) this.forgetExpiredIds(options.now)
+    if (groups !== undefined) this.sweepGroups(options.now)
     for (let i = 0; i < events.length; i++) {
       const event = events[i]!
+      const groupId = groups?.[i]
+      if (groupId !== undefined) {
+        // A group whose TTL passed is gone: its events (and their ids) go before this one is checked.
+        const expired = state.groups.get(groupId)
+        if (expired && expired.expiresAt <= options.now) this.dropGroup(tenantKey(tenant), state, groupId)
+      }
       if (dedupe?.[i] === true) {
         const idKey = `${tenantKey(tenant)}\n${event.id}`
         const until = this.seenIds.get(idKey)
@@ -227,11 +237,9 @@ class MemoryStore implements Store {
         this.seenIds.delete(idKey)
         this.seenIds.set(idKey, options.now + options.dedupeWindowMs)
       }
-      const groupId = groups?.[i]
       if (groupId !== undefined) {
         let group = state.groups.get(groupId)
-        if (!group || group.expiresAt <= options.now)
-          state.groups.set(groupId, (group = { events: [], expiresAt: 0 }))
+        if (!group) state.groups.set(groupId, (group = { events: [], expiresAt: 0 }))
         group.events.push(event)
         group.expiresAt = options.now + options.groupTtlMs
         staged++
@@ -246,6 +254,29 @@ class MemoryStore implements Store {
       this.notify(appended)
     }
     return { appended, staged, duplicates }
+  }
+
+  /**
+   * Drops a staged group and forgets the publisher ids of its events: they were never stored,
+   * so publishing them again is no repeat.
+   */
+  private dropGroup(tenant: string, state: TenantState, groupId: string, topics?: readonly string[]): number {
+    const group = state.groups.get(groupId)
+    if (!group) return 0
+    const dropped = topics === undefined ? group.events : group.events.filter((e) => topics.includes(e.topic))
+    if (this.seenIds.size > 0) for (const event of dropped) this.seenIds.delete(`${tenant}\n${event.id}`)
+    if (dropped.length === group.events.length) state.groups.delete(groupId)
+    else group.events = group.events.filter((e) => !topics!.includes(e.topic))
+    return dropped.length
+  }
+
+  /** Groups whose TTL passed, in every tenant; at most once a second, when something is staged. */
+  private sweepGroups(now: number): void {
+    if (now < this.nextGroupSweep) return
+    this.nextGroupSweep = now + GROUP_SWEEP_MS
+    for (const [key, state] of this.tenants)
+      for (const [groupId, group] of state.groups)
+        if (group.expiresAt <= now) this.dropGroup(key, state, groupId)
   }
 
   private forgetExpiredIds(now: number): void {
@@ -307,8 +338,11 @@ class MemoryStore implements Store {
     const state = this.tenant(tenant)
     const group = state.groups.get(groupId)
     if (!group) return []
+    if (group.expiresAt <= now) {
+      this.dropGroup(tenantKey(tenant), state, groupId)
+      return []
+    }
     state.groups.delete(groupId)
-    if (group.expiresAt <= now) return []
     for (const event of group.events) {
       event.seq = this.nextSeq()
       state.log.push(event)
@@ -323,16 +357,7 @@ class MemoryStore implements Store {
   async clearGroup(tenant: Tenant, groupId: string, topics?: readonly string[]): Promise<number> {
     this.open()
     const state = this.tenant(tenant)
-    const group = state.groups.get(groupId)
-    if (!group) return 0
-    if (topics === undefined) {
-      state.groups.delete(groupId)
-      return group.events.length
-    }
-    const before = group.events.length
-    group.events = group.events.filter((event) => !topics.includes(event.topic))
-    if (group.events.length === 0) state.groups.delete(groupId)
-    return before - group.events.length
+    return this.dropGroup(tenantKey(tenant), state, groupId, topics)
   }
 
   async openSubscription(spec: SubscriptionSpec, now: number): Promise<SubscriptionRecord> {

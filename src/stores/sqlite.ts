@@ -188,6 +188,13 @@ class SqliteStore implements Store {
     return ++tx.lastSeq
   }
 
+  /** Drops a staged group, forgetting its events' publisher ids; returns how many events went. */
+  private dropStaged(tenantId: number, groupId: string): number {
+    this.s.forgetStagedIds.run(tenantId, tenantId, groupId)
+    this.s.deleteGroup.run(tenantId, groupId)
+    return this.s.deleteStaged.run(tenantId, groupId).changes
+  }
+
   /** The tenant's id, or undefined when it never wrote anything here. */
   private tenantId(tenant: Tenant): number | undefined {
     const key = tenantKey(tenant)
@@ -286,6 +293,11 @@ class SqliteStore implements Store {
     for (let i = 0; i < events.length; i++) {
       const event = events[i]!
       const groupId = groups?.[i]
+      if (groupId !== undefined) {
+        // A group whose TTL passed is gone: its events (and their ids) go before this one is checked.
+        const expiresAt = s.groupExpiry.get(tenantId, groupId)
+        if (expiresAt !== undefined && expiresAt <= now) this.dropStaged(tenantId, groupId)
+      }
       if (dedupe?.[i] === true) {
         const until = s.dedupeUntil.get(tenantId, event.id)
         if (until !== undefined && until > now) {
@@ -295,8 +307,6 @@ class SqliteStore implements Store {
         s.remember.run(tenantId, event.id, now + options.dedupeWindowMs)
       }
       if (groupId !== undefined) {
-        const expiresAt = s.groupExpiry.get(tenantId, groupId)
-        if (expiresAt !== undefined && expiresAt <= now) s.deleteStaged.run(tenantId, groupId)
         s.upsertGroup.run(tenantId, groupId, now + options.groupTtlMs)
         s.stage.run(tenantId, groupId, event.topic, bodies[i]!)
         staged++
@@ -349,10 +359,13 @@ class SqliteStore implements Store {
       const tenantId = this.tenantId(tenant)
       const expiresAt = tenantId === undefined ? undefined : this.s.groupExpiry.get(tenantId, groupId)
       if (tenantId === undefined || expiresAt === undefined) return []
+      if (expiresAt <= now) {
+        this.dropStaged(tenantId, groupId)
+        return []
+      }
       const bodies = this.s.stagedBodies.all(tenantId, groupId)
       this.s.deleteStaged.run(tenantId, groupId)
       this.s.deleteGroup.run(tenantId, groupId)
-      if (expiresAt <= now) return []
       const events: HeraldEvent[] = []
       for (const body of bodies) {
         const seq = this.nextSeq(tx)
@@ -370,13 +383,12 @@ class SqliteStore implements Store {
     return this.write(() => {
       const tenantId = this.tenantId(tenant)
       if (tenantId === undefined) return 0
-      if (topics === undefined) {
-        this.s.deleteGroup.run(tenantId, groupId)
-        return this.s.deleteStaged.run(tenantId, groupId).changes
-      }
+      if (topics === undefined) return this.dropStaged(tenantId, groupId)
       let cleared = 0
-      for (const topic of new Set(topics))
+      for (const topic of new Set(topics)) {
+        this.s.forgetStagedTopicIds.run(tenantId, tenantId, groupId, topic)
         cleared += this.s.deleteStagedTopic.run(tenantId, groupId, topic).changes
+      }
       if (cleared > 0 && this.s.stagedCount.get(tenantId, groupId) === 0)
         this.s.deleteGroup.run(tenantId, groupId)
       return cleared

@@ -265,6 +265,34 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
         expect(await store.clearGroup(tenant, 'nothing')).toBe(0)
       })
 
+      it('forgets the publisher ids of events dropped with their group, so they can be published again', async () => {
+        fresh()
+        now = Date.now()
+        await append(['t'], { id: 'cleared-1', groupId: 'g' })
+        await store.clearGroup(tenant, 'g')
+        expect(await append(['t'], { id: 'cleared-1' })).toMatchObject({ duplicates: [], staged: 0 })
+        expect((await store.read(tenant, { limit: 10 })).map((e) => e.id)).toEqual(['cleared-1'])
+
+        // Only the topics cleared: the event still staged keeps its id.
+        await append(['a'], { id: 'dropped-a', groupId: 'h' })
+        await append(['b'], { id: 'kept-b', groupId: 'h' })
+        await store.clearGroup(tenant, 'h', ['a'])
+        expect((await append(['a'], { id: 'dropped-a' })).duplicates).toEqual([])
+        expect((await append(['b'], { id: 'kept-b' })).duplicates).toEqual(['kept-b'])
+
+        // Expired: staged again into the same group once its TTL passed, and released.
+        const short = { dedupeWindowMs: 60_000, groupTtlMs: 10 }
+        const input = () =>
+          prepared(tenant, [{ id: 'expired-1', topic: 'e', data: 1, metadata: { eventGroupId: 'k' } }], now)
+        expect(await store.append(tenant, input(), { now, ...short })).toMatchObject({ staged: 1 })
+        now += 20
+        expect(await store.append(tenant, input(), { now, ...short })).toMatchObject({
+          staged: 1,
+          duplicates: [],
+        })
+        expect((await store.releaseGroup(tenant, 'k', now)).map((e) => e.id)).toEqual(['expired-1'])
+      })
+
       it('drops a group whose TTL passed', async () => {
         fresh()
         now = Date.now()

@@ -85,6 +85,11 @@ export class Retention {
         'raw',
       ),
       deleteStaged: prepare<[number, string]>(db, 'DELETE FROM staged WHERE tenant = ? AND group_id = ?'),
+      // An expired group's events were never stored: their publisher ids may come again.
+      forgetStagedIds: prepare<[number, number, string]>(
+        db,
+        "DELETE FROM dedupe WHERE tenant = ? AND id IN (SELECT json_extract(body, '$.id') FROM staged WHERE tenant = ? AND group_id = ?)",
+      ),
       deleteGroup: prepare<[number, string]>(db, 'DELETE FROM groups WHERE tenant = ? AND group_id = ?'),
       forgetIds: prepare<[number, number]>(
         db,
@@ -99,6 +104,7 @@ export class Retention {
     const { batch, maxAge, maxEvents } = this.limits
     const expired = s.expiredGroups.all(now, batch)
     for (const [tenant, groupId] of expired) {
+      s.forgetStagedIds.run(tenant, tenant, groupId)
       s.deleteStaged.run(tenant, groupId)
       s.deleteGroup.run(tenant, groupId)
     }

@@ -123,6 +123,15 @@ export function prepareStatements(db: Database) {
       'pluck',
     ),
     deleteStaged: prepare<[number, string]>(db, 'DELETE FROM staged WHERE tenant = ? AND group_id = ?'),
+    // Staged events never stored: their publisher ids may come again (run before deleteStaged…).
+    forgetStagedIds: prepare<[number, number, string]>(
+      db,
+      "DELETE FROM dedupe WHERE tenant = ? AND id IN (SELECT json_extract(body, '$.id') FROM staged WHERE tenant = ? AND group_id = ?)",
+    ),
+    forgetStagedTopicIds: prepare<[number, number, string, string]>(
+      db,
+      "DELETE FROM dedupe WHERE tenant = ? AND id IN (SELECT json_extract(body, '$.id') FROM staged WHERE tenant = ? AND group_id = ? AND topic = ?)",
+    ),
     deleteStagedTopic: prepare<[number, string, string]>(
       db,
       'DELETE FROM staged WHERE tenant = ? AND group_id = ? AND topic = ?',

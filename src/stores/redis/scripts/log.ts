@@ -2,6 +2,20 @@
 import { SUFFIX } from '../keys.js'
 import { COMMON, TRIM, WRITE_LOG, script } from './lua.js'
 
+/**
+ * Staged items (`topic\nid\njson`) dropped unreleased (cleared, or their group expired) were
+ * never stored: their publisher ids may come again, so their dedupe keys go with them.
+ */
+const FORGET_STAGED = `
+local function forget_staged(base, items)
+  for _, item in ipairs(items) do
+    local a = string.find(item, '\\n', 1, true)
+    local b = a and string.find(item, '\\n', a + 1, true)
+    if b then redis.call('DEL', base .. '${SUFFIX.dedupe}' .. string.sub(item, a + 1, b - 1)) end
+  end
+end
+`
+
 /** How far past the time in a Herald id its log entry may lie (clocks of Herald processes disagreeing). */
 export const CLOCK_SKEW_MS = 300_000
 
@@ -43,6 +57,16 @@ local event_ids, jsons, slots, indexed = {}, {}, {}, {}
 for i = 10, #ARGV, 5 do
   local dedupe, group, id, topic, json = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
   local result = nil
+  local list, expiry
+  if group ~= '' then
+    -- A group whose TTL passed is gone: its items (and their ids) go before this one is checked.
+    list, expiry = base .. '${SUFFIX.group}' .. group, base .. '${SUFFIX.groupTtl}' .. group
+    local expires = redis.call('GET', expiry)
+    if not expires or tonumber(expires) <= now then
+      forget_staged(base, redis.call('LRANGE', list, 0, -1))
+      redis.call('DEL', list)
+    end
+  end
   if dedupe == '1' then
     local key = base .. '${SUFFIX.dedupe}' .. id
     local until_ = redis.call('GET', key)
@@ -53,9 +77,6 @@ for i = 10, #ARGV, 5 do
     end
   end
   if result == nil and group ~= '' then
-    local list, expiry = base .. '${SUFFIX.group}' .. group, base .. '${SUFFIX.groupTtl}' .. group
-    local expires = redis.call('GET', expiry)
-    if not expires or tonumber(expires) <= now then redis.call('DEL', list) end
     redis.call('RPUSH', list, topic .. '\\n' .. id .. '\\n' .. json)
     redis.call('SET', expiry, tostring(now + ttl), 'PX', ttl)
     redis.call('PEXPIRE', list, ttl)
@@ -80,6 +101,7 @@ return out
   COMMON,
   TRIM,
   WRITE_LOG,
+  FORGET_STAGED,
 )
 
 /**
@@ -98,7 +120,11 @@ local expires = redis.call('GET', expiry)
 local items = redis.call('LRANGE', list, 0, -1)
 redis.call('DEL', list, expiry)
 local previous = redis.call('HGET', meta, 'last') or ''
-if not expires or tonumber(expires) <= now or #items == 0 then return { '', previous } end
+if not expires or tonumber(expires) <= now then
+  forget_staged(base, items)
+  return { '', previous }
+end
+if #items == 0 then return { '', previous } end
 local event_ids, jsons, indexed = {}, {}, {}
 for _, item in ipairs(items) do
   local a = string.find(item, '\\n', 1, true)
@@ -116,6 +142,7 @@ return out
   COMMON,
   TRIM,
   WRITE_LOG,
+  FORGET_STAGED,
 )
 
 /** ARGV base, group id, then the topics to drop (none: the whole group). Returns how many were dropped. */
@@ -125,18 +152,20 @@ export const clearGroup = script(
 local base, group = ARGV[1], ARGV[2]
 local list, expiry = base .. '${SUFFIX.group}' .. group, base .. '${SUFFIX.groupTtl}' .. group
 if #ARGV == 2 then
-  local n = redis.call('LLEN', list)
+  local items = redis.call('LRANGE', list, 0, -1)
+  forget_staged(base, items)
   redis.call('DEL', list, expiry)
-  return n
+  return #items
 end
 local drop = {}
 for i = 3, #ARGV do drop[ARGV[i]] = true end
 local items = redis.call('LRANGE', list, 0, -1)
-local keep = {}
+local keep, dropped = {}, {}
 for _, item in ipairs(items) do
   local topic = string.sub(item, 1, string.find(item, '\\n', 1, true) - 1)
-  if not drop[topic] then keep[#keep + 1] = item end
+  if drop[topic] then dropped[#dropped + 1] = item else keep[#keep + 1] = item end
 end
+forget_staged(base, dropped)
 local removed = #items - #keep
 if removed == 0 then return 0 end
 local pttl = redis.call('PTTL', expiry)
@@ -149,6 +178,7 @@ for i = 1, #keep, 1000 do redis.call('RPUSH', list, unpack(keep, i, math.min(i +
 if pttl > 0 then redis.call('PEXPIRE', list, pttl) end
 return removed
 `,
+  FORGET_STAGED,
 )
 
 /**
