@@ -346,6 +346,37 @@ class BusCore {
     return this.opening.size === 0 ? undefined : Promise.all(this.opening)
   }
 
+  /** The last log write that had to wait for subscriptions being created (see `inTurn`). */
+  private waitingWrite: Promise<unknown> | undefined
+
+  /** A log write made now would have to wait its turn. */
+  writesWait(): boolean {
+    return this.opening.size > 0 || this.waitingWrite !== undefined
+  }
+
+  /**
+   * Runs a log write (emit, release, clear) now, or, while durable subscriptions are being
+   * created or earlier writes wait for them, after all of those: writes reach the store in the
+   * order they were made, so a later emit never takes an earlier seq and a clear is never
+   * overtaken by the release after it. Undefined when nothing is waiting: run at once.
+   */
+  inTurn<T>(write: () => Promise<T>): Promise<T> | undefined {
+    const pending = this.settled()
+    const before = this.waitingWrite
+    if (pending === undefined && before === undefined) return undefined
+    const turn = pending && before ? Promise.all([pending, before]) : (pending ?? before)!
+    const result = turn.then(write)
+    const done: Promise<unknown> = result.then(
+      () => undefined,
+      () => undefined,
+    )
+    this.waitingWrite = done
+    void done.then(() => {
+      if (this.waitingWrite === done) this.waitingWrite = undefined
+    })
+    return result
+  }
+
   async close(): Promise<void> {
     this.closed = true
     const workers = [...this.runtimes.values()].flatMap((runtime) => [...runtime.workers.values()])
@@ -471,8 +502,8 @@ class ScopedBus implements EventBus {
     // Taken now: the store may hand the events array on as its result.
     const ids = idsOf(batch.events)
     if (ids.length === 0) return Promise.resolve(ids)
-    const pending = core.settled()
-    if (pending) return pending.then(() => this.append(batch, ids, now))
+    // The common case checks two fields and makes no closure.
+    if (core.writesWait()) return core.inTurn(() => this.append(batch, ids, now))!
     const store = core.store
     if (store.appendNow) {
       // A store that appends without I/O saves the promise and the tick of an async append.
@@ -641,8 +672,8 @@ class ScopedBus implements EventBus {
     this.core.assertOpen()
     if (typeof groupId !== 'string' || groupId === '')
       throw new HeraldError('invalid_option', 'groupId must be a non-empty string')
-    await this.core.settled()
-    this.core.published(await this.core.store.releaseGroup(this.tenant, groupId, Date.now()))
+    const release = () => this.core.store.releaseGroup(this.tenant, groupId, Date.now())
+    this.core.published(await (this.core.inTurn(release) ?? release()))
   }
 
   async clearGroupedEvents(groupId: string, options: { eventNames?: readonly string[] } = {}): Promise<void> {
@@ -653,7 +684,9 @@ class ScopedBus implements EventBus {
     if (names !== undefined && (!Array.isArray(names) || names.some((name) => typeof name !== 'string'))) {
       throw new HeraldError('invalid_option', 'eventNames must be an array of topics')
     }
-    await this.core.store.clearGroup(this.tenant, groupId, names && names.length > 0 ? names : undefined)
+    const clear = () =>
+      this.core.store.clearGroup(this.tenant, groupId, names && names.length > 0 ? names : undefined)
+    await (this.core.inTurn(clear) ?? clear())
   }
 
   async status(eventId: string): Promise<EventStatus | undefined> {

@@ -492,6 +492,29 @@ describe('concurrency', () => {
 })
 
 describe('grouped events', () => {
+  it('while a durable subscription is being created, emits, clears and releases keep the order they were made in', async () => {
+    const b = bus({ pollInterval: 20 })
+    const got: unknown[] = []
+    b.subscribe('*', (event) => void got.push(event.data), { subscriberId: 'being-created' })
+    // Each waits for the creation; the later ones must not overtake the earlier once it is done.
+    const first = b.emit({ topic: 'o', data: 'first' })
+    await Promise.resolve()
+    await Promise.resolve()
+    const second = b.emit({ topic: 'o', data: 'second' })
+    const [[firstId], [secondId]] = await Promise.all([first, second])
+    const seqOf = async (id: string) => (await b.status(id))!.event.seq!
+    expect((await seqOf(firstId!)) < (await seqOf(secondId!))).toBe(true)
+
+    b.subscribe('other', () => {}, { subscriberId: 'also-being-created' })
+    const staged = b.emit({ topic: 'o', data: 'cleared', metadata: { eventGroupId: 'tx' } })
+    const cleared = b.clearGroupedEvents('tx')
+    const released = b.releaseGroupedEvents('tx')
+    await Promise.all([staged, cleared, released])
+    await waitFor(() => got.length === 2)
+    await sleep(100)
+    expect(got).toEqual(['first', 'second'])
+  })
+
   it('are not delivered before release, then arrive in emit order; cleared ones never', async () => {
     const b = bus()
     const got = recorder()
