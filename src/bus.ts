@@ -619,7 +619,9 @@ class ScopedBus implements EventBus {
       else {
         for (const pattern of worker.patterns)
           if (!remaining.includes(pattern)) runtime.index.remove(pattern, worker)
-        worker.patterns.splice(0, worker.patterns.length, ...remaining)
+        worker.setPatterns(remaining)
+        // Claims filter by the worker's patterns; the store's record must say the same to others.
+        if (worker.durable) this.core.track(worker.storePatterns(Date.now()))
       }
     }
     return this

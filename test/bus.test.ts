@@ -714,6 +714,27 @@ describe('unsubscribe', () => {
     expect(await b.subscriptions()).toEqual([])
   })
 
+  it.each([
+    ['live', undefined],
+    ['durable', 'narrowed'],
+  ] as const)(
+    'from some of its patterns, a subscription stops getting those (%s)',
+    async (_kind, subscriberId) => {
+      const b = bus({ pollInterval: 20 })
+      const got = recorder()
+      b.subscribe('a;b', got.handler, subscriberId ? { subscriberId } : {})
+      b.unsubscribe('b', got.handler)
+      await b.emit([
+        { topic: 'b', data: 1 },
+        { topic: 'a', data: 2 },
+      ])
+      await waitFor(() => got.events.length === 1)
+      await sleep(100)
+      expect(got.topics()).toEqual(['a'])
+      if (subscriberId) expect((await b.subscriptions()).map((s) => s.patterns)).toEqual([['a']])
+    },
+  )
+
   it('a durable handler that unsubscribes itself is not called again', async () => {
     const b = bus({ pollInterval: 20 })
     let calls = 0

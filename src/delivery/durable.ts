@@ -30,6 +30,7 @@ export class DurableWorker extends Worker {
   private readonly leaseMs: number
   private readonly pollMs: number
   private opened: Promise<SubscriptionRecord> | undefined
+  private meta: Record<string, unknown> | undefined
   private stopped = false
   /** Detached from this process (unsubscribed, or the bus closed after its drain). */
   private disposed = false
@@ -53,10 +54,8 @@ export class DurableWorker extends Worker {
 
   /** Creates or updates the subscription in the store, then starts claiming. */
   open(now: number, meta?: Record<string, unknown>): Promise<SubscriptionRecord> {
-    const spec: SubscriptionSpec = { tenant: this.tenant, id: this.id, patterns: this.patterns }
-    if (this.sender !== undefined) spec.sender = this.sender
-    if (meta !== undefined) spec.meta = meta
-    this.opened ??= this.store.openSubscription(spec, now).then((record) => {
+    this.meta = meta
+    this.opened ??= this.store.openSubscription(this.spec(), now).then((record) => {
       // Unsubscribed while the store was creating it: nothing to start, no timers to leak.
       if (this.stopped) return record
       this.pollTimer = setInterval(this.wake, this.pollMs)
@@ -67,6 +66,18 @@ export class DurableWorker extends Worker {
       return record
     })
     return this.opened
+  }
+
+  private spec(): SubscriptionSpec {
+    const spec: SubscriptionSpec = { tenant: this.tenant, id: this.id, patterns: [...this.patterns] }
+    if (this.sender !== undefined) spec.sender = this.sender
+    if (this.meta !== undefined) spec.meta = this.meta
+    return spec
+  }
+
+  /** Writes the current patterns to the store (after `setPatterns`), keeping the cursor and meta. */
+  storePatterns(now: number): Promise<SubscriptionRecord> {
+    return this.store.openSubscription(this.spec(), now)
   }
 
   offer(event: HeraldEvent): void {

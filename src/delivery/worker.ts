@@ -66,7 +66,7 @@ export abstract class Worker {
   protected readonly logger: Logger
   private readonly observer: DeliveryObserver | undefined
   protected readonly inFlight = new InFlight()
-  private readonly topicMatches: (topic: string) => boolean
+  private topicMatches: (topic: string) => boolean
   private sweepTimer: ReturnType<typeof setTimeout> | undefined
   private sweepAt = Infinity
   private drainWaiters: (() => void)[] = []
@@ -88,6 +88,12 @@ export abstract class Worker {
   /** Does this subscription want the event (topic and sender)? Tenancy is checked by the caller. */
   readonly matches = (event: HeraldEvent): boolean =>
     this.topicMatches(event.topic) && (this.sender === undefined || senderMatches(this.sender, event.sender))
+
+  /** Narrows the patterns (an unsubscribe from some of them); what it matches follows. */
+  setPatterns(patterns: readonly string[]): void {
+    this.patterns.splice(0, this.patterns.length, ...patterns)
+    this.topicMatches = compileMatcher(this.patterns)
+  }
 
   /** The sender filter alone; `offer` gets only events whose topic the index already matched. */
   protected senderAccepts(event: HeraldEvent): boolean {
