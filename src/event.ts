@@ -217,7 +217,7 @@ function prepareEvent(
   if (message.time === undefined) time = isoTime(options.now)
   else {
     time = message.time
-    if (typeof time !== 'string' || Number.isNaN(Date.parse(time))) {
+    if (typeof time !== 'string' || !ISO_TIME.test(time) || Number.isNaN(Date.parse(time))) {
       throw new HeraldError('invalid_event', `time must be an ISO-8601 timestamp${where(index)}`)
     }
   }
@@ -239,6 +239,12 @@ function prepareEvent(
     event.sender = optionalString(message.sender, 'sender', index)
   return event
 }
+
+/**
+ * A publisher's time, kept as given: an RFC 3339 date-time (`2026-11-23T07:40:00Z`, fractions
+ * and offsets allowed). Date.parse alone takes `1` or `May 5`, which no consumer could read back.
+ */
+const ISO_TIME = /^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$/
 
 function where(index: number): string {
   return index > 0 ? ` (event ${index})` : ''

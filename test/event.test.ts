@@ -73,6 +73,10 @@ describe('the envelope', () => {
       sender: 'vtex.app@1.0.0',
     })
     expect(dedupe).toBe(true)
+    // Fractions and offsets are ISO-8601 too, and kept as given.
+    expect(prep({ topic: 't', data: 1, time: '2026-11-23T08:40:00.123+01:00' }).event.time).toBe(
+      '2026-11-23T08:40:00.123+01:00',
+    )
   })
 
   it('takes the group from metadata.eventGroupId', () => {
@@ -174,6 +178,13 @@ describe('the envelope', () => {
     ['an empty id', { topic: 't', data: 1, id: '' }, 'invalid_event'],
     ['an id with spaces', { topic: 't', data: 1, id: 'a b' }, 'invalid_event'],
     ['a time that is not a date', { topic: 't', data: 1, time: 'yesterday' }, 'invalid_event'],
+    [
+      'a time Date.parse takes but is not ISO-8601 (a bare number)',
+      { topic: 't', data: 1, time: '1' },
+      'invalid_event',
+    ],
+    ['a time without a zone', { topic: 't', data: 1, time: '2026-11-23T07:40:00' }, 'invalid_event'],
+    ['a time as a month and day', { topic: 't', data: 1, time: 'May 5' }, 'invalid_event'],
     ['an empty sender', { topic: 't', data: 1, sender: '' }, 'invalid_event'],
     ['another account', { topic: 't', data: 1, account: 'other' }, 'invalid_tenant'],
     ['another workspace', { topic: 't', data: 1, workspace: 'dev' }, 'invalid_tenant'],
