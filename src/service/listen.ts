@@ -1,12 +1,18 @@
 import Fastify, { type FastifyReply, type FastifyRequest } from 'fastify'
 import type { AddressInfo } from 'node:net'
-import { NonRetriableError, RetryLaterError, describeError } from '../errors.js'
+import { HeraldError, NonRetriableError, RetryLaterError, describeError } from '../errors.js'
 import { consoleLogger, type Logger } from '../logger.js'
 import { ulid } from '../ids.js'
 import { createContext } from './context.js'
 import type { Service } from './service.js'
-import { secretKey, verifySignature, type HeaderBag } from './signature.js'
-import { EVENT_HEADERS } from './wire.js'
+import {
+  DEFAULT_TOLERANCE_SECONDS,
+  WEBHOOK_HEADERS,
+  secretKey,
+  verifySignature,
+  type HeaderBag,
+} from './signature.js'
+import { EVENT_HEADERS, fromHeader } from './wire.js'
 
 export interface ListenOptions {
   /** Default 127.0.0.1. */
@@ -28,6 +34,47 @@ export interface ServiceServer {
 }
 
 const DEFAULT_BODY_LIMIT = 2 * 1024 * 1024
+/** Deliveries remembered as handled (their webhook-ids), so that a repeat runs nothing twice. */
+const HANDLED_LIMIT = 100_000
+
+/**
+ * Webhook-ids of deliveries handled lately, for as long as a signature stays valid: a repeat
+ * (Herald retrying after losing the answer, or someone replaying a captured request) is
+ * acknowledged without running the handler again. The oldest go first past the limit.
+ */
+class HandledDeliveries {
+  private readonly until = new Map<string, number>()
+
+  constructor(private readonly keepMs: number) {}
+
+  has(id: string, now: number): boolean {
+    const until = this.until.get(id)
+    return until !== undefined && until > now
+  }
+
+  add(id: string, now: number): void {
+    this.until.delete(id)
+    this.until.set(id, now + this.keepMs)
+    for (const [old, until] of this.until) {
+      if (until > now && this.until.size <= HANDLED_LIMIT) break
+      this.until.delete(old)
+    }
+  }
+}
+
+/**
+ * Herald's webhook-id for an app delivery is `app:<app>:<handler>:<event id>`, and it is signed:
+ * the unsigned handler and event id headers must agree with it, so a captured delivery cannot be
+ * sent to another handler. Undefined when they agree (or the id is not Herald's), else why not.
+ */
+function mismatch(webhookId: string, handler: string, eventId: string | undefined): string | undefined {
+  if (!webhookId.startsWith('app:')) return undefined
+  const parts = webhookId.split(':')
+  if (parts.length < 4 || parts[2] !== handler) return `webhook-id ${webhookId} is not for handler ${handler}`
+  if (eventId !== undefined && parts.slice(3).join(':') !== eventId)
+    return `webhook-id ${webhookId} is not for event ${eventId}`
+  return undefined
+}
 
 function first(headers: HeaderBag, name: string): string | undefined {
   const value = headers[name]
@@ -45,6 +92,10 @@ function failureStatus(error: unknown): number {
   if (error instanceof NonRetriableError) return 422
   if (error instanceof RetryLaterError) return 503
   return 500
+}
+
+function errorName(error: unknown): string {
+  return error instanceof Error ? error.name : typeof error
 }
 
 function parseBody(raw: string, contentType: string | undefined): { body: unknown } | { error: string } {
@@ -66,6 +117,10 @@ export async function listenForEvents(
   options: ListenOptions = {},
 ): Promise<ServiceServer> {
   const signingKey = options.secret === undefined ? undefined : secretKey(options.secret)
+  const tolerance = options.toleranceSeconds ?? DEFAULT_TOLERANCE_SECONDS
+  if (!Number.isFinite(tolerance) || tolerance < 0)
+    throw new HeraldError('invalid_option', 'toleranceSeconds must be a number of seconds, 0 or more')
+  const handled = new HandledDeliveries(tolerance * 1000)
   const logger = options.logger ?? consoleLogger
   const app = Fastify({ bodyLimit: options.bodyLimit ?? DEFAULT_BODY_LIMIT })
   // The signature covers the exact bytes sent: keep the body as text and parse it here.
@@ -79,13 +134,17 @@ export async function listenForEvents(
     const headers = request.headers as HeaderBag
     const raw = typeof request.body === 'string' ? request.body : ''
     if (signingKey !== undefined) {
-      const problem = verifySignature(signingKey, headers, raw, {
-        toleranceSeconds: options.toleranceSeconds,
-      })
+      const problem = verifySignature(signingKey, headers, raw, { toleranceSeconds: tolerance })
       if (problem !== undefined) return reply.code(401).send({ error: `signature refused: ${problem}` })
     }
     const name = first(headers, EVENT_HEADERS.handler)
     if (!name) return reply.code(400).send({ error: `missing ${EVENT_HEADERS.handler}` })
+    const webhookId = first(headers, WEBHOOK_HEADERS.id)
+    if (signingKey !== undefined && webhookId !== undefined) {
+      const problem = mismatch(webhookId, name, first(headers, EVENT_HEADERS.eventId))
+      if (problem !== undefined) return reply.code(401).send({ error: `signature refused: ${problem}` })
+    }
+    if (webhookId !== undefined && handled.has(webhookId, Date.now())) return reply.code(204).send()
     if (!service.has(name)) return reply.code(404).send({ error: `Event handler not found for ${name}` })
     const parsed = parseBody(raw, first(headers, 'content-type'))
     if ('error' in parsed) return reply.code(400).send({ error: parsed.error })
@@ -98,21 +157,21 @@ export async function listenForEvents(
     // As `@vtex/api` does, the tenant comes from the headers; the path is a fallback.
     const account = first(headers, EVENT_HEADERS.account) ?? request.params.account
     const workspace = first(headers, EVENT_HEADERS.workspace) ?? request.params.workspace
-    const eventId = first(headers, EVENT_HEADERS.eventId) ?? ''
-    const topic = first(headers, EVENT_HEADERS.key) ?? ''
-    const sender = first(headers, EVENT_HEADERS.sender) || undefined
+    const eventId = fromHeader(first(headers, EVENT_HEADERS.eventId) ?? '')
+    const topic = fromHeader(first(headers, EVENT_HEADERS.key) ?? '')
+    const sender = fromHeader(first(headers, EVENT_HEADERS.sender) ?? '') || undefined
     const attempt = Number(first(headers, EVENT_HEADERS.attempt) ?? 0)
     const ctx = createContext({
       handler: name,
       body: parsed.body,
       key: topic,
       sender,
-      subject: first(headers, EVENT_HEADERS.subject) ?? '',
+      subject: fromHeader(first(headers, EVENT_HEADERS.subject) ?? ''),
       account,
       workspace,
       eventId,
       requestId: first(headers, EVENT_HEADERS.requestId) ?? ulid(),
-      operationId: first(headers, EVENT_HEADERS.operationId) ?? ulid(),
+      operationId: fromHeader(first(headers, EVENT_HEADERS.operationId) ?? '') || ulid(),
       attempt: Number.isInteger(attempt) && attempt >= 0 ? attempt : 0,
       signal: () => controller.signal,
       authToken: first(headers, EVENT_HEADERS.credential) || undefined,
@@ -129,8 +188,10 @@ export async function listenForEvents(
       // Herald's deliverer waits at least this long before the next attempt.
       if (error instanceof RetryLaterError && error.retryAfterMs > 0)
         void reply.header('retry-after', String(Math.ceil(error.retryAfterMs / 1000)))
-      return reply.code(status).send({ error: describeError(error) })
+      // The details stay in this log: the answer reaches whoever called, and Herald's lastError.
+      return reply.code(status).send({ error: `handler ${name} failed (${errorName(error)})` })
     }
+    if (webhookId !== undefined) handled.add(webhookId, Date.now())
     return reply.code(204).send()
   }
 

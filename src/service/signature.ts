@@ -84,6 +84,9 @@ export function verifySignature(
   if (!/^\d{1,12}$/.test(timestampText)) return 'webhook-timestamp is not a number of seconds'
   const now = Math.floor((options.now ?? Date.now()) / 1000)
   const tolerance = options.toleranceSeconds ?? DEFAULT_TOLERANCE_SECONDS
+  // NaN would turn the check off: every comparison with it is false.
+  if (!Number.isFinite(tolerance) || tolerance < 0)
+    throw new HeraldError('invalid_option', 'toleranceSeconds must be a number of seconds, 0 or more')
   if (Math.abs(now - timestamp) > tolerance) return 'webhook-timestamp is too far from the current time'
   const key = typeof secret === 'string' ? secretKey(secret) : secret
   const expected = Buffer.from(hmac(key, id, timestamp, body), 'base64')

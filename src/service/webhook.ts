@@ -5,7 +5,7 @@ import { ulid } from '../ids.js'
 import { CLOUDEVENTS_JSON, toCloudEvent } from '../cloudevents.js'
 import { secretKey, signatureHeaders } from './signature.js'
 import { fetchPost, nodePost } from './webhook-transport.js'
-import { EVENT_HEADERS, deliveryId, eventsRoute, operationIdOf, subjectOf } from './wire.js'
+import { EVENT_HEADERS, deliveryId, eventsRoute, operationIdOf, subjectOf, toHeader } from './wire.js'
 
 /**
  * How a webhook request carries an event:
@@ -80,23 +80,23 @@ export function buildWebhookRequest(
   let url = target.url
   let body: string
   const headers: Record<string, string> = {
-    [EVENT_HEADERS.eventId]: event.id,
+    [EVENT_HEADERS.eventId]: toHeader(event.id),
     [EVENT_HEADERS.attempt]: String(ctx.attempt),
-    [EVENT_HEADERS.subscription]: ctx.subscriptionId,
+    [EVENT_HEADERS.subscription]: toHeader(ctx.subscriptionId),
   }
   if (target.format === 'vtex') {
     url = eventsRoute(target.url, event.account, event.workspace)
     body = JSON.stringify(event.data)
     headers['content-type'] = 'application/json'
     headers[EVENT_HEADERS.handler] = target.handler ?? ''
-    headers[EVENT_HEADERS.sender] = event.sender ?? ''
-    headers[EVENT_HEADERS.key] = event.topic
-    headers[EVENT_HEADERS.subject] = subjectOf(event)
+    headers[EVENT_HEADERS.sender] = toHeader(event.sender ?? '')
+    headers[EVENT_HEADERS.key] = toHeader(event.topic)
+    headers[EVENT_HEADERS.subject] = toHeader(subjectOf(event))
     headers[EVENT_HEADERS.account] = event.account
     headers[EVENT_HEADERS.workspace] = event.workspace
     headers[EVENT_HEADERS.credential] = target.credential ?? ''
     headers[EVENT_HEADERS.requestId] = ulid()
-    headers[EVENT_HEADERS.operationId] = operationIdOf(event)
+    headers[EVENT_HEADERS.operationId] = toHeader(operationIdOf(event))
   } else if (target.format === 'cloudevents') {
     body = JSON.stringify(toCloudEvent(event))
     headers['content-type'] = CLOUDEVENTS_JSON
@@ -104,7 +104,10 @@ export function buildWebhookRequest(
     body = JSON.stringify(event)
     headers['content-type'] = 'application/json'
   }
-  Object.assign(headers, signatureHeaders(key, deliveryId(ctx.subscriptionId, event.id), body))
+  Object.assign(
+    headers,
+    signatureHeaders(key, deliveryId(toHeader(ctx.subscriptionId), toHeader(event.id)), body),
+  )
   return { url, headers, body }
 }
 

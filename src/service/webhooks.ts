@@ -211,6 +211,16 @@ export class WebhookRegistry {
     this.deliveryOptions = deliveryOptions
   }
 
+  /** The meta to store: its secret and an app's credential sealed, with a `secretsKey`. */
+  private sealed(meta: WebhookMeta): WebhookMeta {
+    const box = this.box
+    if (!box) return meta
+    const out = { ...meta }
+    if (!isSealed(out.secret)) out.secret = box.seal(out.secret)
+    if (out.credential !== undefined && !isSealed(out.credential)) out.credential = box.seal(out.credential)
+    return out
+  }
+
   /** The secret a stored registration signs with, to keep it when registered again without one. */
   private storedSecret(record: SubscriptionInfo | undefined): string | undefined {
     const meta = record && metaOf(record)
@@ -419,8 +429,8 @@ export class WebhookRegistry {
     meta: WebhookMeta,
   ): boolean {
     const key = `${tenantKey(scoped.tenant)}/${id}`
-    // Sealed once, when first stored; a sealed secret read back from the store stays as it is.
-    const stored = this.box && !isSealed(meta.secret) ? { ...meta, secret: this.box.seal(meta.secret) } : meta
+    // Sealed once, when first stored; a sealed value read back from the store stays as it is.
+    const stored = this.sealed(meta)
     const attachedAs: Attached = { fingerprint: fingerprint(patterns, sender, stored) }
     if (stored.disabled !== undefined) {
       scoped.unsubscribe(patterns, undefined, { subscriberId: id, keep: true })
@@ -433,7 +443,7 @@ export class WebhookRegistry {
       secret: openSecret(this.box, stored.secret),
     }
     if (meta.handler !== undefined) target.handler = meta.handler
-    if (meta.credential !== undefined) target.credential = meta.credential
+    if (stored.credential !== undefined) target.credential = openSecret(this.box, stored.credential)
     const { onGone } = this.deliveryOptions
     const handler = webhookHandler(target, {
       ...this.deliveryOptions,

@@ -20,6 +20,24 @@ export const EVENT_HEADERS = {
   subscription: 'x-herald-subscription-id',
 } as const
 
+/**
+ * A value as a header can carry it. Topics, senders and publisher ids may hold any character, but
+ * a header only printable ASCII: such a value (or one with a `%`, to stay unambiguous) travels
+ * percent-encoded; `fromHeader` reads it back. Plain ASCII values, nearly all, are sent as they are.
+ */
+export function toHeader(value: string): string {
+  return /^[\x20-\x24\x26-\x7e]*$/.test(value) ? value : encodeURIComponent(value)
+}
+
+export function fromHeader(value: string): string {
+  if (!value.includes('%')) return value
+  try {
+    return decodeURIComponent(value)
+  } catch {
+    return value
+  }
+}
+
 /** `POST {baseUrl}/{account}/{workspace}/_events`: the route `@vtex/api` serves (any method). */
 export function eventsRoute(baseUrl: string, account: string, workspace: string): string {
   return `${baseUrl.replace(/\/+$/, '')}/${encodeURIComponent(account)}/${encodeURIComponent(workspace)}/_events`

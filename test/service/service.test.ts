@@ -290,6 +290,46 @@ describe('Service.listen (the VTEX IO inbound protocol)', () => {
     expect([later.status, later.headers.get('retry-after')]).toEqual([503, '3'])
     expect((await post(signatureHeaders(secret, 'm4', '{'), 'onOrder', '{')).status).toBe(400)
     expect(seen).toHaveLength(2)
+
+    // A failure answers without its details (they stay in the app's log).
+    const busy = await post(signatureHeaders(secret, 'm6', body), 'busy')
+    expect(await busy.text()).toBe('{"error":"handler busy failed (Error)"}')
+    // A repeat of a handled delivery (a retry after a lost answer, or a replay) runs nothing twice.
+    const replayed = signatureHeaders(secret, 'm7', body)
+    expect((await post(replayed)).status).toBe(204)
+    expect((await post(replayed)).status).toBe(204)
+    expect(seen).toHaveLength(3)
+    // Herald's signed webhook-id names the handler and event: unsigned headers cannot redirect it.
+    const herald = signatureHeaders(secret, 'app:shop:onOrder:E1', body)
+    expect((await post({ ...herald, 'x-herald-event-id': 'E1' }, 'rejects')).status).toBe(401)
+    expect((await post({ ...herald, 'x-herald-event-id': 'E2' })).status).toBe(401)
+    expect((await post({ ...herald, 'x-herald-event-id': 'E1' })).status).toBe(204)
+    expect(seen).toHaveLength(4)
+  })
+
+  it('delivers events whose topic, sender and id are not ASCII: headers carry them percent-encoded', async () => {
+    const seen: EventContext[] = []
+    const service = new Service({ events: { onOrder: async (ctx) => void seen.push(ctx) } })
+    const secret = generateSecret()
+    const server = await listen(service, { secret })
+    const bus = newBus()
+    await new WebhookRegistry(bus, { logger: silentLogger }).putApp(ACME, 'shop', {
+      url: server.url,
+      secret,
+      manifest: { events: { onOrder: { keys: ['注文'] } } },
+    })
+    await bus.scope(ACME).emit({ id: 'ид-1', topic: '注文/作成', sender: 'shop🛒', data: { n: 1 } })
+    await waitFor(() => seen.length === 1)
+    expect(seen[0]).toMatchObject({ key: '注文/作成', sender: 'shop🛒', eventId: 'ид-1', body: { n: 1 } })
+  })
+
+  it('refuses a tolerance that is not a number of seconds, which would turn the timestamp check off', async () => {
+    await expect(
+      listen(new Service({ events: { h: () => {} } }), {
+        secret: generateSecret(),
+        toleranceSeconds: Number.NaN,
+      }),
+    ).rejects.toMatchObject({ code: 'invalid_option' })
   })
 
   it('without a secret it accepts unsigned requests, PUT as well as POST', async () => {

@@ -485,6 +485,7 @@ describe('webhook subscriptions', () => {
     })
     const { app } = await sealing.putApp(ACME, 'shop', {
       url: receiver.url,
+      credential: 'app-credential-4711',
       manifest: { events: { onOrder: { keys: ['orders'] } } },
     })
     const stored = await store.listSubscriptions(ACME)
@@ -494,8 +495,12 @@ describe('webhook subscriptions', () => {
     ])
     expect(JSON.stringify(stored)).not.toContain(subscription.secret!.slice(6))
     expect(JSON.stringify(stored)).not.toContain(app.secret!.slice(6))
+    expect(JSON.stringify(stored)).not.toContain('app-credential-4711')
     await first.scope(ACME).emit({ topic: 'orders', data: 1 })
     await waitFor(() => receiver.requests.length === 2, 5000, 'both deliveries')
+    expect(receiver.requests.map((r) => r.headers['x-vtex-credential']).filter(Boolean)).toEqual([
+      'app-credential-4711',
+    ])
     // Registering again without a secret keeps the one sealed in the store.
     const again = await sealing.putSubscription(ACME, { id: 'sealed', patterns: 'orders', url: receiver.url })
     expect(again.subscription.secret).toBe(subscription.secret)
