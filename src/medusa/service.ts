@@ -157,7 +157,9 @@ export class HeraldEventBusService implements IEventBusModuleService {
       const settings = emitSettings(options, message)
       this.noteIgnored(settings.ignored)
       const pending = { message, settings, createdMs, createdIso }
-      if (settings.delay > 0) {
+      // A grouped event is staged at once, as Medusa stages it: delayed, it could reach its group
+      // after the release and expire there. Its group's release decides when it is delivered.
+      if (settings.delay > 0 && !message.metadata?.eventGroupId) {
         // Checked now, so a bad event fails its emit rather than its timer.
         prepareBatch(toEventInput(message, settings, createdIso, createdIso), this.tenant, {
           maxPayloadBytes: DEFAULT_MAX_PAYLOAD_BYTES,

@@ -145,6 +145,18 @@ export function describeMedusaEventBus(target: SuiteTarget): void {
         ).toBeGreaterThanOrEqual(290)
       })
 
+      it('stages a delayed grouped event at once, so a release within its delay delivers it', async () => {
+        const { service } = start()
+        const got = collector()
+        service.subscribe('order.placed', got.subscriber, { subscriberId: 'delayed-group' })
+        await service.emit(grouped('order.placed', { id: 1 }, 'tx-delay'), {
+          delay: 200,
+        })
+        await service.releaseGroupedEvents('tx-delay')
+        await waitForCount(got.events, 1, 'the grouped event')
+        expect(got.events[0]!.data).toEqual({ id: 1 })
+      })
+
       it('stores and delivers an event once when its jobId is emitted again', async () => {
         const { service } = start()
         const got = collector()
