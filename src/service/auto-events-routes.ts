@@ -64,13 +64,22 @@ export const REDACTED_HEADERS: readonly string[] = [
   'webhook-signature',
 ]
 
-/** Query parameters that carry credentials (browsers pass tokens there). */
+/** Query parameters that carry credentials (browsers pass tokens there, OAuth its codes). */
 export const REDACTED_QUERY: readonly string[] = [
   'token',
   'access_token',
+  'refresh_token',
+  'id_token',
   'api_key',
   'apikey',
   'x-voltmx-authorization',
+  'password',
+  'passwd',
+  'secret',
+  'client_secret',
+  'code',
+  'sig',
+  'signature',
 ]
 
 function topicsOf(value: unknown, field: string): string[] {
@@ -166,10 +175,13 @@ export interface Redaction {
   query: Set<string>
 }
 
-export function redaction(extraHeaders: readonly string[] = []): Redaction {
+export function redaction(
+  extraHeaders: readonly string[] = [],
+  extraQuery: readonly string[] = [],
+): Redaction {
   return {
     headers: new Set([...REDACTED_HEADERS, ...extraHeaders.map((h) => h.toLowerCase())]),
-    query: new Set(REDACTED_QUERY),
+    query: new Set([...REDACTED_QUERY, ...extraQuery.map((q) => q.toLowerCase())]),
   }
 }
 
@@ -191,7 +203,10 @@ export function cleanQuery(
 ): Record<string, string | string[]> {
   const out: Record<string, string | string[]> = {}
   for (const [name, value] of search) {
-    if (redacted.has(name.toLowerCase())) continue
+    // `token[]` and `token[0]` (PHP and Rails arrays) name the same secret as `token`.
+    const lower = name.toLowerCase()
+    const bracket = lower.indexOf('[')
+    if (redacted.has(lower) || (bracket > 0 && redacted.has(lower.slice(0, bracket)))) continue
     const had = out[name]
     out[name] = had === undefined ? value : Array.isArray(had) ? [...had, value] : [had, value]
   }

@@ -19,6 +19,8 @@ export interface AutoEventsOptions {
   sender?: string
   /** More header names to leave out of events, besides REDACTED_HEADERS. */
   redactHeaders?: readonly string[]
+  /** More query parameter names to leave out of events, besides REDACTED_QUERY. */
+  redactQuery?: readonly string[]
   /** Bodies larger than this are not carried (payload null); default 64 KiB. */
   maxPayloadBytes?: number
   /** Events waiting to be published beyond this are dropped, counted and logged; default 10,000. */
@@ -117,7 +119,7 @@ export function autoEvents(options: AutoEventsOptions): AutoEvents {
     serviceId,
     sender,
     table: new RouteTable(options.routes ?? []),
-    redaction: redaction(options.redactHeaders),
+    redaction: redaction(options.redactHeaders, options.redactQuery),
     maxPayloadBytes,
     logger,
     raise: (event) => raiser.raise(event),
