@@ -82,6 +82,29 @@ describe.skipIf(!redis)('redis store', () => {
     expect(await store.head(tenant)).toBe(seqs.at(-1))
   })
 
+  it('trims a log entry of 9,000 events and goes on appending (Lua cannot unpack that many ids at once)', async () => {
+    const store = open({ maxEvents: 10 })
+    const tenant = freshTenant('trim-big')
+    const now = Date.now()
+    await store.append(
+      tenant,
+      prepared(
+        tenant,
+        Array.from({ length: 9000 }, (_, i) => ({ topic: 'big', data: i })),
+      ),
+      { now, ...OPTS },
+    )
+    for (let i = 0; i < 20; i++)
+      await store.append(tenant, prepared(tenant, [{ topic: 'small', data: i }]), { now, ...OPTS })
+    // A trim that found nothing to drop (the big entry was not yet all excess) waits a second.
+    await sleep(1100)
+    await store.append(tenant, prepared(tenant, [{ topic: 'small', data: 20 }]), { now, ...OPTS })
+    await store.append(tenant, prepared(tenant, [{ topic: 'small', data: 21 }]), { now, ...OPTS })
+    const kept = await store.read(tenant, { limit: 100_000 })
+    expect(kept.length).toBeLessThan(100)
+    expect(kept.at(-1)?.data).toBe(21)
+  })
+
   it('finds events by id: ids Herald made, publishers’ own ids, and ids of released groups', async () => {
     const store = open()
     const tenant = freshTenant('ids')
@@ -343,6 +366,30 @@ describe.skipIf(!redis)('redis store', () => {
       // The cursor took in the stretch a leased ahead once b's claim reached it.
       expect(after!.cursor).toBe(second.at(-1)!.seq)
       expect(await a.deliveryRecords(tenant, second[0]!.seq!)).toEqual([])
+    })
+
+    it('a process whose own appends fill every claim still reaches what another process appended before them', async () => {
+      const { a, b, tenant, append } = await pair('busy')
+      const claimA = claimOf(a, tenant, 'ca')
+      expect(seqs(await claimA(5))).toEqual([])
+      // b only publishes (an HTTP server, say): its event is anyone's at once.
+      const [other] = await append(b, 1)
+      const got = new Set<string>()
+      // Claims go on back to back for about a second, each filled by a's own appends.
+      for (let round = 0; round < 40 && !got.has(other!.seq!); round++) {
+        await sleep(25)
+        await append(a, 5) // as many as a claim takes: a handler emitting one event per delivery
+        const { deliveries } = await claimA(5)
+        for (const { event } of deliveries) got.add(event.seq!)
+        await a.settle(
+          tenant,
+          's',
+          'ca',
+          deliveries.map(({ event }) => ({ seq: event.seq!, outcome: 'delivered' })),
+          Date.now(),
+        )
+      }
+      expect(got.has(other!.seq!)).toBe(true)
     })
 
     it('a claim that stops at another process’s append in the middle of a log entry skips nothing after it', async () => {

@@ -32,6 +32,8 @@ const READ_CHUNKS = 64
  * parse, and nobody races for them. Past this, anyone takes them (their appender may be busy, or gone).
  */
 const OWNER_GRACE_MS = 50
+/** How long own appends may fill every claim while the cursor stands still (see `ownShare`). */
+const CURSOR_STUCK_MS = 200
 
 export type RunScript = <T>(script: Script, keys: readonly string[], args: readonly Arg[]) => Promise<T>
 
@@ -110,6 +112,8 @@ export class Claimer {
   private readonly cursors = new Map<string, string>()
   /** When a claim of each subscription last found that another consumer had moved its cursor. */
   private readonly contended = new Map<string, number>()
+  /** Subscriptions whose claims own appends fill: the cursor they start from, and since when. */
+  private readonly ownFilled = new Map<string, { cursor: string; since: number }>()
 
   constructor(
     private readonly run: RunScript,
@@ -135,12 +139,20 @@ export class Claimer {
     let nextDueAt: number | undefined
     // The cursor is known as this claim found it, not as an earlier one left it.
     let cursorChecked = false
-    const ahead = await this.claimOwn(target, request, now, leaseUntil, scanLimit, deliveries)
+    const share = this.ownShare(target, limit, clock)
+    const cursorBefore = this.cursors.get(key) ?? ''
+    const ahead =
+      share > 0
+        ? await this.claimOwn(target, { ...request, limit: share }, now, leaseUntil, scanLimit, deliveries)
+        : undefined
     if (ahead) {
       cursorChecked = true
       more = ahead.more
       nextDueAt = ahead.nextDueAt
     }
+    if (deliveries.length < limit) this.ownFilled.delete(key)
+    else if (this.ownFilled.get(key)?.cursor !== cursorBefore)
+      this.ownFilled.set(key, { cursor: cursorBefore, since: clock })
     for (let round = 0; round < ROUNDS; round++) {
       const want = limit - deliveries.length
       if (want <= 0) break
@@ -185,6 +197,21 @@ export class Claimer {
       more = true
     }
     return nextDueAt === undefined ? { deliveries, more } : { deliveries, more, nextDueAt }
+  }
+
+  /**
+   * How much of a claim's limit its own appends may take: all of it, unless own appends have
+   * filled its claims for a while (CURSOR_STUCK_MS) without the cursor moving. Then a share is
+   * left to the ordinary round, which moves the cursor: a process that appends as fast as it
+   * claims would otherwise never reach what other processes appended before its own, and the log
+   * could not be trimmed behind the cursor.
+   */
+  private ownShare(target: ClaimTarget, limit: number, clock: number): number {
+    const key = target.keys.sub
+    const filled = this.ownFilled.get(key)
+    if (filled === undefined || filled.cursor !== (this.cursors.get(key) ?? '')) return limit
+    if (clock - filled.since < CURSOR_STUCK_MS) return limit
+    return limit - Math.max(1, Math.floor(limit / 4))
   }
 
   /**

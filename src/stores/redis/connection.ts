@@ -207,7 +207,8 @@ export function toStoreError(error: unknown): Error {
     }
     if (UNAVAILABLE_REPLY.test(error.message))
       return new HeraldError('store_unavailable', `Redis cannot serve this now: ${error.message}`)
-    return error
+    // Anything else Redis refused (a script's own failure, say) still reaches callers with a code.
+    return new HeraldError('store_unavailable', `Redis refused a command: ${error.message}`)
   }
   return new HeraldError('store_unavailable', `Redis did not answer: ${message}`)
 }

@@ -229,9 +229,13 @@ local function trim(log, ids, meta, base, keep, chunk)
     local listed = {}
     for id in string.gmatch(entry[2][4], '%S+') do listed[#listed + 1] = id end
     local gone = {}
-    local where = redis.call('HMGET', ids, unpack(listed))
-    for k, id in ipairs(listed) do
-      if where[k] == entry[1] then gone[#gone + 1] = id end
+    -- In slices: Lua cannot unpack an entry's 8,000 or more ids into one call.
+    for i = 1, #listed, 1000 do
+      local last = math.min(i + 999, #listed)
+      local where = redis.call('HMGET', ids, unpack(listed, i, last))
+      for k = i, last do
+        if where[k - i + 1] == entry[1] then gone[#gone + 1] = listed[k] end
+      end
     end
     if #gone > 0 then call_many('HDEL', ids, gone) end
     removed = removed + n
