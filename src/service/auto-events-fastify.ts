@@ -108,7 +108,12 @@ export function fastifyAutoEvents(observer: Observer) {
     const state = observed.get(request)
     if (state && state.spec.request.length > 0) {
       try {
-        const payload = bodyPayload(request.body, request.headers['content-type'])
+        // Too large to carry: left out now, not held by reference until the event is published.
+        const length = Number(request.headers['content-length'])
+        const payload =
+          length > observer.maxPayloadBytes
+            ? null
+            : bodyPayload(request.body, request.headers['content-type'])
         raiseAll(
           state.spec.request,
           'request',
@@ -128,10 +133,12 @@ export function fastifyAutoEvents(observer: Observer) {
     if (state && state.spec.response.length > 0) {
       try {
         const type = reply.getHeader('content-type')
+        // A stream is not buffered for an event, nor is a body too large to carry parsed.
         state.response =
-          typeof payload === 'string' || Buffer.isBuffer(payload)
+          (typeof payload === 'string' || Buffer.isBuffer(payload)) &&
+          payload.length <= observer.maxPayloadBytes
             ? decodePayload(payload, typeof type === 'string' ? type : undefined)
-            : null // a stream: not buffered for an event
+            : null
       } catch (error) {
         observer.failed(error)
       }

@@ -158,6 +158,33 @@ describe('autoEvents for Fastify', () => {
     expectDocumentedPayload(events, 'POST /orders/:id')
   })
 
+  it('carries no body larger than maxPayloadBytes, of the request or of the response', async () => {
+    const { bus, events } = busWithLog()
+    const { app, url } = await fastifyApp({
+      publisher: bus,
+      serviceId: 'svc',
+      routes: ROUTES,
+      maxPayloadBytes: 100,
+    })
+    app.log.level = 'silent'
+    const big = { item: 'x'.repeat(500) }
+    const response = await fetch(`${url}/orders/7`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(big),
+    })
+    expect(response.status).toBe(201)
+    await waitFor(() => events.length === 3)
+    expect(events.map((event) => (event.data as { payload: unknown }).payload)).toEqual([
+      null,
+      null,
+      {
+        id: '7',
+        accepted: true,
+      },
+    ])
+  })
+
   it("takes a route's config.autoEvents and its schema operationId; routes without events raise none", async () => {
     const { bus, events } = busWithLog()
     const { url } = await fastifyApp({ publisher: bus, serviceId: 'svc', routes: ROUTES })
