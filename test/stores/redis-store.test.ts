@@ -5,6 +5,7 @@
 import { spawnSync } from 'node:child_process'
 import { createServer } from 'node:net'
 import { afterAll, describe, expect, it } from 'vitest'
+import { Redis } from 'ioredis'
 import {
   createBus,
   isHeraldError,
@@ -103,6 +104,27 @@ describe.skipIf(!redis)('redis store', () => {
     const kept = await store.read(tenant, { limit: 100_000 })
     expect(kept.length).toBeLessThan(100)
     expect(kept.at(-1)?.data).toBe(21)
+  })
+
+  it('forgets a tenant in its list of tenants with subscriptions once its last subscription is deleted', async () => {
+    const prefix = redis!.subPrefix('tenants')
+    const store = redisStore({ url: redis!.url, prefix, logger: silentLogger })
+    stores.push(store)
+    const client = new Redis(redis!.url)
+    try {
+      const tenant = freshTenant('gone')
+      const now = Date.now()
+      await store.openSubscription({ tenant, id: 'one', patterns: ['*'] }, now)
+      await store.openSubscription({ tenant, id: 'two', patterns: ['*'] }, now)
+      const key = `${tenant.account}/${tenant.workspace}`
+      expect(await client.smembers(`${prefix}:tenants`)).toEqual([key])
+      await store.deleteSubscription(tenant, 'one')
+      expect(await client.smembers(`${prefix}:tenants`)).toEqual([key])
+      await store.deleteSubscription(tenant, 'two')
+      expect(await client.smembers(`${prefix}:tenants`)).toEqual([])
+    } finally {
+      client.disconnect()
+    }
   })
 
   it('finds events by id: ids Herald made, publishers’ own ids, and ids of released groups', async () => {

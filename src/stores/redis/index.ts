@@ -350,8 +350,8 @@ class RedisStore implements Store {
     return (
       (await this.run<number>(
         scripts.deleteSubscription,
-        [k.sub, k.rec, k.due, k.dead, k.base + SUFFIX.subs, k.leases, k.ahead],
-        [id, k.lease],
+        [k.sub, k.rec, k.due, k.dead, k.base + SUFFIX.subs, k.leases, k.ahead, this.keys.tenants],
+        [id, k.lease, tenantKey(tenant)],
       )) === 1
     )
   }

@@ -23,8 +23,9 @@ return redis.call('HMGET', sub, 'spec', 'createdAt', 'startSeq', 'cursor')
 )
 
 /**
- * KEYS sub, rec, due, dead, subs, leases, ahead. ARGV subscription id, lease key prefix.
- * Removes the subscription with its records and leases; returns 1 if it existed.
+ * KEYS sub, rec, due, dead, subs, leases, ahead, tenants. ARGV subscription id, lease key prefix,
+ * tenant. Removes the subscription with its records and leases, and the tenant from the list of
+ * tenants with subscriptions when it was its last; returns 1 if it existed.
  */
 export const deleteSubscription = script(
   'delete-subscription',
@@ -33,6 +34,7 @@ if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 for _, id in ipairs(redis.call('HKEYS', KEYS[6])) do redis.call('UNLINK', ARGV[2] .. id) end
 redis.call('UNLINK', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[6], KEYS[7])
 redis.call('SREM', KEYS[5], ARGV[1])
+if redis.call('SCARD', KEYS[5]) == 0 then redis.call('SREM', KEYS[8], ARGV[3]) end
 return 1
 `,
 )
