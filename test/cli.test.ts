@@ -17,6 +17,28 @@ afterAll(async () => {
 
 const env = (token = ACME) => ({ HERALD_URL: t.url, HERALD_TOKEN: token })
 
+/** `herald tail <pattern>` in a child process, once it has printed an event published to `topic`. */
+async function liveTail(pattern: string, topic: string, data: string) {
+  const child = spawn(process.execPath, ['--import', TSX, `${ROOT}/src/cli.ts`, 'tail', pattern], {
+    cwd: ROOT,
+    env: { ...process.env, ...env() },
+  })
+  const out = { stdout: '', stderr: '' }
+  child.stdout.on('data', (chunk: Buffer) => (out.stdout += chunk.toString()))
+  child.stderr.on('data', (chunk: Buffer) => (out.stderr += chunk.toString()))
+  const exited = new Promise<number | null>((resolve) => child.on('exit', resolve))
+  // The tail is live once its subscription exists: publish until one comes through.
+  await waitFor(
+    async () => {
+      await runCli(['publish', topic, data], { env: env() })
+      return out.stdout.includes('\n')
+    },
+    15_000,
+    'the tail to print an event',
+  )
+  return { child, out, exited }
+}
+
 describe('herald CLI', () => {
   it('publish prints the id; status shows the stored event', async () => {
     const published = await runCli(['publish', 'cli/orders', '{"n":1}'], { env: env() })
@@ -42,23 +64,8 @@ describe('herald CLI', () => {
   })
 
   it('tail prints events as they are stored, one JSON line each', async () => {
-    const child = spawn(process.execPath, ['--import', TSX, `${ROOT}/src/cli.ts`, 'tail', 'cli/tail'], {
-      cwd: ROOT,
-      env: { ...process.env, ...env() },
-    })
-    let stdout = ''
-    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()))
-    const exited = new Promise<number | null>((resolve) => child.on('exit', resolve))
-    // The tail is live once its subscription exists: publish until one comes through.
-    await waitFor(
-      async () => {
-        await runCli(['publish', 'cli/tail/x', '{"k":2}'], { env: env() })
-        return stdout.includes('\n')
-      },
-      15_000,
-      'the tail to print an event',
-    )
-    const first = JSON.parse(stdout.split('\n')[0]!)
+    const { child, out, exited } = await liveTail('cli/tail', 'cli/tail/x', '{"k":2}')
+    const first = JSON.parse(out.stdout.split('\n')[0]!)
     expect(first).toMatchObject({ topic: 'cli/tail/x', data: { k: 2 } })
     child.kill('SIGINT')
     expect(await exited).toBe(0)
@@ -118,23 +125,7 @@ describe('herald CLI', () => {
   })
 
   it('tail ends quietly when its reader goes away (`herald tail … | head -1`)', async () => {
-    const child = spawn(process.execPath, ['--import', TSX, `${ROOT}/src/cli.ts`, 'tail', 'cli/pipe'], {
-      cwd: ROOT,
-      env: { ...process.env, ...env() },
-    })
-    let stdout = ''
-    let stderr = ''
-    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()))
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()))
-    const exited = new Promise<number | null>((resolve) => child.on('exit', resolve))
-    await waitFor(
-      async () => {
-        await runCli(['publish', 'cli/pipe', '1'], { env: env() })
-        return stdout.includes('\n')
-      },
-      15_000,
-      'the tail to print an event',
-    )
+    const { child, out, exited } = await liveTail('cli/pipe', 'cli/pipe', '1')
     child.stdout.destroy() // as `head -1` exits after its line
     let code: number | null | undefined
     void exited.then((c) => (code = c))
@@ -147,7 +138,7 @@ describe('herald CLI', () => {
       'the tail to exit',
     )
     expect(code).toBe(0)
-    expect(stderr).toBe('')
+    expect(out.stderr).toBe('')
   })
 
   it('reports an error as one line on stderr and exits 1', async () => {

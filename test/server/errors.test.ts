@@ -178,8 +178,8 @@ describe('limits and errors, with their statuses', () => {
     expect((await client.closed).code).toBe(1009)
   })
 
-  it('rate-limits stream frames with an error frame, keeping the connection', async () => {
-    // The handshake counts too (and is refused with 429 while the bucket is empty): wait for it to refill.
+  /** A stream for the rate-limited token. The handshake counts too (refused with 429 while its bucket is empty). */
+  async function limitedStream(): Promise<StreamClient> {
     let client: StreamClient | undefined
     await waitFor(
       async () => {
@@ -194,35 +194,30 @@ describe('limits and errors, with their statuses', () => {
       5000,
       'the rate limit to let a handshake through',
     )
+    return client!
+  }
+
+  it('rate-limits stream frames with an error frame, keeping the connection', async () => {
+    const client = await limitedStream()
     const replies = []
-    for (let i = 0; i < 6; i++) replies.push(await client!.call({ subscribe: [`rl${i}`] }))
+    for (let i = 0; i < 6; i++) replies.push(await client.call({ subscribe: [`rl${i}`] }))
     expect(
       replies.some((reply) => (reply.error as { code?: string } | undefined)?.code === 'rate_limited'),
     ).toBe(true)
-    client!.close()
+    client.close()
   })
 
   it('counts malformed stream frames against the rate limit too', async () => {
-    let client: StreamClient | undefined
-    await waitFor(
-      async () => {
-        client = await StreamClient.open(`${t.wsUrl}/v1/stream`, {
-          headers: { authorization: `Bearer ${LIMITED}` },
-        }).catch(() => undefined)
-        return client !== undefined
-      },
-      5000,
-      'the rate limit to let a handshake through',
-    )
+    const client = await limitedStream()
     const codes: unknown[] = []
     for (let i = 0; i < 6; i++) {
-      const reply = await client!.call({ subscribe: 5 })
+      const reply = await client.call({ subscribe: 5 })
       codes.push((reply.error as { code?: string } | undefined)?.code)
     }
     // Refused as malformed while the bucket lasts (an earlier test may have emptied it), then as over the limit.
     expect(codes.every((code) => code === 'invalid_request' || code === 'rate_limited')).toBe(true)
     expect(codes).toContain('rate_limited')
-    client!.close()
+    client.close()
   })
 
   it('has no HEAD form of the SSE stream, which would hold a connection open unwritten', async () => {

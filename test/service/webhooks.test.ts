@@ -334,18 +334,24 @@ describe('webhook subscriptions', () => {
     expect((await registry.listSubscriptions(ACME)).map((s) => s.id)).toEqual(['ce'])
   })
 
-  it('a restarted process restores webhooks from the store and delivers what was stored meanwhile', async () => {
+  /** A store holding webhook subscription `id`, registered by a process that has stopped since. */
+  async function registeredByAnEarlierProcess(id: string) {
     const store = memoryStore()
     const first = createBus({ store, closeStore: false, logger: silentLogger, pollInterval: 50 })
     const { subscription } = await new WebhookRegistry(first, { logger: silentLogger }).putSubscription(
       ACME,
       {
-        id: 'kept',
+        id,
         patterns: 'orders',
         url: receiver.url,
       },
     )
     await first.close()
+    return { store, subscription }
+  }
+
+  it('a restarted process restores webhooks from the store and delivers what was stored meanwhile', async () => {
+    const { store, subscription } = await registeredByAnEarlierProcess('kept')
     const second = createBus({ store, logger: silentLogger, pollInterval: 50 })
     try {
       // Stored while no process delivered: owed to the subscription all the same.
@@ -541,18 +547,8 @@ describe('webhook subscriptions', () => {
   })
 
   it('secrets stored in plain text before a secretsKey was set are sealed when next attached', async () => {
-    const store = memoryStore()
-    const first = createBus({ store, closeStore: false, logger: silentLogger, pollInterval: 50 })
-    const { subscription } = await new WebhookRegistry(first, { logger: silentLogger }).putSubscription(
-      ACME,
-      {
-        id: 'old',
-        patterns: 'orders',
-        url: receiver.url,
-      },
-    )
+    const { store, subscription } = await registeredByAnEarlierProcess('old')
     expect((await store.listSubscriptions(ACME))[0]?.meta?.secret).toBe(subscription.secret)
-    await first.close()
     const second = createBus({ store, logger: silentLogger, pollInterval: 50 })
     try {
       const registry = new WebhookRegistry(second, {
