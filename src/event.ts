@@ -352,7 +352,6 @@ function sizeOf(value: unknown, depth: number): number {
   const toJSON = (object as { toJSON?: unknown }).toJSON
   // JSON sends what toJSON returns (a Date's string, a Buffer's bytes): that is what counts.
   if (typeof toJSON === 'function') return sizeOf(toJSON.call(object, ''), depth + 1)
-  if (object instanceof Map || object instanceof Set) throw NOT_JSON
   const tracked = depth >= TRACK_ANCESTORS_BELOW
   if (tracked) {
     if (ancestors.includes(object)) throw NOT_JSON
@@ -364,6 +363,8 @@ function sizeOf(value: unknown, depth: number): number {
   } else {
     // for-in also visits inherited enumerable keys, which JSON skips; plain objects have none.
     const plain = Object.getPrototypeOf(object) === Object.prototype
+    // Checked only off the plain path, where nearly all data goes.
+    if (!plain && (object instanceof Map || object instanceof Set)) throw NOT_JSON
     for (const key in object) {
       if (!plain && !Object.prototype.hasOwnProperty.call(object, key)) continue
       size += key.length + 4 + sizeOf((object as Record<string, unknown>)[key], depth + 1)

@@ -263,10 +263,13 @@ class MemoryStore implements Store {
   private dropGroup(tenant: string, state: TenantState, groupId: string, topics?: readonly string[]): number {
     const group = state.groups.get(groupId)
     if (!group) return 0
-    const dropped = topics === undefined ? group.events : group.events.filter((e) => topics.includes(e.topic))
+    const dropped: HeraldEvent[] = []
+    const kept: HeraldEvent[] = []
+    for (const event of group.events)
+      (topics === undefined || topics.includes(event.topic) ? dropped : kept).push(event)
     if (this.seenIds.size > 0) for (const event of dropped) this.seenIds.delete(`${tenant}\n${event.id}`)
-    if (dropped.length === group.events.length) state.groups.delete(groupId)
-    else group.events = group.events.filter((e) => !topics!.includes(e.topic))
+    if (kept.length === 0) state.groups.delete(groupId)
+    else group.events = kept
     return dropped.length
   }
 

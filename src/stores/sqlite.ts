@@ -95,11 +95,11 @@ class SqliteStore implements Store {
     try {
       this.s = prepareStatements(this.db)
       this.ledger = new DeliveryLedger(this.db)
-      this.retention = new Retention(this.db, {
-        maxAge: options.maxAge,
-        maxEvents: options.maxEvents,
-        batch: options.retentionBatch,
-      })
+      this.retention = new Retention(
+        this.db,
+        { maxAge: options.maxAge, maxEvents: options.maxEvents, batch: options.retentionBatch },
+        (tenantId, groupId) => this.dropStaged(tenantId, groupId),
+      )
     } catch (error) {
       this.db.close()
       throw new HeraldError(

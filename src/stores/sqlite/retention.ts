@@ -39,6 +39,8 @@ export class Retention {
   constructor(
     db: Database,
     private readonly limits: RetentionLimits,
+    /** Drops a staged group as the store does (its events' publisher ids too). */
+    private readonly dropGroup: (tenant: number, groupId: string) => void,
   ) {
     this.s = {
       lastSeq: prepare<[], number>(db, LAST_SEQ, 'pluck'),
@@ -84,13 +86,6 @@ export class Retention {
         'SELECT tenant, group_id FROM groups WHERE expires_at <= ? LIMIT ?',
         'raw',
       ),
-      deleteStaged: prepare<[number, string]>(db, 'DELETE FROM staged WHERE tenant = ? AND group_id = ?'),
-      // An expired group's events were never stored: their publisher ids may come again.
-      forgetStagedIds: prepare<[number, number, string]>(
-        db,
-        "DELETE FROM dedupe WHERE tenant = ? AND id IN (SELECT json_extract(body, '$.id') FROM staged WHERE tenant = ? AND group_id = ?)",
-      ),
-      deleteGroup: prepare<[number, string]>(db, 'DELETE FROM groups WHERE tenant = ? AND group_id = ?'),
       forgetIds: prepare<[number, number]>(
         db,
         'DELETE FROM dedupe WHERE (tenant, id) IN (SELECT tenant, id FROM dedupe WHERE until <= ? LIMIT ?)',
@@ -104,9 +99,7 @@ export class Retention {
     const { batch, maxAge, maxEvents } = this.limits
     const expired = s.expiredGroups.all(now, batch)
     for (const [tenant, groupId] of expired) {
-      s.forgetStagedIds.run(tenant, tenant, groupId)
-      s.deleteStaged.run(tenant, groupId)
-      s.deleteGroup.run(tenant, groupId)
+      this.dropGroup(tenant, groupId)
     }
     // A full batch of expired groups or ids: more may be waiting, so the next step comes soon;
     // at the regular pace, publishers faster than batch/interval would outgrow the cleanup.
