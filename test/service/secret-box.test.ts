@@ -26,7 +26,9 @@ describe('SecretBox', () => {
         message: expect.stringContaining('another secretsKey'),
       }),
     )
-    const flipped = sealed.slice(0, -2) + (sealed.endsWith('A') ? 'B' : 'A') + sealed.slice(-1)
+    // One character of the sealed text changed (not the last, whose low bits may be padding).
+    const at = sealed.length - 2
+    const flipped = sealed.slice(0, at) + (sealed[at] === 'A' ? 'B' : 'A') + sealed.slice(at + 1)
     expect(() => new SecretBox(KEY).open(flipped)).toThrow(/another secretsKey \(or is damaged\)/)
     expect(() => new SecretBox(KEY).open('sealed:v1:AAAA')).toThrow(/damaged/)
   })
