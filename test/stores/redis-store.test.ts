@@ -152,6 +152,26 @@ describe.skipIf(!redis)('redis store', () => {
     expect(await store.getEvent(tenant, '01ARZ3NDEKTSV4RRFFQ69G5FAV')).toBeUndefined()
   })
 
+  it('finds an event Herald made whose entry lies thousands of entries past its time (a process with a clock ahead)', async () => {
+    const store = open({ maxEvents: 100_000 })
+    const tenant = freshTenant('skew')
+    const now = Date.now()
+    // Its id carries `now`; it is stored only after another process, a minute ahead, pushed the
+    // log's ids on and 1,500 more appends followed. (That process's event has an id of its own:
+    // ids made here with a later time would make every later id of this process carry it.)
+    const late = prepared(tenant, [{ topic: 'late', data: 'found' }], now)
+    const ahead = now + 60_000
+    await store.append(tenant, prepared(tenant, [{ topic: 'ahead', data: 0, id: 'ahead' }], ahead), {
+      now: ahead,
+      ...OPTS,
+    })
+    const batches = Array.from({ length: 1500 }, (_, i) => prepared(tenant, [{ topic: 'x', data: i }], now))
+    await Promise.all(batches.map((batch) => store.append(tenant, batch, { now, ...OPTS })))
+    const [stored] = (await store.append(tenant, late, { now, ...OPTS })).appended
+    expect(stored!.id).toBe(late.events[0]!.id)
+    expect((await store.getEvent(tenant, stored!.id))?.data).toBe('found')
+  })
+
   it('trims each tenant’s log to about maxEvents, but never an event a durable subscription still owes', async () => {
     const store = open({ maxEvents: 50 })
     const tenant = freshTenant('trim')

@@ -288,15 +288,25 @@ class RedisStore implements Store {
 
   async getEvent(tenant: Tenant, id: string): Promise<HeraldEvent | undefined> {
     const base = this.keys.base(tenant)
-    const entry = await this.run<StreamEntry | null>(
-      scripts.getEvent,
-      [base + SUFFIX.ids, base + SUFFIX.log],
-      [id, idTime(id) ?? ''],
-    )
-    if (!entry) return undefined
-    const events = parseEntry(entry)
-    for (let i = events.length - 1; i >= 0; i--) if (events[i]!.id === id) return events[i]
-    return undefined
+    const time = idTime(id) ?? ''
+    // A search through many entries (clocks far apart, a busy log) goes on in rounds of bounded
+    // length, each from where the last stopped, so that other clients get Redis between them.
+    let from = ''
+    for (;;) {
+      const reply = await this.run<StreamEntry | string | null>(
+        scripts.getEvent,
+        [base + SUFFIX.ids, base + SUFFIX.log],
+        [id, time, from],
+      )
+      if (!reply) return undefined
+      if (typeof reply === 'string') {
+        from = reply
+        continue
+      }
+      const events = parseEntry(reply)
+      for (let i = events.length - 1; i >= 0; i--) if (events[i]!.id === id) return events[i]
+      return undefined
+    }
   }
 
   async head(tenant: Tenant): Promise<string | undefined> {

@@ -19,6 +19,9 @@ end
 /** How far past the time in a Herald id its log entry may lie (clocks of Herald processes disagreeing). */
 export const CLOCK_SKEW_MS = 300_000
 
+/** Log entries one get-event call looks through before it hands the search back to the caller. */
+export const GET_EVENT_SCAN_ENTRIES = 1024
+
 /**
  * KEYS log, ids, feed, meta. ARGV base, tenant, now, dedupe window, group ttl, feed length,
  * keep, chunk, then the mode:
@@ -182,28 +185,36 @@ return removed
 )
 
 /**
- * KEYS ids, log. ARGV event id, the time in it when Herald made it ('' otherwise). Returns the log
- * entry holding its latest event, or nil. Ids publishers chose (and those of released groups) are
- * indexed; an id Herald made is found from its time: its entry's id is that time or a little
- * later (the log's ids never go back, so a process with a clock ahead pushes them on).
+ * KEYS ids, log. ARGV event id, the time in it when Herald made it ('' otherwise), and where an
+ * earlier call stopped scanning ('' at first). Returns the log entry holding its latest event,
+ * nil when there is none, or a stream id to go on from. Ids publishers chose (and those of
+ * released groups) are indexed; an id Herald made is found from its time: its entry's id is that
+ * time or later, by as much as the clocks of Herald processes disagree (the log's ids never go
+ * back, so a process with a clock ahead pushes them on). One call scans at most SCAN_ENTRIES
+ * entries, so that a long search never holds Redis up; the caller goes on from where it stopped.
  */
 export const getEvent = script(
   'get-event',
   `
-local id = redis.call('HGET', KEYS[1], ARGV[1])
-if id then return redis.call('XRANGE', KEYS[2], id, id)[1] or false end
+if ARGV[3] == '' then
+  local id = redis.call('HGET', KEYS[1], ARGV[1])
+  if id then return redis.call('XRANGE', KEYS[2], id, id)[1] or false end
+end
 if ARGV[2] == '' then return false end
-local from, until_ = tonumber(ARGV[2]), tonumber(ARGV[2]) + ${CLOCK_SKEW_MS}
-local start = string.format('%d', from) .. '-0'
+local until_ = string.format('%d', tonumber(ARGV[2]) + ${CLOCK_SKEW_MS}) .. '-18446744073709551615'
+local start = ARGV[3]
+if start == '' then start = string.format('%d', tonumber(ARGV[2])) .. '-0' else start = '(' .. start end
 local wanted = ' ' .. ARGV[1] .. ' '
-for _ = 1, 64 do
-  local entries = redis.call('XRANGE', KEYS[2], start, string.format('%d', until_) .. '-18446744073709551615', 'COUNT', 16)
+local scanned = 0
+while scanned < ${GET_EVENT_SCAN_ENTRIES} do
+  local entries = redis.call('XRANGE', KEYS[2], start, until_, 'COUNT', 64)
   for _, entry in ipairs(entries) do
     if string.find(' ' .. entry[2][4] .. ' ', wanted, 1, true) then return entry end
   end
-  if #entries < 16 then return false end
+  if #entries < 64 then return false end
+  scanned = scanned + #entries
   start = '(' .. entries[#entries][1]
 end
-return false
+return string.sub(start, 2)
 `,
 )
