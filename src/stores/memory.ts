@@ -137,6 +137,8 @@ class MemoryStore implements Store {
   /** tenant + id → time the id may be reused; in insertion (= expiry) order. */
   private readonly seenIds = new Map<string, number>()
   private nextGroupSweep = 0
+  /** No staged group expires before this (a lower bound: staging again only moves a TTL later). */
+  private groupsExpireFrom = Infinity
   private counter = 0
   private seqBlock = -1
   private seqPrefix = ''
@@ -228,7 +230,13 @@ class MemoryStore implements Store {
       }
       if (dedupe?.[i] === true) {
         const idKey = `${tenantKey(tenant)}\n${event.id}`
-        const until = this.seenIds.get(idKey)
+        let until = this.seenIds.get(idKey)
+        // The id may be one of a group whose TTL passed and that no sweep has dropped yet: its
+        // event was never stored, so this is no repeat (a publisher retrying a dead transaction).
+        if (until !== undefined && until > options.now && this.groupsExpireFrom <= options.now) {
+          this.sweepGroups(options.now, true)
+          until = this.seenIds.get(idKey)
+        }
         if (until !== undefined && until > options.now) {
           if (duplicates === NONE) duplicates = []
           duplicates.push(event.id)
@@ -242,6 +250,7 @@ class MemoryStore implements Store {
         if (!group) state.groups.set(groupId, (group = { events: [], expiresAt: 0 }))
         group.events.push(event)
         group.expiresAt = options.now + options.groupTtlMs
+        if (group.expiresAt < this.groupsExpireFrom) this.groupsExpireFrom = group.expiresAt
         staged++
         continue
       }
@@ -273,13 +282,19 @@ class MemoryStore implements Store {
     return dropped.length
   }
 
-  /** Groups whose TTL passed, in every tenant; at most once a second, when something is staged. */
-  private sweepGroups(now: number): void {
-    if (now < this.nextGroupSweep) return
+  /**
+   * Groups whose TTL passed, in every tenant: at most once a second when something is staged, or
+   * at once (`force`) when a publisher id may be one of theirs.
+   */
+  private sweepGroups(now: number, force = false): void {
+    if (!force && now < this.nextGroupSweep) return
     this.nextGroupSweep = now + GROUP_SWEEP_MS
+    let earliest = Infinity
     for (const [key, state] of this.tenants)
       for (const [groupId, group] of state.groups)
         if (group.expiresAt <= now) this.dropGroup(key, state, groupId)
+        else if (group.expiresAt < earliest) earliest = group.expiresAt
+    this.groupsExpireFrom = earliest
   }
 
   private forgetExpiredIds(now: number): void {

@@ -299,7 +299,16 @@ class SqliteStore implements Store {
         if (expiresAt !== undefined && expiresAt <= now) this.dropStaged(tenantId, groupId)
       }
       if (dedupe?.[i] === true) {
-        const until = s.dedupeUntil.get(tenantId, event.id)
+        let until = s.dedupeUntil.get(tenantId, event.id)
+        if (until !== undefined && until > now) {
+          // The id may be one of a group whose TTL passed that retention has not dropped yet: its
+          // event was never stored, so this is no repeat (a publisher retrying a dead transaction).
+          const expired = s.expiredGroupsOf.all(tenantId, now)
+          if (expired.length > 0) {
+            for (const group of expired) this.dropStaged(tenantId, group)
+            until = s.dedupeUntil.get(tenantId, event.id)
+          }
+        }
         if (until !== undefined && until > now) {
           duplicates.push(event.id)
           continue

@@ -293,6 +293,32 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
         expect((await store.releaseGroup(tenant, 'k', now)).map((e) => e.id)).toEqual(['expired-1'])
       })
 
+      it('takes the publisher ids of a group whose TTL passed again at once, in another group or none', async () => {
+        fresh()
+        now = Date.now()
+        const short = { dedupeWindowMs: 60_000, groupTtlMs: 10 }
+        const staged = (id: string, group?: string) =>
+          prepared(
+            tenant,
+            [{ id, topic: 'retry', data: id, ...(group ? { metadata: { eventGroupId: group } } : {}) }],
+            now,
+          )
+        // A transaction that died without clearing its group; its retry publishes the same ids.
+        await store.append(tenant, staged('grouped-1', 'first'), { now, ...short })
+        await store.append(tenant, staged('grouped-2', 'first'), { now, ...short })
+        now += 20
+        expect(await store.append(tenant, staged('grouped-1', 'second'), { now, ...short })).toMatchObject({
+          staged: 1,
+          duplicates: [],
+        })
+        expect(await store.append(tenant, staged('grouped-2'), { now, ...short })).toMatchObject({
+          appended: [{ id: 'grouped-2' }],
+          duplicates: [],
+        })
+        expect((await store.releaseGroup(tenant, 'second', now)).map((e) => e.id)).toEqual(['grouped-1'])
+        expect((await store.read(tenant, { limit: 10 })).map((e) => e.id)).toEqual(['grouped-2', 'grouped-1'])
+      })
+
       it('drops a group whose TTL passed', async () => {
         fresh()
         now = Date.now()

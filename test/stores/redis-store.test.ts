@@ -172,6 +172,31 @@ describe.skipIf(!redis)('redis store', () => {
     expect((await store.getEvent(tenant, stored!.id))?.data).toBe('found')
   })
 
+  it('takes a publisher id again once Redis has expired the group that held it, and not once it was released', async () => {
+    const store = open()
+    const tenant = freshTenant('held')
+    const ttl = { dedupeWindowMs: 60_000, groupTtlMs: 50 }
+    const input = (id: string, group?: string) =>
+      prepared(tenant, [
+        { id, topic: 't', data: id, ...(group ? { metadata: { eventGroupId: group } } : {}) },
+      ])
+    await store.append(tenant, input('expired', 'g'), { now: Date.now(), ...ttl })
+    await store.append(tenant, input('released', 'h'), { now: Date.now(), ...OPTS })
+    await store.releaseGroup(tenant, 'h', Date.now())
+    await sleep(150) // Redis drops the keys of group g itself
+    expect(await store.append(tenant, input('expired'), { now: Date.now(), ...ttl })).toMatchObject({
+      appended: [{ id: 'expired' }],
+      duplicates: [],
+    })
+    expect(await store.append(tenant, input('released'), { now: Date.now(), ...ttl })).toMatchObject({
+      appended: [],
+      duplicates: ['released'],
+    })
+    expect(await store.append(tenant, input('expired'), { now: Date.now(), ...ttl })).toMatchObject({
+      duplicates: ['expired'],
+    })
+  })
+
   it('trims each tenant’s log to about maxEvents, but never an event a durable subscription still owes', async () => {
     const store = open({ maxEvents: 50 })
     const tenant = freshTenant('trim')

@@ -108,6 +108,11 @@ export function prepareStatements(db: Database) {
       'SELECT expires_at FROM groups WHERE tenant = ? AND group_id = ?',
       'pluck',
     ),
+    expiredGroupsOf: prepare<[number, number], string>(
+      db,
+      'SELECT group_id FROM groups WHERE tenant = ? AND expires_at <= ?',
+      'pluck',
+    ),
     upsertGroup: prepare<[number, string, number]>(
       db,
       'INSERT INTO groups (tenant, group_id, expires_at) VALUES (?, ?, ?) ON CONFLICT (tenant, group_id) DO UPDATE SET expires_at = excluded.expires_at',

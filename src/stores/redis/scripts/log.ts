@@ -7,11 +7,57 @@ import { COMMON, TRIM, WRITE_LOG, script } from './lua.js'
  * never stored: their publisher ids may come again, so their dedupe keys go with them.
  */
 const FORGET_STAGED = `
+local function staged_id(item)
+  local a = string.find(item, '\\n', 1, true)
+  local b = a and string.find(item, '\\n', a + 1, true)
+  return b and string.sub(item, a + 1, b - 1)
+end
 local function forget_staged(base, items)
   for _, item in ipairs(items) do
-    local a = string.find(item, '\\n', 1, true)
-    local b = a and string.find(item, '\\n', a + 1, true)
-    if b then redis.call('DEL', base .. '${SUFFIX.dedupe}' .. string.sub(item, a + 1, b - 1)) end
+    local id = staged_id(item)
+    if id then redis.call('DEL', base .. '${SUFFIX.dedupe}' .. id) end
+  end
+end
+`
+
+/**
+ * A publisher id's dedupe key holds the time until which it counts as a repeat and, while its
+ * event waits in a group, that group's name ("until\ngroup"). A repeat of an id held by a group
+ * is one only while the group still holds it: the group may have expired unreleased, and Redis
+ * may have dropped its keys (and with them the list of ids to forget) before anyone looked.
+ */
+const DEDUPE = `
+local function held_by_group(base, id, group, now)
+  local list, expiry = base .. '${SUFFIX.group}' .. group, base .. '${SUFFIX.groupTtl}' .. group
+  local expires = redis.call('GET', expiry)
+  local items = redis.call('LRANGE', list, 0, -1)
+  if expires and tonumber(expires) > now then
+    for _, item in ipairs(items) do if staged_id(item) == id then return true end end
+    return false
+  end
+  forget_staged(base, items)
+  redis.call('DEL', list, expiry)
+  return false
+end
+-- Whether a publisher id seen at 'now' repeats one still counted.
+local function is_repeat(base, id, now)
+  local value = redis.call('GET', base .. '${SUFFIX.dedupe}' .. id)
+  if not value then return false end
+  local newline = string.find(value, '\\n', 1, true)
+  if not newline then return tonumber(value) > now end
+  if tonumber(string.sub(value, 1, newline - 1)) <= now then return false end
+  return held_by_group(base, id, string.sub(value, newline + 1), now)
+end
+-- Released: the id's event is in the log, so it is a repeat for the rest of its window.
+local function unmark_released(base, items)
+  for _, item in ipairs(items) do
+    local key = base .. '${SUFFIX.dedupe}' .. staged_id(item)
+    local value = redis.call('GET', key)
+    local newline = value and string.find(value, '\\n', 1, true)
+    if newline then
+      local ttl = redis.call('PTTL', key)
+      if ttl > 0 then redis.call('SET', key, string.sub(value, 1, newline - 1), 'PX', ttl) end
+    end
   end
 end
 `
@@ -71,12 +117,12 @@ for i = 10, #ARGV, 5 do
     end
   end
   if dedupe == '1' then
-    local key = base .. '${SUFFIX.dedupe}' .. id
-    local until_ = redis.call('GET', key)
-    if until_ and tonumber(until_) > now then
+    if is_repeat(base, id, now) then
       result = 'D'
     else
-      redis.call('SET', key, tostring(now + window), 'PX', window)
+      local value = tostring(now + window)
+      if group ~= '' then value = value .. '\\n' .. group end
+      redis.call('SET', base .. '${SUFFIX.dedupe}' .. id, value, 'PX', window)
     end
   end
   if result == nil and group ~= '' then
@@ -105,6 +151,7 @@ return out
   TRIM,
   WRITE_LOG,
   FORGET_STAGED,
+  DEDUPE,
 )
 
 /**
@@ -128,6 +175,7 @@ if not expires or tonumber(expires) <= now then
   return { '', previous }
 end
 if #items == 0 then return { '', previous } end
+unmark_released(base, items)
 local event_ids, jsons, indexed = {}, {}, {}
 for _, item in ipairs(items) do
   local a = string.find(item, '\\n', 1, true)
@@ -146,6 +194,7 @@ return out
   TRIM,
   WRITE_LOG,
   FORGET_STAGED,
+  DEDUPE,
 )
 
 /** ARGV base, group id, then the topics to drop (none: the whole group). Returns how many were dropped. */
