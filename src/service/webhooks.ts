@@ -190,6 +190,12 @@ function subscriptionInfo(record: SubscriptionInfo, meta: WebhookMeta): WebhookS
  * previous process stopped. Changes to one app or subscription are serialized. An endpoint that
  * answers 410 Gone is disabled: detached everywhere, its cursor kept, until it is registered again.
  */
+/**
+ * How long a registration may hold its name in the store (a server dying mid-registration frees
+ * it after this), and how long another waits for it before answering 503.
+ */
+const REGISTRATION_LOCK = { ttlMs: 30_000, waitMs: 10_000 }
+
 export class WebhookRegistry {
   private readonly logger: Logger
   private readonly locks = new Map<string, Promise<unknown>>()
@@ -239,7 +245,7 @@ export class WebhookRegistry {
     const retry = checkRetry(input.retry)
     const credential = optionalText(input.credential, 'credential')
     const scoped = this.bus.scope(tenant)
-    return this.exclusive(`${tenantKey(tenant)}/app:${app}`, async () => {
+    return this.exclusive(tenant, `app:${app}`, async () => {
       const existing = (await scoped.subscriptions()).filter(
         (record) => metaOf(record)?.kind === 'app' && metaOf(record)?.app === app,
       )
@@ -285,7 +291,7 @@ export class WebhookRegistry {
   /** Unsubscribes every handler of the app (their pending deliveries and dead letters go too). */
   deleteApp(tenant: Tenant, app: string): Promise<boolean> {
     const scoped = this.bus.scope(tenant)
-    return this.exclusive(`${tenantKey(tenant)}/app:${app}`, async () => {
+    return this.exclusive(tenant, `app:${app}`, async () => {
       const mine = (await scoped.subscriptions()).filter(
         (record) => metaOf(record)?.kind === 'app' && metaOf(record)?.app === app,
       )
@@ -316,7 +322,7 @@ export class WebhookRegistry {
       throw new HeraldError('invalid_option', 'format must be "herald" or "cloudevents"')
     }
     const scoped = this.bus.scope(tenant)
-    return this.exclusive(`${tenantKey(tenant)}/${id}`, async () => {
+    return this.exclusive(tenant, id, async () => {
       const existing = (await scoped.subscriptions()).find((record) => record.id === id)
       const existingMeta = existing && metaOf(existing)
       if (existing && existingMeta?.kind !== 'webhook') {
@@ -351,7 +357,7 @@ export class WebhookRegistry {
 
   deleteSubscription(tenant: Tenant, id: string): Promise<boolean> {
     const scoped = this.bus.scope(tenant)
-    return this.exclusive(`${tenantKey(tenant)}/${id}`, async () => {
+    return this.exclusive(tenant, id, async () => {
       const record = (await scoped.subscriptions()).find((candidate) => candidate.id === id)
       if (!record || metaOf(record)?.kind !== 'webhook') return false
       this.forget(scoped, record)
@@ -476,8 +482,7 @@ export class WebhookRegistry {
   ): Promise<void> {
     const key = `${tenantKey(scoped.tenant)}/${id}`
     const app = id.startsWith('app:') ? id.split(':')[1] : undefined
-    const lock = `${tenantKey(scoped.tenant)}/${app !== undefined ? `app:${app}` : id}`
-    return this.exclusive(lock, async () => {
+    return this.exclusive(scoped.tenant, app !== undefined ? `app:${app}` : id, async () => {
       if (this.attachedAs.get(key) !== attachedAs) return
       const record = (await scoped.subscriptions()).find((candidate) => candidate.id === id)
       const meta = record && metaOf(record)
@@ -514,13 +519,29 @@ export class WebhookRegistry {
     this.attachedAs.delete(`${tenantKey(scoped.tenant)}/${record.id}`)
   }
 
-  /** Runs `task` (a change to registrations) after every earlier task with the same key. */
-  private exclusive<T>(key: string, task: () => Promise<T>): Promise<T> {
+  /**
+   * Runs `task` (a change to registrations) after every earlier task of this process with the
+   * same name, holding the name in the store meanwhile: a registration reads what is stored, then
+   * writes several records, and two servers sharing the store must not interleave those (one
+   * app would end up with handlers of two manifests, or with two secrets).
+   */
+  private exclusive<T>(tenant: Tenant, name: string, task: () => Promise<T>): Promise<T> {
+    const key = `${tenantKey(tenant)}/${name}`
     const previous = this.locks.get(key) ?? Promise.resolve()
     const counted = async (): Promise<T> => {
       this.mutating++
       try {
-        return await task()
+        const unlock = await this.bus.store.lock(tenant, `registration:${name}`, REGISTRATION_LOCK)
+        try {
+          return await task()
+        } finally {
+          await unlock().catch((error: unknown) =>
+            this.logger.warn(
+              { name, error: describeError(error) },
+              'letting go of a registration lock failed; it lapses by itself',
+            ),
+          )
+        }
       } finally {
         this.mutating--
         this.changes++

@@ -9,12 +9,15 @@ import type {
   DeadLetterQuery,
   Delivery,
   DeliveryRecord,
+  LockOptions,
   Settlement,
   Store,
   StoredDeadLetter,
   SubscriptionRecord,
   SubscriptionSpec,
+  Unlock,
 } from './store.js'
+import { lockToken, takeLock } from './lock.js'
 
 export interface MemoryStoreOptions {
   /** Events kept per tenant for reads, status and late durable subscribers (default 1,000). Events a durable subscription still owes are kept regardless. */
@@ -591,6 +594,29 @@ class MemoryStore implements Store {
   async deleteDeadLetter(tenant: Tenant, subscriptionId: string, seq: string): Promise<boolean> {
     this.open()
     return this.tenant(tenant).subscriptions.get(subscriptionId)?.dead.delete(seq) ?? false
+  }
+
+  /** tenant + name → its holder and when the lock lapses. */
+  private readonly locks = new Map<string, { token: string; until: number }>()
+
+  async lock(tenant: Tenant, name: string, options: LockOptions): Promise<Unlock> {
+    this.open()
+    const key = `${tenantKey(tenant)}\n${name}`
+    const token = lockToken()
+    await takeLock(
+      () => {
+        this.open()
+        const held = this.locks.get(key)
+        if (held && held.until > Date.now()) return false
+        this.locks.set(key, { token, until: Date.now() + options.ttlMs })
+        return true
+      },
+      name,
+      options,
+    )
+    return async () => {
+      if (this.locks.get(key)?.token === token) this.locks.delete(key)
+    }
   }
 
   async close(): Promise<void> {

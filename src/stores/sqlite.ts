@@ -24,12 +24,15 @@ import type {
   DeadLetterQuery,
   Delivery,
   DeliveryRecord,
+  LockOptions,
   Settlement,
   Store,
   StoredDeadLetter,
   SubscriptionRecord,
   SubscriptionSpec,
+  Unlock,
 } from './store.js'
+import { lockToken, takeLock } from './lock.js'
 
 export type { SqliteStoreOptions } from './sqlite/options.js'
 export { SQLITE_DEFAULTS } from './sqlite/options.js'
@@ -599,6 +602,27 @@ class SqliteStore implements Store {
       const n = parseSeq(seq)
       return key !== undefined && n !== undefined && this.s.deleteDeadLetter.run(key, n).changes > 0
     })
+  }
+
+  async lock(tenant: Tenant, name: string, options: LockOptions): Promise<Unlock> {
+    // In the write transaction: processes sharing the file take turns there (BEGIN IMMEDIATE).
+    const key = `lock:${tenantKey(tenant)}\n${name}`
+    const token = lockToken()
+    await takeLock(
+      () =>
+        this.write(() => {
+          const now = Date.now()
+          const held = this.s.lockHolder.get(key)
+          if (held !== undefined && Number(held.slice(held.indexOf(' ') + 1)) > now) return false
+          this.s.setLock.run(key, `${token} ${now + options.ttlMs}`)
+          return true
+        }),
+      name,
+      options,
+    )
+    return async () => {
+      if (!this.closed) await this.write(() => this.s.dropLock.run(key, `${token} %`))
+    }
   }
 
   close(): Promise<void> {

@@ -119,9 +119,28 @@ export interface Store {
   redrive(tenant: Tenant, subscriptionId: string, seq: string, now: number): Promise<boolean>
   deleteDeadLetter(tenant: Tenant, subscriptionId: string, seq: string): Promise<boolean>
 
+  // ── locks ────────────────────────────────────────────────────────────────────────────────
+  /**
+   * Holds `name` in `tenant`, across every process sharing the store, until the returned function
+   * is called or `ttlMs` passes (a holder that died). Waits up to `waitMs` for another holder to
+   * let go, then fails with `store_unavailable`. For changes that read several records and then
+   * write them (registering an app), which two processes must not interleave.
+   */
+  lock(tenant: Tenant, name: string, options: LockOptions): Promise<Unlock>
+
   /** Releases the engine (connections, file handles). Pending appends complete first. */
   close(): Promise<void>
 }
+
+export interface LockOptions {
+  /** How long the lock outlives a holder that never lets go, in ms. */
+  ttlMs: number
+  /** How long to wait for another holder to let go, in ms. */
+  waitMs: number
+}
+
+/** Lets go of a lock; does nothing once it lapsed (it may be someone else's by then). */
+export type Unlock = () => Promise<void>
 
 export interface AppendOptions {
   now: number

@@ -396,6 +396,38 @@ describe('webhook subscriptions', () => {
     }
   })
 
+  it('processes sharing a store take turns registering one app: it ends with one manifest and one secret', async () => {
+    const store = memoryStore()
+    const a = createBus({ store, closeStore: false, logger: silentLogger, pollInterval: 50 })
+    const b = createBus({ store, closeStore: false, logger: silentLogger, pollInterval: 50 })
+    try {
+      const registryA = new WebhookRegistry(a, { logger: silentLogger })
+      const registryB = new WebhookRegistry(b, { logger: silentLogger })
+      const first = { events: { one: { keys: ['a'] }, two: { keys: ['b'] } } }
+      const second = { events: { three: { keys: ['c'] } } }
+      // Replicas of an app starting at once, each registering through its own server.
+      const answers = await Promise.all([
+        registryA.putApp(ACME, 'racing', { url: receiver.url, manifest: first }),
+        registryB.putApp(ACME, 'racing', { url: receiver.url, manifest: second }),
+        registryA.putApp(ACME, 'racing', { url: receiver.url, manifest: first }),
+        registryB.putApp(ACME, 'racing', { url: receiver.url, manifest: second }),
+      ])
+      const stored = (await store.listSubscriptions(ACME)).filter((record) =>
+        record.id.startsWith('app:racing:'),
+      )
+      const handlers = stored.map((record) => record.id).sort()
+      expect([['app:racing:one', 'app:racing:two'], ['app:racing:three']]).toContainEqual(handlers)
+      const secrets = new Set(stored.map((record) => (record.meta as { secret: string }).secret))
+      expect(secrets.size).toBe(1)
+      // Every answer gave the secret the app is signed with: the first one made it, the rest kept it.
+      expect(new Set(answers.map(({ app }) => app.secret))).toEqual(secrets)
+    } finally {
+      await a.close()
+      await b.close()
+      await store.close()
+    }
+  })
+
   it('an endpoint that answers 410 Gone is disabled: nothing more is sent, what is stored meanwhile waits, and registering again resumes it', async () => {
     receiver.reply = () => 410
     await registry.putSubscription(ACME, {

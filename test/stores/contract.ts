@@ -599,6 +599,56 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
       })
     })
 
+    describe('locks', () => {
+      const settledWithin = async (promise: Promise<unknown>, ms: number): Promise<boolean> => {
+        let settled = false
+        void promise.then(
+          () => (settled = true),
+          () => (settled = true),
+        )
+        await sleep(ms)
+        return settled
+      }
+
+      it('holds a name in a tenant until let go; other names and tenants are free meanwhile', async () => {
+        fresh()
+        const options = { ttlMs: 10_000, waitMs: 5_000 }
+        const unlock = await store.lock(tenant, 'app:shop', options)
+        const next = store.lock(tenant, 'app:shop', options)
+        expect(await settledWithin(next, 150)).toBe(false)
+        await (
+          await store.lock(tenant, 'app:other', options)
+        )()
+        await (
+          await store.lock(freshTenant('elsewhere'), 'app:shop', options)
+        )()
+        await unlock()
+        await (
+          await next
+        )()
+      })
+
+      it('lapses after its ttl when the holder never lets go, and the old holder cannot free the new one’s', async () => {
+        fresh()
+        const stale = await store.lock(tenant, 'name', { ttlMs: 100, waitMs: 0 })
+        const started = Date.now()
+        const unlock = await store.lock(tenant, 'name', { ttlMs: 10_000, waitMs: 5_000 })
+        expect(Date.now() - started).toBeGreaterThanOrEqual(50)
+        await stale()
+        const error = await store
+          .lock(tenant, 'name', { ttlMs: 10_000, waitMs: 100 })
+          .catch((e: unknown) => e)
+        expect(isHeraldError(error) && error.code).toBe('store_unavailable')
+        await unlock()
+      })
+
+      it('refuses nonsense timings', async () => {
+        fresh()
+        const error = await store.lock(tenant, 'name', { ttlMs: 0, waitMs: 10 }).catch((e: unknown) => e)
+        expect(isHeraldError(error) && error.code).toBe('invalid_option')
+      })
+    })
+
     describe('through a bus', () => {
       it('a durable subscription receives each event emitted after it, once', async () => {
         const bus = createBus({ store, closeStore: false, logger: silentLogger, pollInterval: 50 })

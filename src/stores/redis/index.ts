@@ -8,13 +8,16 @@ import type {
   ClaimResult,
   DeadLetterQuery,
   DeliveryRecord,
+  LockOptions,
   Settlement,
   Store,
   StoredDeadLetter,
   SubscriptionRecord,
   SubscriptionSpec,
+  Unlock,
   WatchOptions,
 } from '../store.js'
+import { lockToken, takeLock } from '../lock.js'
 import {
   decodeDeadLetter,
   decodeRecord,
@@ -501,6 +504,24 @@ class RedisStore implements Store {
   async deleteDeadLetter(tenant: Tenant, subscriptionId: string, seq: string): Promise<boolean> {
     const k = this.keys.subscription(tenant, subscriptionId)
     return (await this.run<number>(scripts.deleteDeadLetter, [k.rec, k.dead], [seq])) === 1
+  }
+
+  async lock(tenant: Tenant, name: string, options: LockOptions): Promise<Unlock> {
+    this.open()
+    const key = this.keys.base(tenant) + SUFFIX.lock + name
+    const token = lockToken()
+    const ttl = Math.max(1, Math.ceil(options.ttlMs))
+    await takeLock(
+      async () => {
+        this.open()
+        return (await this.main.run((redis) => redis.set(key, token, 'PX', ttl, 'NX'))) === 'OK'
+      },
+      name,
+      options,
+    )
+    return async () => {
+      if (!this.closed) await this.run(scripts.releaseLock, [key], [token])
+    }
   }
 
   async close(): Promise<void> {

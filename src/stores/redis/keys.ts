@@ -12,6 +12,7 @@ import { tenantKey, type Tenant } from '../../event.js'
  *   {P}:{acct}/{ws}:dedupe:{id}   string: time until which a publisher-supplied id counts as a repeat
  *   {P}:{acct}/{ws}:group:{g}     list: staged events of group g, "topic\nid\nJSON"
  *   {P}:{acct}/{ws}:groupttl:{g}  string: time the group expires (the caller's clock)
+ *   {P}:{acct}/{ws}:lock:{name}   string: the token of the lock's holder (TTL: the lock's)
  *   {P}:{acct}/{ws}:subs          set: subscription ids
  *   {P}:{acct}/{ws}:sub:{s}       hash: spec (JSON), createdAt, startSeq, cursor
  *   {P}:{acct}/{ws}:leases:{s}    hash: lease id → "<leased at>\n<consumer>", one per claim's batch of first deliveries
@@ -41,6 +42,7 @@ export const SUFFIX = {
   dedupe: 'dedupe:',
   group: 'group:',
   groupTtl: 'groupttl:',
+  lock: 'lock:',
   trimWait: 'trimwait',
 } as const
 

@@ -91,6 +91,11 @@ export function prepareStatements(db: Database) {
     ),
     head: prepare<[number], number | null>(db, 'SELECT max(seq) FROM events WHERE tenant = ?', 'pluck'),
 
+    // locks: 'lock:<tenant>\n<name>' → '<holder's token> <time it lapses>'
+    lockHolder: prepare<[string], string>(db, 'SELECT value FROM herald_meta WHERE key = ?', 'pluck'),
+    setLock: prepare<[string, string]>(db, 'INSERT OR REPLACE INTO herald_meta (key, value) VALUES (?, ?)'),
+    dropLock: prepare<[string, string]>(db, 'DELETE FROM herald_meta WHERE key = ? AND value LIKE ?'),
+
     // dedupe
     dedupeUntil: prepare<[number, string], number>(
       db,
