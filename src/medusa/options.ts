@@ -23,6 +23,11 @@ export interface HeraldMedusaOptions {
   workspace?: string
   /** How long shutdown waits for deliveries in flight, in ms (default 10 s). */
   drainTimeout?: number
+  /**
+   * Largest event (data + metadata as JSON), in bytes (default 16 MiB). Medusa's modules emit
+   * one event with every id a bulk change touched, so the limit sits well above the core's 1 MiB.
+   */
+  maxPayloadBytes?: number
 }
 
 export interface ResolvedOptions {
@@ -32,9 +37,11 @@ export interface ResolvedOptions {
   groupTtlMs: number
   tenant: Tenant
   drainTimeout: number | undefined
+  maxPayloadBytes: number
 }
 
 export const DEFAULT_GROUPED_EVENTS_TTL_SECONDS = 600
+export const MEDUSA_MAX_PAYLOAD_BYTES = 16 * 1024 * 1024
 
 /**
  * Herald's default policy with the longest attempt timeout it allows (1 hour). Medusa's
@@ -55,6 +62,7 @@ const KNOWN = new Set<string>([
   'account',
   'workspace',
   'drainTimeout',
+  'maxPayloadBytes',
 ])
 
 /** Hints for keys that belong to Medusa's own event modules. */
@@ -109,5 +117,9 @@ export function resolveOptions(input: unknown): ResolvedOptions {
     tenant,
     drainTimeout:
       options.drainTimeout === undefined ? undefined : positiveNumber('drainTimeout', options.drainTimeout),
+    maxPayloadBytes:
+      options.maxPayloadBytes === undefined
+        ? MEDUSA_MAX_PAYLOAD_BYTES
+        : positiveNumber('maxPayloadBytes', options.maxPayloadBytes),
   }
 }

@@ -11,14 +11,7 @@ import { createBus, type Bus, type EventBus, type SubscribeOptions } from '../bu
 import type { Handler, HandlerContext } from '../delivery/attempt.js'
 import type { RetryPolicy } from '../delivery/policy.js'
 import { HeraldError, describeError } from '../errors.js'
-import {
-  isoTime,
-  prepareBatch,
-  DEFAULT_MAX_PAYLOAD_BYTES,
-  type EventInput,
-  type HeraldEvent,
-  type Tenant,
-} from '../event.js'
+import { isoTime, prepareBatch, type EventInput, type HeraldEvent, type Tenant } from '../event.js'
 import { now as clock } from '../clock.js'
 import { ulid } from '../ids.js'
 import { WILDCARD } from '../topic.js'
@@ -92,6 +85,9 @@ export class HeraldEventBusService implements IEventBusModuleService {
   private readonly logger: MedusaLogSink
   /** Server instances of a shared store leave running subscribers to the workers, as Medusa's modes mean. */
   private readonly runsSubscribers: boolean
+  /** A subscriber with an id is a durable subscription in the store (not on the module's own memory store: see `subscribe`). */
+  private readonly durableIds: boolean
+  private readonly maxPayloadBytes: number
   private readonly registrations = new Map<string, Registration[]>()
   private readonly interceptors = new Set<InterceptorSubscriber>()
   private readonly releaseTimes = new Map<string, Date>()
@@ -118,6 +114,7 @@ export class HeraldEventBusService implements IEventBusModuleService {
       closeStore: owned,
       retry: settings.retry,
       groupTtl: settings.groupTtlMs,
+      maxPayloadBytes: settings.maxPayloadBytes,
       logger,
       observer: { published: (events) => this.published(events) },
       ...(settings.drainTimeout === undefined ? {} : { drainTimeout: settings.drainTimeout }),
@@ -126,6 +123,8 @@ export class HeraldEventBusService implements IEventBusModuleService {
     this.bus = this.root.scope(settings.tenant)
     // A memory store lives in this process only: nobody else could run its subscribers.
     this.runsSubscribers = moduleDeclaration?.worker_mode !== 'server' || store.kind === 'memory'
+    this.durableIds = !(store.kind === 'memory' && owned)
+    this.maxPayloadBytes = settings.maxPayloadBytes
     if (store.kind === 'memory' && owned) {
       this.logger.warn(
         'herald: the Medusa event module uses the memory store; events do not survive a restart. Use a sqlite: or redis:// store in production.',
@@ -158,11 +157,14 @@ export class HeraldEventBusService implements IEventBusModuleService {
       this.noteIgnored(settings.ignored)
       const pending = { message, settings, createdMs, createdIso }
       // A grouped event is staged at once, as Medusa stages it: delayed, it could reach its group
-      // after the release and expire there. Its group's release decides when it is delivered.
-      if (settings.delay > 0 && !message.metadata?.eventGroupId) {
+      // after the release and expire there. Its group's release decides when it is delivered;
+      // Medusa would wait its delay after the release, which this module does not (said once).
+      const grouped = Boolean(message.metadata?.eventGroupId)
+      if (settings.delay > 0 && grouped) this.noteIgnored(['delay (grouped)'])
+      if (settings.delay > 0 && !grouped) {
         // Checked now, so a bad event fails its emit rather than its timer.
         prepareBatch(toEventInput(message, settings, createdIso, createdIso), this.tenant, {
-          maxPayloadBytes: DEFAULT_MAX_PAYLOAD_BYTES,
+          maxPayloadBytes: this.maxPayloadBytes,
           now: Date.now(),
         })
         later.push(pending)
@@ -257,7 +259,9 @@ export class HeraldEventBusService implements IEventBusModuleService {
       this.logger.warn(
         key === 'groupedEventsTTL'
           ? 'herald: the emit option groupedEventsTTL is ignored; set groupedEventsTTL in the module options'
-          : `herald: the emit option ${key} is ignored; retries follow the module's retry policy`,
+          : key === 'delay (grouped)'
+            ? "herald: the delay of a grouped event is not applied: it is delivered when its group is released (Medusa's modules wait the delay after the release)"
+            : `herald: the emit option ${key} is ignored; retries follow the module's retry policy`,
       )
     }
   }
@@ -269,6 +273,10 @@ export class HeraldEventBusService implements IEventBusModuleService {
    * receives every matching event stored after it first existed, across restarts. Without one it
    * is live, like Medusa's: Medusa then generates a random id, and a durable subscription per
    * random id would pile up in the store with every restart, owed events nobody will claim.
+   * On the module's own memory store (the default) every subscriber is live: nothing there
+   * outlives the process anyway, and a live subscriber has started by the time `emit` resolves,
+   * as Medusa's local module promises. (A memory store object passed in may be shared by several
+   * module instances, as workers share a store: there ids stay durable.)
    */
   subscribe(eventName: string | symbol, subscriber: Subscriber, context?: HeraldSubscriberContext): this {
     if (typeof subscriber !== 'function')
@@ -283,7 +291,7 @@ export class HeraldEventBusService implements IEventBusModuleService {
     if (list.some((registration) => registration.id === id)) {
       throw new HeraldError('duplicate_subscription', `Subscriber with id ${id} already exists`)
     }
-    const durable = given !== undefined && context?.durable !== false
+    const durable = given !== undefined && context?.durable !== false && this.durableIds
     const registration: Registration = {
       event,
       id,
@@ -326,12 +334,12 @@ export class HeraldEventBusService implements IEventBusModuleService {
     if (registration.event !== WILDCARD && event.topic !== registration.event) return undefined
     const subscriber = registration.subscriber as (
       event: ReturnType<typeof toMedusaEvent>,
-      ctx: HandlerContext,
+      ctx?: HandlerContext,
     ) => unknown
-    return subscriber(
-      toMedusaEvent(event, () => this.publishedAtOf(event)),
-      ctx,
-    )
+    const message = toMedusaEvent(event, () => this.publishedAtOf(event))
+    // Medusa calls subscribers with the event alone (tests assert exactly that); one declared
+    // with a second parameter gets Herald's context (its abort signal, the attempt).
+    return subscriber.length >= 2 ? subscriber(message, ctx) : subscriber(message)
   }
 
   /**
@@ -375,11 +383,14 @@ export class HeraldEventBusService implements IEventBusModuleService {
 
   /** Moves the group's staged events into the log in one atomic step; its subscribers then get them. */
   async releaseGroupedEvents(eventGroupId: string): Promise<void> {
+    // No group (a workflow that ran without one): nothing to release, as in Medusa.
+    if (typeof eventGroupId !== 'string' || eventGroupId === '') return
     this.rememberRelease(eventGroupId, new Date())
     await this.bus.releaseGroupedEvents(eventGroupId)
   }
 
   async clearGroupedEvents(eventGroupId: string, options?: { eventNames?: string[] }): Promise<void> {
+    if (typeof eventGroupId !== 'string' || eventGroupId === '') return
     await this.bus.clearGroupedEvents(
       eventGroupId,
       options?.eventNames ? { eventNames: options.eventNames } : {},

@@ -3,7 +3,7 @@ import { Module, Modules } from '@medusajs/framework/utils'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { isHeraldError, memoryStore } from '../../src/index.js'
 import definition, { EVENT_BUS_MODULE, HeraldEventBusService } from '../../src/medusa/index.js'
 import { openStore } from '../../src/medusa/open-store.js'
@@ -153,6 +153,61 @@ describe('herald/medusa options', () => {
     expect(seen).toEqual(['outlet.only'])
     await Promise.all([shop.__hooks.onApplicationShutdown(), outlet.__hooks.onApplicationShutdown()])
     await store.close()
+  })
+})
+
+describe("herald/medusa with its defaults, where apps' tests hold it to Medusa's local module", () => {
+  it('has started every subscriber, ids or not, when emit resolves, calling each with the event alone', async () => {
+    const service = construct({})
+    const withId = vi.fn(async () => {})
+    const withoutId = vi.fn(async () => {})
+    service.subscribe('order.placed', withId, { subscriberId: 'notify' })
+    service.subscribe('order.placed', withoutId)
+    await service.emit({ name: 'order.placed', data: { id: 'o1' } })
+    for (const subscriber of [withId, withoutId]) {
+      expect(subscriber).toHaveBeenCalledWith({
+        name: 'order.placed',
+        data: { id: 'o1' },
+        metadata: expect.objectContaining({ created_at: expect.any(Date) }),
+      })
+    }
+    await service.__hooks.onApplicationShutdown()
+  })
+
+  it("passes Herald's context to a subscriber declared with a second parameter", async () => {
+    const service = construct({})
+    let signal: unknown
+    service.subscribe('order.placed', async (_event: unknown, ctx?: { signal: AbortSignal }) => {
+      signal = ctx?.signal
+    })
+    await service.emit({ name: 'order.placed', data: {} })
+    expect(signal).toBeInstanceOf(AbortSignal)
+    await service.__hooks.onApplicationShutdown()
+  })
+
+  it('releases and clears nothing, without an error, for a missing group id', async () => {
+    const service = construct({})
+    for (const id of [undefined, null, '']) {
+      await service.releaseGroupedEvents(id as never)
+      await service.clearGroupedEvents(id as never)
+    }
+    await service.__hooks.onApplicationShutdown()
+  })
+
+  it("takes an event of every id a bulk change touched (over the core's 1 MiB); maxPayloadBytes sets the limit", async () => {
+    const ids = Array.from({ length: 60_000 }, (_, i) => `variant_${String(i).padStart(20, '0')}`)
+    const service = construct({})
+    const seen = vi.fn(async () => {})
+    service.subscribe('product-variant.deleted', seen)
+    await service.emit({ name: 'product-variant.deleted', data: { id: ids }, options: { internal: true } })
+    expect(seen).toHaveBeenCalledTimes(1)
+    await service.__hooks.onApplicationShutdown()
+
+    const strict = construct({ maxPayloadBytes: 1024 })
+    const error = await strict.emit({ name: 'big', data: { id: ids } }).catch((e: unknown) => e)
+    expect(isHeraldError(error) && error.code).toBe('payload_too_large')
+    await strict.__hooks.onApplicationShutdown()
+    expect(codeOf(() => construct({ maxPayloadBytes: 0 }))).toBe('invalid_option')
   })
 })
 

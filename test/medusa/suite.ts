@@ -145,16 +145,20 @@ export function describeMedusaEventBus(target: SuiteTarget): void {
         ).toBeGreaterThanOrEqual(290)
       })
 
-      it('stages a delayed grouped event at once, so a release within its delay delivers it', async () => {
-        const { service } = start()
+      it('stages a delayed grouped event at once, so a release within its delay delivers it, and says once that the delay is not applied', async () => {
+        const { service, logs } = start()
         const got = collector()
         service.subscribe('order.placed', got.subscriber, { subscriberId: 'delayed-group' })
         await service.emit(grouped('order.placed', { id: 1 }, 'tx-delay'), {
           delay: 200,
         })
+        await service.emit(grouped('order.placed', { id: 2 }, 'tx-delay'), {
+          delay: 200,
+        })
         await service.releaseGroupedEvents('tx-delay')
-        await waitForCount(got.events, 1, 'the grouped event')
-        expect(got.events[0]!.data).toEqual({ id: 1 })
+        await waitForCount(got.events, 2, 'the grouped events')
+        expect(got.events.map((event) => event.data)).toEqual([{ id: 1 }, { id: 2 }])
+        expect(logs.warn.filter((line) => line.includes('delay of a grouped event'))).toHaveLength(1)
       })
 
       it('stores and delivers an event once when its jobId is emitted again', async () => {
