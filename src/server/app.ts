@@ -4,6 +4,7 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } 
 import type { Logger as PinoLogger } from 'pino'
 import { HeraldError } from '../errors.js'
 import { appsPlugin } from './apps.js'
+import { explainingJsonParser } from './bodies.js'
 import type { ServerContext } from './context.js'
 import { courierPlugin } from './courier.js'
 import { deadLettersPlugin } from './dead-letters.js'
@@ -35,6 +36,12 @@ export async function buildApp(context: ServerContext, logger: PinoLogger): Prom
   })
   app.decorateRequest('principal', null as never)
   installErrorHandling(app, context.logger)
+  // Every JSON body (plugins with parsers of their own build theirs the same way) says where it broke.
+  const json = explainingJsonParser(app)
+  app.removeContentTypeParser('application/json')
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) =>
+    json(request, body as string, done),
+  )
   // Once shutdown began, a request that arrives (a kept-alive connection, say) is refused at once.
   app.addHook('onRequest', (_request, reply, done) => {
     if (context.accepting) return done()

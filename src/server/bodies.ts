@@ -36,7 +36,7 @@ export interface EventsBody {
   events: WireEvent[]
 }
 
-type JsonParser = (
+export type JsonParser = (
   request: FastifyRequest,
   body: string,
   done: (error: Error | null, value?: unknown) => void,
@@ -57,12 +57,36 @@ export function normaliseEvents(body: unknown): EventsBody {
 }
 
 /**
+ * Fastify's JSON parser (which refuses `__proto__` keys), answering a body it cannot parse with
+ * the reason (where the JSON broke) rather than Fastify's bare "not valid JSON".
+ */
+export function explainingJsonParser(app: FastifyInstance): JsonParser {
+  const json = app.getDefaultJsonParser('error', 'ignore') as unknown as JsonParser
+  return (request, body, done) =>
+    json(request, body, (error, value) => {
+      if (error && (error as { code?: string }).code === 'FST_ERR_CTP_INVALID_JSON_BODY')
+        return done(new HeraldError('invalid_request', `the body is not valid JSON: ${whyNotJson(body)}`))
+      done(error, value)
+    })
+}
+
+/** Only on the error path: JSON.parse's message names the position; a body it takes held a prototype key. */
+function whyNotJson(body: string): string {
+  try {
+    JSON.parse(body)
+    return 'it has a __proto__ or constructor.prototype key, which is refused'
+  } catch (error) {
+    return (error as Error).message
+  }
+}
+
+/**
  * Content-type parsers for publish endpoints, registered in their plugin only: JSON (one event,
  * an array or `{"events":[...]}`), CloudEvents structured and batch, and CloudEvents binary mode
  * (`ce-*` headers, the data as JSON or text). Anything else is 415.
  */
 export function registerEventBodyParsers(app: FastifyInstance): void {
-  const json = app.getDefaultJsonParser('error', 'ignore') as unknown as JsonParser
+  const json = explainingJsonParser(app)
   app.removeAllContentTypeParsers()
   // The hot path: callback style, no promise per request.
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {

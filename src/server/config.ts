@@ -8,43 +8,55 @@ import { MIN_SECRETS_KEY_LENGTH } from '../service/secret-box.js'
  * The server's settings (DESIGN §7). Sources, strongest first: command-line flags, `HERALD_*`
  * environment variables, the configuration file (`--config` or `HERALD_CONFIG`), defaults.
  */
-const TokenSchema = Type.Object({
-  token: Type.String({ minLength: 16 }),
-  account: Type.Optional(Type.String()),
-  workspace: Type.Optional(Type.String()),
-  publish: Type.Optional(Type.Array(Type.String())),
-  subscribe: Type.Optional(Type.Array(Type.String())),
-  admin: Type.Optional(Type.Boolean()),
-  /** The app this token acts for: events it publishes carry this sender, whatever they claim. */
-  sender: Type.Optional(Type.String({ minLength: 1 })),
-  /** Requests (HTTP requests and stream frames) per second for this token; overrides limits.requestsPerSecond. */
-  requestsPerSecond: Type.Optional(Type.Number({ minimum: 0 })),
-})
+/** A misspelt key is refused: a token's `acount` silently acting in the default tenant is worse than a failed start. */
+const STRICT = { additionalProperties: false } as const
 
-const LimitsSchema = Type.Object({
-  bodyBytes: Type.Optional(Type.Integer({ minimum: 1024 })),
-  eventsPerRequest: Type.Optional(Type.Integer({ minimum: 1 })),
-  wsBufferBytes: Type.Optional(Type.Integer({ minimum: 1024 })),
-  requestsPerSecond: Type.Optional(Type.Number({ minimum: 0 })),
-})
+const TokenSchema = Type.Object(
+  {
+    token: Type.String({ minLength: 16 }),
+    account: Type.Optional(Type.String()),
+    workspace: Type.Optional(Type.String()),
+    publish: Type.Optional(Type.Array(Type.String())),
+    subscribe: Type.Optional(Type.Array(Type.String())),
+    admin: Type.Optional(Type.Boolean()),
+    /** The app this token acts for: events it publishes carry this sender, whatever they claim. */
+    sender: Type.Optional(Type.String({ minLength: 1 })),
+    /** Requests (HTTP requests and stream frames) per second for this token; overrides limits.requestsPerSecond. */
+    requestsPerSecond: Type.Optional(Type.Number({ minimum: 0 })),
+  },
+  STRICT,
+)
 
-const FileSchema = Type.Object({
-  host: Type.Optional(Type.String({ minLength: 1 })),
-  port: Type.Optional(Type.Integer({ minimum: 0, maximum: 65535 })),
-  store: Type.Optional(Type.String({ minLength: 1 })),
-  pingInterval: Type.Optional(Type.Integer({ minimum: 1000 })),
-  sseHeartbeatInterval: Type.Optional(Type.Integer({ minimum: 1000 })),
-  drainTimeout: Type.Optional(Type.Integer({ minimum: 1 })),
-  logLevel: Type.Optional(
-    Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l))),
-  ),
-  limits: Type.Optional(LimitsSchema),
-  tokens: Type.Optional(Type.Array(TokenSchema)),
-  /** Web origins (`https://app.example.com`) whose pages may call the server; `*` for any. */
-  corsOrigins: Type.Optional(Type.Array(Type.String({ minLength: 1 }))),
-  /** Seals webhook secrets in the store (a passphrase; see docs/configuration.md). */
-  secretsKey: Type.Optional(Type.String({ minLength: MIN_SECRETS_KEY_LENGTH })),
-})
+const LimitsSchema = Type.Object(
+  {
+    bodyBytes: Type.Optional(Type.Integer({ minimum: 1024 })),
+    eventsPerRequest: Type.Optional(Type.Integer({ minimum: 1 })),
+    wsBufferBytes: Type.Optional(Type.Integer({ minimum: 1024 })),
+    requestsPerSecond: Type.Optional(Type.Number({ minimum: 0 })),
+  },
+  STRICT,
+)
+
+const FileSchema = Type.Object(
+  {
+    host: Type.Optional(Type.String({ minLength: 1 })),
+    port: Type.Optional(Type.Integer({ minimum: 0, maximum: 65535 })),
+    store: Type.Optional(Type.String({ minLength: 1 })),
+    pingInterval: Type.Optional(Type.Integer({ minimum: 1000 })),
+    sseHeartbeatInterval: Type.Optional(Type.Integer({ minimum: 1000 })),
+    drainTimeout: Type.Optional(Type.Integer({ minimum: 1 })),
+    logLevel: Type.Optional(
+      Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l))),
+    ),
+    limits: Type.Optional(LimitsSchema),
+    tokens: Type.Optional(Type.Array(TokenSchema)),
+    /** Web origins (`https://app.example.com`) whose pages may call the server; `*` for any. */
+    corsOrigins: Type.Optional(Type.Array(Type.String({ minLength: 1 }))),
+    /** Seals webhook secrets in the store (a passphrase; see docs/configuration.md). */
+    secretsKey: Type.Optional(Type.String({ minLength: MIN_SECRETS_KEY_LENGTH })),
+  },
+  STRICT,
+)
 
 export type TokenConfig = Static<typeof TokenSchema>
 export type ServerConfigInput = Static<typeof FileSchema>

@@ -2,6 +2,7 @@ import type { FastifyPluginAsync } from 'fastify'
 import { Type } from '@sinclair/typebox'
 import { assertTenant } from '../event.js'
 import { authenticate, type Principal } from './auth.js'
+import { explainingJsonParser } from './bodies.js'
 import type { ServerContext } from './context.js'
 import { IdsSchema } from './events.js'
 import { publish } from './publish.js'
@@ -26,7 +27,7 @@ const CourierParams = Type.Object({
  * event's data, the key its topic. The path's tenant must be the token's (an open server takes it as given).
  */
 export const courierPlugin: FastifyPluginAsync<{ context: ServerContext }> = async (app, { context }) => {
-  const json = app.getDefaultJsonParser('error', 'ignore')
+  const json = explainingJsonParser(app)
   app.removeAllContentTypeParsers()
   // `sendEvent` may send no message at all: an empty body is null data.
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {

@@ -65,7 +65,8 @@ export class StreamSubscriptions {
 
   close(): void {
     if (!this.tail) return
-    this.lastPosition = this.tail.position
+    // A tail that saw nothing since it replaced another leaves the last seq sent as it was.
+    this.lastPosition = this.tail.position ?? this.lastPosition
     this.tail.close()
     this.tail = undefined
   }

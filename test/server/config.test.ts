@@ -75,6 +75,22 @@ describe('configuration', () => {
     expect(() => loadConfig({ env: { HERALD_TOKENS: 'nope' } })).toThrow(/HERALD_TOKENS must be a JSON array/)
   })
 
+  it('refuses a misspelt key, in the file, its limits and its tokens (a token’s `acount` would act in the default tenant)', () => {
+    const token = '0123456789abcdef'
+    expect(() => loadConfig({ configPath: file({ prot: 9000 }), env: {} })).toThrow(
+      /\/prot: Unexpected property/,
+    )
+    expect(() => loadConfig({ configPath: file({ limits: { bodyByte: 10 } }), env: {} })).toThrow(
+      /\/limits\/bodyByte/,
+    )
+    expect(() => loadConfig({ configPath: file({ tokens: [{ token, acount: 'acme' }] }), env: {} })).toThrow(
+      /\/tokens\/0\/acount/,
+    )
+    expect(() =>
+      loadConfig({ env: { HERALD_TOKENS: JSON.stringify([{ token, workspce: 'dev' }]) } }),
+    ).toThrow(/workspce/)
+  })
+
   it('takes a secretsKey for webhook secrets from the file or HERALD_SECRETS_KEY, and refuses a short one', () => {
     expect(loadConfig({ env: {} }).secretsKey).toBeUndefined()
     expect(

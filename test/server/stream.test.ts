@@ -48,6 +48,18 @@ describe('native WebSocket /v1/stream', () => {
     client.close()
   })
 
+  it('replies to every later subscribe with the seq of the last event sent, however many came between', async () => {
+    const client = await StreamClient.open(`${t.wsUrl}/v1/stream`, auth)
+    await client.call({ subscribe: ['wsp/a'] })
+    await publish('wsp/a', 1)
+    const [sent] = await client.events(1)
+    for (const pattern of ['wsp/b', 'wsp/c'])
+      expect(await client.call({ subscribe: [pattern] })).toMatchObject({ position: sent!.seq })
+    await client.call({ unsubscribe: ['wsp/a', 'wsp/b', 'wsp/c'] })
+    expect(await client.call({ subscribe: ['wsp/d'] })).toMatchObject({ position: sent!.seq })
+    client.close()
+  })
+
   it('delivers an event matching several patterns once', async () => {
     const client = await StreamClient.open(`${t.wsUrl}/v1/stream`, auth)
     await client.call({ subscribe: ['ws2'] })
