@@ -25,6 +25,13 @@ export interface TailOptions {
    * more memory than the stream allows. Live events that arrive meanwhile wait in the tail.
    */
   backpressure?: () => Promise<void> | undefined
+  /**
+   * Most live events held back while a replay runs (default: no limit). Past it the tail closes
+   * and `onOverflow` is told: a listener that cannot keep up must resume from its position
+   * rather than make the process hold everything stored meanwhile.
+   */
+  maxHeld?: number
+  onOverflow?: () => void
 }
 
 /** A live view of a tenant's events for one listener: what streams (WebSocket, SSE, `herald tail`) use. */
@@ -78,7 +85,13 @@ export class TailReceiver implements Receiver, Tail {
 
   offer(event: HeraldEvent): void {
     if (this.closed || !this.matches(event)) return
-    if (this.held) this.held.push(event)
+    if (this.held) {
+      this.held.push(event)
+      if (this.held.length > (this.options.maxHeld ?? Infinity)) {
+        this.close()
+        this.options.onOverflow?.()
+      }
+    }
     // The replay may have read it from the log before its live copy came (a store whose watch
     // lags its log, as Redis's feed can): a tenant's seqs only grow, so an old one was handed over.
     else if (this.position === undefined || event.seq! > this.position) this.emit(event)

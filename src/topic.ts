@@ -120,12 +120,22 @@ export function patternMatches(pattern: string, topic: string): boolean {
 /** A predicate for a fixed set of patterns; used where one subscription tests events one by one. */
 export function compileMatcher(patterns: readonly string[]): (topic: string) => boolean {
   if (patterns.includes(WILDCARD)) return () => true
+  if (patterns.length > SCAN_PATTERNS_UP_TO) {
+    // A stream may hold a thousand patterns: scanning them all for each event would let one
+    // client make every publish slow. The trie walks the topic's segments once instead.
+    const index = new TopicIndex<true>()
+    for (const pattern of patterns) index.add(pattern, true)
+    return (topic) => index.match(topic).length > 0
+  }
   const list = [...patterns]
   return (topic) => {
     for (const pattern of list) if (patternMatches(pattern, topic)) return true
     return false
   }
 }
+
+/** Up to this many patterns, testing each in turn is cheaper than building and walking a trie. */
+const SCAN_PATTERNS_UP_TO = 8
 
 interface TrieNode<T> {
   children: Map<string, TrieNode<T>>

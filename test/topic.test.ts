@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { isHeraldError } from '../src/index.js'
-import { TopicIndex, assertTopic, patternMatches, splitPatterns } from '../src/topic.js'
+import { TopicIndex, assertTopic, compileMatcher, patternMatches, splitPatterns } from '../src/topic.js'
 
 function codeOf(fn: () => unknown): string | undefined {
   try {
@@ -77,6 +77,32 @@ describe('patterns', () => {
   it('refuses more distinct patterns than a given bound, counting a repeat once', () => {
     expect(splitPatterns('a;b;a;b;c', 3)).toEqual(['a', 'b', 'c'])
     expect(codeOf(() => splitPatterns('a;b;c;d', 3))).toBe('invalid_request')
+  })
+})
+
+describe('a compiled list of patterns', () => {
+  it('answers as its patterns do, whether it scans a few or walks a trie of many', () => {
+    const few = ['order/*/paid', 'invoice']
+    const many = [...Array.from({ length: 999 }, (_, i) => `order/${i}/x/y/z/long-segment`), ...few]
+    const topics = [
+      'order/1/paid',
+      'order/1/paid/partial',
+      'order/1/refunded',
+      'invoice',
+      'invoice/9',
+      'order/7/x/y/z/long-segment/deeper',
+      'order/1000/x/y/z/long-segment',
+      'other',
+    ]
+    for (const patterns of [few, many]) {
+      const matches = compileMatcher(patterns)
+      for (const topic of topics)
+        expect([topic, matches(topic)]).toEqual([
+          topic,
+          patterns.some((pattern) => patternMatches(pattern, topic)),
+        ])
+    }
+    expect(compileMatcher([...many, '*'])('anything')).toBe(true)
   })
 })
 

@@ -40,7 +40,13 @@ export const eventsPlugin: FastifyPluginAsync<{ context: ServerContext }> = asyn
       ) {
         throw new HeraldError('not_found', `no event ${JSON.stringify(request.params.id)} in this tenant`)
       }
-      return status
+      if (principal.admin) return status
+      // A failure's text comes from the subscriber (a webhook's answer): only admins, who set the
+      // subscriptions up, read it; a publisher sees where its event stands.
+      return {
+        event: status.event,
+        deliveries: status.deliveries.map(({ lastError: _withheld, ...delivery }) => delivery),
+      }
     },
   )
 }

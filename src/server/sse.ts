@@ -6,7 +6,7 @@ import { splitPatterns } from '../topic.js'
 import { authenticate, type Principal } from './auth.js'
 import type { ServerContext } from './context.js'
 import { sseMessage } from './frames.js'
-import { StreamSubscriptions } from './subscriptions.js'
+import { HELD_BACK, StreamSubscriptions } from './subscriptions.js'
 import { waitForDrain, type Closable } from './ws-connection.js'
 import { MAX_PATTERNS_PER_CONNECTION } from './stream.js'
 
@@ -39,6 +39,7 @@ class SseConnection implements Closable {
         !this.closed && response.writableLength > context.config.limits.wsBufferBytes / 4
           ? waitForDrain(response)
           : undefined,
+      () => this.closeAsSlow(HELD_BACK),
     )
     this.heartbeat = setInterval(() => this.write(HEARTBEAT, 0), context.config.sseHeartbeatInterval)
     this.heartbeat.unref()
@@ -58,16 +59,20 @@ class SseConnection implements Closable {
     if (this.closed) return
     this.response.write(chunk)
     if (events > 0) this.context.metrics.eventsStreamed('sse', events)
-    if (this.response.writableLength > this.context.config.limits.wsBufferBytes) {
-      this.context.metrics.slowClientClosed('sse')
-      this.context.logger.warn(
-        { principal: this.principal.name, transport: 'sse', buffered: this.response.writableLength },
-        'closing a stream client that reads too slowly',
-      )
-      // An SSE client has no close code: the stream just ends; it resumes with Last-Event-ID.
-      this.cleanUp()
-      this.response.destroy()
-    }
+    if (this.response.writableLength > this.context.config.limits.wsBufferBytes)
+      this.closeAsSlow(`more than ${this.context.config.limits.wsBufferBytes} bytes waiting to be sent`)
+  }
+
+  private closeAsSlow(why: string): void {
+    if (this.closed) return
+    this.context.metrics.slowClientClosed('sse')
+    this.context.logger.warn(
+      { principal: this.principal.name, transport: 'sse', buffered: this.response.writableLength, why },
+      'closing a stream client that reads too slowly',
+    )
+    // An SSE client has no close code: the stream just ends; it resumes with Last-Event-ID.
+    this.cleanUp()
+    this.response.destroy()
   }
 
   private end(): void {

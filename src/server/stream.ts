@@ -10,7 +10,7 @@ import type { ServerContext } from './context.js'
 import { toHeraldError } from './errors.js'
 import { errorFrame, eventJson, nativeBatchFrame, nativeEventFrame, replyFrame } from './frames.js'
 import { publish, type WireEvent } from './publish.js'
-import { StreamSubscriptions } from './subscriptions.js'
+import { HELD_BACK, StreamSubscriptions } from './subscriptions.js'
 import { openConnection, type WsConnection } from './ws-connection.js'
 
 const Patterns = Type.Union([Type.String(), Type.Array(Type.String())])
@@ -75,6 +75,7 @@ class NativeStream {
       context.bus.scope(principal.tenant),
       (event) => this.deliver(event),
       connection.backpressure,
+      () => connection.closeAsSlow(HELD_BACK),
     )
     connection.onFrame((text, isBinary) => this.frame(text, isBinary))
     connection.onClose(() => this.subscriptions.close())

@@ -3,6 +3,14 @@ import type { HeraldEvent } from '../event.js'
 import type { Tail } from '../tail.js'
 
 /**
+ * Live events a stream holds back while it replays for a client; past them the client is closed
+ * as too slow and resumes from its last seq (its replay is then shorter by what it did read).
+ */
+export const MAX_HELD_EVENTS = 5_000
+/** Why such a client is closed, in its close reason and the log. */
+export const HELD_BACK = `more than ${MAX_HELD_EVENTS} live events held back behind its replay`
+
+/**
  * The patterns one stream connection listens to, served by a single tail over their union, so
  * an event matching several patterns still arrives once. Changing the set swaps the tail
  * synchronously: stores hand events to tails synchronously, so nothing is lost or repeated
@@ -18,6 +26,8 @@ export class StreamSubscriptions {
     private readonly listener: (event: HeraldEvent) => void,
     /** Paces replays: a promise while the client still has too much to read. */
     private readonly backpressure: () => Promise<void> | undefined,
+    /** Too many live events waited behind a replay the client reads too slowly: close it as slow. */
+    private readonly overflow: () => void,
   ) {}
 
   get list(): readonly string[] {
@@ -58,7 +68,9 @@ export class StreamSubscriptions {
     this.tail = this.bus.tail(
       patterns,
       this.listener,
-      since === undefined ? {} : { since, backpressure: this.backpressure },
+      since === undefined
+        ? {}
+        : { since, backpressure: this.backpressure, maxHeld: MAX_HELD_EVENTS, onOverflow: this.overflow },
     )
     return this.tail.ready
   }

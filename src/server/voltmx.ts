@@ -12,7 +12,7 @@ import { IdsSchema } from './events.js'
 import { voltmxEventFrame } from './frames.js'
 import { partitionByPermission, publish, type WireEvent } from './publish.js'
 import { checkFrame, MAX_PATTERNS_PER_CONNECTION, parseFrame } from './stream.js'
-import { StreamSubscriptions } from './subscriptions.js'
+import { HELD_BACK, StreamSubscriptions } from './subscriptions.js'
 import { openConnection, type WsConnection } from './ws-connection.js'
 
 /** Volt MX server event codes (its client SDK's wire format; DESIGN §7). */
@@ -109,6 +109,7 @@ class VoltmxStream {
       context.bus.scope(principal.tenant),
       (event) => connection.sendEvents(voltmxEventFrame(event), 1),
       connection.backpressure,
+      () => connection.closeAsSlow(HELD_BACK),
     )
     connection.onFrame((text, isBinary) => this.frame(text, isBinary))
     connection.onClose(() => this.subscriptions.close())

@@ -144,21 +144,24 @@ export class WsConnection implements Pingable, Closable {
       queueMicrotask(this.uncork)
     }
     this.socket.send(frame, SEND_TEXT)
-    if (this.socket.bufferedAmount > this.options.bufferLimit) {
-      this.options.metrics.slowClientClosed(this.options.transport)
-      this.options.logger.warn(
-        {
-          principal: this.principal.name,
-          transport: this.options.transport,
-          buffered: this.socket.bufferedAmount,
-        },
-        'closing a stream client that reads too slowly',
-      )
-      this.close(
-        CLOSE_CODES.slowConsumer,
-        `slow consumer: more than ${this.options.bufferLimit} bytes waiting to be sent`,
-      )
-    }
+    if (this.socket.bufferedAmount > this.options.bufferLimit)
+      this.closeAsSlow(`more than ${this.options.bufferLimit} bytes waiting to be sent`)
+  }
+
+  /** Closes a client that reads too slowly (4008); it resumes from its last seq. */
+  closeAsSlow(why: string): void {
+    if (this.closing) return
+    this.options.metrics.slowClientClosed(this.options.transport)
+    this.options.logger.warn(
+      {
+        principal: this.principal.name,
+        transport: this.options.transport,
+        buffered: this.socket.bufferedAmount,
+        why,
+      },
+      'closing a stream client that reads too slowly',
+    )
+    this.close(CLOSE_CODES.slowConsumer, `slow consumer: ${why}`)
   }
 
   private readonly uncork = (): void => {

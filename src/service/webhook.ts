@@ -126,6 +126,19 @@ export class WebhookError extends RetryLaterError {
   }
 }
 
+/**
+ * The URL as failures name it (in logs, `lastError`, dead letters): without credentials in its
+ * user part or its query (`?apikey=…`), which do not help anyone find the fault.
+ */
+function shownUrl(url: string): string {
+  try {
+    const parsed = new URL(url)
+    return `${parsed.origin}${parsed.pathname}${parsed.search ? '?…' : ''}`
+  } catch {
+    return '(the webhook URL)'
+  }
+}
+
 /** The endpoint answered 410 Gone: this delivery is dead, and so (to a registry) is the endpoint. */
 export class EndpointGoneError extends NonRetriableError {
   override readonly name = 'EndpointGoneError'
@@ -174,7 +187,7 @@ export function webhookHandler(
     request.headers['user-agent'] = userAgent
     const { status, snippet, retryAfter } = await post(request.url, request.headers, request.body, ctx.signal)
     if (status >= 200 && status < 300) return
-    const message = `POST ${request.url} answered ${status}${snippet ? `: ${snippet}` : ''}`
+    const message = `POST ${shownUrl(request.url)} answered ${status}${snippet ? `: ${snippet}` : ''}`
     if (retriable(status)) throw new WebhookError(message, status, parseRetryAfter(retryAfter, Date.now()))
     if (status === 410) {
       const gone = new EndpointGoneError(message)

@@ -69,6 +69,8 @@ interface Transaction {
   rows: (string | number)[]
   appended: HeraldEvent[]
   appendedSeqs: number[]
+  /** Their JSON's length: what they weigh in the event cache. */
+  appendedBytes: number[]
   /** Tenants created in this transaction: cached only once it committed. */
   tenants: Map<string, number> | undefined
 }
@@ -110,7 +112,7 @@ class SqliteStore implements Store {
         `sqliteStore: ${options.path} lacks Herald's tables: ${messageOf(error)}`,
       )
     }
-    this.cache = new EventCache(options.cachedEvents)
+    this.cache = new EventCache(options.cachedEvents, options.cachedBytes)
     this.checkpointer = new Checkpointer(resolve(options.path), CHECKPOINT_INTERVAL_MS)
     this.queue = new CommitQueue<Transaction>(
       this.db,
@@ -121,6 +123,7 @@ class SqliteStore implements Store {
             rows: [],
             appended: [],
             appendedSeqs: [],
+            appendedBytes: [],
             tenants: undefined,
           }),
         beforeCommit: (tx) => this.insertRows(tx),
@@ -176,7 +179,8 @@ class SqliteStore implements Store {
   private committed(tx: Transaction): void {
     if (tx.tenants) for (const [key, id] of tx.tenants) this.tenantIds.set(key, id)
     if (tx.appended.length === 0) return
-    for (let i = 0; i < tx.appended.length; i++) this.cache.add(tx.appendedSeqs[i]!, tx.appended[i]!)
+    for (let i = 0; i < tx.appended.length; i++)
+      this.cache.add(tx.appendedSeqs[i]!, tx.appended[i]!, tx.appendedBytes[i]!)
     for (const listener of this.listeners) {
       try {
         listener(tx.appended)
@@ -241,7 +245,7 @@ class SqliteStore implements Store {
     const body = this.s.eventBody.get(seq)
     if (body === undefined) return undefined
     const event = parseEvent(seq, body)
-    this.cache.add(seq, event)
+    this.cache.add(seq, event, body.length)
     return event
   }
 
@@ -330,6 +334,7 @@ class SqliteStore implements Store {
       appended.push(event)
       tx.appended.push(event)
       tx.appendedSeqs.push(seq)
+      tx.appendedBytes.push(bodies[i]!.length)
     }
     return { appended, staged, duplicates }
   }
@@ -386,6 +391,7 @@ class SqliteStore implements Store {
         events.push(event)
         tx.appended.push(event)
         tx.appendedSeqs.push(seq)
+        tx.appendedBytes.push(body.length)
       }
       return events
     })

@@ -185,6 +185,32 @@ describe('PUT /v1/apps/:app', () => {
 })
 
 describe('/v1/subscriptions', () => {
+  it('a failing webhook’s error names its URL without the credentials in it, and only admins read it', async () => {
+    receiver.reply = () => 404
+    const url = receiver.url.replace('http://', 'http://hookuser:HOOK-PASSWORD@')
+    const created = await request(`${server.url}/v1/subscriptions`, {
+      token: ADMIN,
+      body: { id: 'leaky', patterns: ['orders'], url: `${url}/hook?apikey=HOOK-API-KEY` },
+    })
+    expect(created.status).toBe(201)
+    const [id] = await publish(ORDERS_ONLY, { topic: 'orders/8', data: 1 })
+    await waitFor(async () => (await deliveries(id!))[0]?.state === 'dead', 10_000, 'the delivery to fail')
+    const [failed] = await deliveries(id!)
+    expect(failed!.lastError).toContain(`POST ${receiver.url}/hook?… answered 404`)
+    expect(server.logs()).toContain('answered 404')
+    for (const secret of ['HOOK-PASSWORD', 'HOOK-API-KEY']) {
+      expect(failed!.lastError).not.toContain(secret)
+      expect(server.logs()).not.toContain(secret)
+    }
+    // The publisher sees where its event stands, not what the endpoint answered.
+    const seen = await request<{ deliveries: DeliveryStatus[] }>(`${server.url}/v1/events/${id}`, {
+      token: ORDERS_ONLY,
+    })
+    expect(seen.body.deliveries).toEqual([
+      { subscriptionId: 'leaky', durable: true, state: 'dead', attempts: 1 },
+    ])
+  })
+
   it('creates, lists and deletes a webhook; deliveries are CloudEvents when asked, signed', async () => {
     const created = await request<{ id: string; secret: string; format: string }>(
       `${server.url}/v1/subscriptions`,

@@ -359,6 +359,56 @@ describe('slow SSE client', () => {
   })
 })
 
+describe('a client that stops reading during its replay', () => {
+  it('is disconnected once more live events wait behind the replay than a stream holds', async () => {
+    const stalled = await startTestServer({
+      tokens: TOKENS,
+      limits: { wsBufferBytes: 64 * 1024, bodyBytes: 4 * 1024 * 1024, eventsPerRequest: 1000 },
+      store: 'memory:?maxEvents=20000',
+    })
+    const payload = 'x'.repeat(2000)
+    // A backlog bigger than the stream lets wait for the client: its replay stops for the client.
+    // (10 MB: more than loopback's socket buffers take before the server sees the client stall.)
+    for (let batch = 0; batch < 5; batch++) {
+      const backlog = await request(`${stalled.url}/v1/events`, {
+        token: ACME,
+        body: Array.from({ length: 1000 }, (_, i) => ({ topic: 'held', data: { i, payload } })),
+      })
+      expect(backlog.status).toBe(202)
+    }
+    const { get: httpGet } = await import('node:http')
+    let ended = false
+    let reader: import('node:http').IncomingMessage | undefined
+    await new Promise<void>((resolve) => {
+      const call = httpGet(`${stalled.url}/v1/sse?topics=held&since=&token=${ACME}`, (response) => {
+        response.pause()
+        reader = response
+        response.on('close', () => (ended = true))
+        resolve()
+      })
+      call.on('error', () => (ended = true))
+    })
+    const slowClosed = async () =>
+      (await request<string>(`${stalled.url}/metrics`, { token: TOKENS![0]!.token })).body.includes(
+        'herald_stream_slow_closed_total{transport="sse"} 1',
+      )
+    // Small live events: the bytes waiting for the client stay under its limit; their number does not.
+    for (let i = 0; i < 5 && !(await slowClosed()); i++) {
+      const answer = await request(`${stalled.url}/v1/events`, {
+        token: ACME,
+        body: Array.from({ length: 1000 }, (_, j) => ({ topic: 'held', data: j })),
+      })
+      expect(answer.status).toBe(202)
+    }
+    expect(await slowClosed()).toBe(false) // 5,000 held: not yet
+    await request(`${stalled.url}/v1/events`, { token: ACME, body: { topic: 'held', data: 'one more' } })
+    await waitFor(slowClosed, 5000, 'the stalled client to be closed as slow')
+    reader!.resume() // it reads what was sent before the end, then sees the end
+    await waitFor(() => ended, 5000, 'the client to see the stream end')
+    await stalled.close()
+  })
+})
+
 describe('resuming far behind', () => {
   it('replays more than limits.wsBufferBytes to a client that reads, without closing it', async () => {
     const far = await startTestServer({

@@ -17,6 +17,7 @@ import {
 import { runScript, type Child } from '../support/child.js'
 import { freshTenant, prepared, recorder, waitFor } from '../helpers.js'
 import { describeStoreContract } from './contract.js'
+import { EventCache } from '../../src/stores/sqlite/event-cache.js'
 
 const Database = createRequire(import.meta.url)('better-sqlite3') as typeof BetterSqlite3
 const PROCESS = fileURLToPath(new URL('./fixtures/sqlite-process.ts', import.meta.url))
@@ -670,5 +671,52 @@ describe('sqliteStore', () => {
       expect(seqs.sort()).toEqual(events.map((event) => event.seq).sort())
       await Promise.all([one.close(), two.close()])
     })
+  })
+})
+
+describe('the SQLite event cache', () => {
+  const event = (n: number) => ({
+    id: `e${n}`,
+    topic: 't',
+    data: n,
+    metadata: {},
+    account: 'a',
+    workspace: 'w',
+    time: '',
+  })
+
+  it('holds events up to its byte budget; one that does not fit is left to the file', () => {
+    const cache = new EventCache(100, 1000)
+    cache.add(1, event(1), 600)
+    cache.add(2, event(2), 600) // would make 1,200
+    expect(cache.get(1)?.id).toBe('e1')
+    expect(cache.get(2)).toBeUndefined()
+    cache.add(3, event(3), 400)
+    expect(cache.get(3)?.id).toBe('e3')
+    expect(cache.heldBytes).toBe(1000)
+    // A later seq in the same slot frees what the old one weighed.
+    cache.add(101, event(101), 300)
+    expect(cache.get(1)).toBeUndefined()
+    expect(cache.get(101)?.id).toBe('e101')
+    expect(cache.heldBytes).toBe(700)
+  })
+
+  it('reads back every event of a store whose cache holds few of them', async () => {
+    const store = sqliteStore({ path: freshPath(), cachedBytes: 2048 })
+    const tenant = freshTenant('cache')
+    const now = Date.now()
+    const big = 'x'.repeat(1500)
+    const { appended } = await store.append(
+      tenant,
+      prepared(
+        tenant,
+        Array.from({ length: 20 }, (_, i) => ({ topic: 'big', data: `${i}${big}` })),
+        now,
+      ),
+      { now, dedupeWindowMs: 60_000, groupTtlMs: 60_000 },
+    )
+    const read = await store.read(tenant, { limit: 100 })
+    expect(read.map((e) => e.data)).toEqual(appended.map((e) => e.data))
+    await store.close()
   })
 })

@@ -23,6 +23,8 @@ export interface SqliteStoreOptions {
   maxBatchEvents?: number
   /** Recently stored events kept as objects, so that claims need not parse them again (default 20,000; 0 for none). */
   cachedEvents?: number
+  /** The most those cached events' JSON may weigh in all, in bytes (default 32 MiB; larger events are not cached). */
+  cachedBytes?: number
 }
 
 export type ResolvedSqliteOptions = Required<SqliteStoreOptions>
@@ -36,6 +38,7 @@ export const SQLITE_DEFAULTS = Object.freeze({
   retentionBatch: 2000,
   maxBatchEvents: 1000,
   cachedEvents: 20_000,
+  cachedBytes: 32 * 1024 * 1024,
 })
 
 /** Fills defaults and checks every option; throws `invalid_option` naming the one at fault. */
@@ -67,6 +70,7 @@ export function resolveSqliteOptions(options: SqliteStoreOptions): ResolvedSqlit
     ['retentionBatch', 'positive'],
     ['maxBatchEvents', 'positive'],
     ['cachedEvents', 'non-negative'],
+    ['cachedBytes', 'non-negative'],
   ]
   for (const [name, kind] of counts) {
     const value = resolved[name]
