@@ -169,11 +169,9 @@ const QUERY_TOKEN_NAMES = ['token', 'x-voltmx-authorization']
  * `X-Voltmx-Authorization` query parameter.
  */
 export function requestToken(request: FastifyRequest, fromQuery: boolean): string | undefined {
-  const authorization = request.headers.authorization
-  if (authorization !== undefined) {
-    const match = /^Bearer\s+(\S+)\s*$/i.exec(authorization)
-    return match ? match[1] : undefined
-  }
+  // Another scheme there (a proxy's Basic credentials, say) is not Herald's: look on.
+  const bearer = /^Bearer\s+(\S+)\s*$/i.exec(request.headers.authorization ?? '')
+  if (bearer) return bearer[1]
   const voltmx = request.headers['x-voltmx-authorization']
   if (typeof voltmx === 'string') return voltmx.trim()
   if (fromQuery) {

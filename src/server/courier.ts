@@ -29,11 +29,21 @@ const CourierParams = Type.Object({
 export const courierPlugin: FastifyPluginAsync<{ context: ServerContext }> = async (app, { context }) => {
   const json = explainingJsonParser(app)
   app.removeAllContentTypeParsers()
-  // `sendEvent` may send no message at all: an empty body is null data.
+  // The bodies VTEX's courier takes (co-body's JSON, form and text). `sendEvent` without a message
+  // sends an empty form: like an empty body of any kind it is `{}`, which is what VTEX hands on
+  // (an app built on @vtex/api refuses anything but an object or an array).
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
-    if ((body as string).trim() === '') return done(null, null)
+    if ((body as string).trim() === '') return done(null, {})
     json(request, body as string, done)
   })
+  app.addContentTypeParser(
+    'application/x-www-form-urlencoded',
+    { parseAs: 'string' },
+    (_request, body, done) => done(null, Object.fromEntries(new URLSearchParams(body as string))),
+  )
+  app.addContentTypeParser(/^text\//, { parseAs: 'string' }, (_request, body, done) =>
+    done(null, (body as string) === '' ? {} : body),
+  )
   app.addHook('onRequest', authenticate(context.auth))
 
   app.put<{ Params: { account: string; workspace: string; key: string } }>(
@@ -44,10 +54,13 @@ export const courierPlugin: FastifyPluginAsync<{ context: ServerContext }> = asy
       const tenant = assertTenant({ account: request.params.account, workspace: request.params.workspace })
       const acting = context.auth.inTenant(principal, tenant)
       const sender = courierSender(principal, request.headers['user-agent'])
+      // The operation the event belongs to, which apps pass on from the event that made them send it.
+      const operationId = request.headers['x-vtex-operation-id']
       const event = {
         topic: request.params.key,
-        data: request.body === undefined ? null : request.body,
+        data: request.body === undefined || request.body === null ? {} : request.body,
         ...(sender ? { sender } : {}),
+        ...(typeof operationId === 'string' && operationId !== '' ? { metadata: { operationId } } : {}),
       }
       const ids = await publish(context.bus, acting, [event], 1)
       return reply.code(202).send({ ids })

@@ -5,7 +5,7 @@ import type { WebSocket } from 'ws'
 import { isHeraldError } from '../errors.js'
 import { parsePattern } from '../topic.js'
 import { authenticate, type Principal } from './auth.js'
-import { eventsBodySchema, registerEventBodyParsers, type EventsBody } from './bodies.js'
+import { eventsBodySchema, explainingJsonParser, normaliseEvents, type EventsBody } from './bodies.js'
 import type { ServerContext } from './context.js'
 import { toHeraldError } from './errors.js'
 import { IdsSchema } from './events.js'
@@ -76,7 +76,8 @@ function fromVoltmx(input: VoltmxEvent & WireEvent): WireEvent {
 interface Outcome {
   code: number
   message: string
-  successTopics: string[]
+  /** Absent from a full failure. */
+  successTopics?: string[]
   failedTopics: string[]
 }
 
@@ -91,8 +92,8 @@ function outcome(
   if (failed.length === 0)
     return { code: all, message: `${verb} successfully`, successTopics: success, failedTopics: [] }
   const why = reason ? `: ${reason}` : ''
-  if (success.length === 0)
-    return { code: none, message: `${verb} failed${why}`, successTopics: [], failedTopics: failed }
+  // Volt MX lists only the failed topics of a full failure.
+  if (success.length === 0) return { code: none, message: `${verb} failed${why}`, failedTopics: failed }
   return { code: partly, message: `${verb} partially${why}`, successTopics: success, failedTopics: failed }
 }
 
@@ -256,6 +257,17 @@ class VoltmxStream {
   }
 
   private async publish(events: VoltmxEvent[]): Promise<void> {
+    const untitled = events.findIndex((event) => {
+      const { topic, name } = event as { topic?: unknown; name?: unknown }
+      return (topic === undefined || topic === '') && (name === undefined || name === '')
+    })
+    if (untitled !== -1) {
+      this.send({
+        code: VOLTMX_CODES.missingParameter,
+        message: `Missing mandatory parameter: topic (event ${untitled + 1})`,
+      })
+      return
+    }
     const inputs = events.map((event) => fromVoltmx(event as VoltmxEvent & WireEvent))
     const { allowed, refusedTopics } = partitionByPermission(this.principal, inputs)
     const codes = [VOLTMX_CODES.published, VOLTMX_CODES.publishFailed, VOLTMX_CODES.publishedPartly] as const
@@ -286,7 +298,20 @@ export const voltmxPublishPlugin: FastifyPluginAsync<{ context: ServerContext }>
   { context },
 ) => {
   const { bus, config } = context
-  registerEventBodyParsers(app)
+  // Volt MX's own sample sends its JSON with no content type at all (and curl -d says form): the
+  // body is JSON whatever the header claims.
+  const json = explainingJsonParser(app)
+  app.removeAllContentTypeParsers()
+  app.addContentTypeParser('*', { parseAs: 'string' }, (request, body, done) =>
+    json(request, body as string, (error, value) => {
+      if (error) return done(error)
+      try {
+        done(null, normaliseEvents(value))
+      } catch (failure) {
+        done(failure as Error)
+      }
+    }),
+  )
   app.addHook('onRequest', authenticate(context.auth))
   app.post<{ Body: EventsBody }>(
     '/services/ServerEvents',

@@ -91,6 +91,10 @@ function failureStatus(error: unknown): number {
   if (typeof status === 'number' && Number.isInteger(status) && status >= 400 && status <= 599) return status
   if (error instanceof NonRetriableError) return 422
   if (error instanceof RetryLaterError) return 503
+  // `@vtex/api`'s own errors carry no status; its event server answers these two so.
+  const name = errorName(error)
+  if (name === 'TooManyRequestsError') return 429
+  if (name === 'RequestCancelledError') return 499
   return 500
 }
 
@@ -176,6 +180,9 @@ export async function listenForEvents(
       signal: () => controller.signal,
       authToken: first(headers, EVENT_HEADERS.credential) || undefined,
       event: undefined,
+      production: first(headers, 'x-vtex-workspace-is-production')?.toLowerCase() === 'true',
+      userAgent: first(headers, 'user-agent') ?? '',
+      logger: service.logger,
     })
     try {
       await service.run(name, ctx)

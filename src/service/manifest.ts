@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises'
 import { HeraldError } from '../errors.js'
-import { splitPatterns } from '../topic.js'
+import { WILDCARD, splitPatterns } from '../topic.js'
 
 /**
  * A `service.json` `events` block (VTEX IO): handler names mapped to the events they listen to.
@@ -66,7 +66,11 @@ function parseKeys(handler: string, entry: Record<string, unknown>): string[] {
   }
   const field = keys !== undefined ? 'keys' : 'topics'
   const value = keys ?? topics
-  if (value === undefined) throw invalid(`events.${handler}.keys is required (the topics it listens to)`)
+  if (value === undefined) {
+    // VTEX's ServiceEvent leaves keys optional: a sender alone means every event of that sender.
+    if (entry.sender !== undefined) return [WILDCARD]
+    throw invalid(`events.${handler} needs keys (the topics it listens to), a sender, or both`)
+  }
   if (!Array.isArray(value) || value.length === 0) {
     throw invalid(`events.${handler}.${field} must be a non-empty array of topics`)
   }

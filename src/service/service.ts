@@ -4,7 +4,8 @@ import { resolveRetryPolicy, type RetryPolicy } from '../delivery/policy.js'
 import { HeraldError } from '../errors.js'
 import type { HeraldEvent } from '../event.js'
 import { ulid } from '../ids.js'
-import { compose, createContext, type EventContext, type EventHandler } from './context.js'
+import { consoleLogger, type Logger } from '../logger.js'
+import { compose, createContext, type EventContext, type EventHandler, type VtexFields } from './context.js'
 import { listenForEvents, type ListenOptions, type ServiceServer } from './listen.js'
 import { appSubscriptionId, assertAppName, assertHandlerName, parseManifest } from './manifest.js'
 import { operationIdOf, subjectOf } from './wire.js'
@@ -14,7 +15,16 @@ export interface ServiceConfig {
    * VTEX IO's place for client options; `clients.options.events` is the retry policy of the
    * app's event deliveries (`retries`, `timeout`, `initialBackoffDelay`, ... in milliseconds).
    */
-  clients?: { options?: { events?: Partial<RetryPolicy>; [client: string]: unknown } }
+  clients?: {
+    /**
+     * `@vtex/api`'s place for the app's clients class: made per delivery as
+     * `new implementation(options, ctx.vtex)`, it is the handler's `ctx.clients`.
+     */
+    implementation?: new (options: Record<string, unknown>, context: VtexFields) => unknown
+    options?: { events?: Partial<RetryPolicy>; [client: string]: unknown }
+  }
+  /** Where `ctx.vtex.logger` writes (default: warnings and errors to stderr). */
+  logger?: Logger
   /** Handler name → handler (or an array of middlewares run in order). */
   // eslint-disable-next-line @typescript-eslint/no-explicit-any -- each handler picks its body type
   events: Record<string, EventHandler<any> | readonly EventHandler<any>[]>
@@ -43,7 +53,10 @@ export interface Attachment {
 export class Service {
   /** The retry policy asked for in `clients.options.events` (unset fields: the bus's defaults). */
   readonly retry: Partial<RetryPolicy> | undefined
+  /** Where handlers' `ctx.vtex.logger` writes. */
+  readonly logger: Logger
   private readonly runners = new Map<string, (ctx: EventContext) => Promise<void>>()
+  private readonly clients: ServiceConfig['clients']
 
   constructor(config: ServiceConfig) {
     if (typeof config !== 'object' || config === null) {
@@ -52,6 +65,11 @@ export class Service {
     const retry = config.clients?.options?.events
     if (retry !== undefined) resolveRetryPolicy(retry) // fail now, naming the field, not at attach
     this.retry = retry
+    const implementation = config.clients?.implementation
+    if (implementation !== undefined && typeof implementation !== 'function')
+      throw new HeraldError('invalid_option', 'Service clients.implementation must be a class')
+    this.clients = config.clients
+    this.logger = config.logger ?? consoleLogger
     const events: unknown = config.events
     if (typeof events !== 'object' || events === null || Array.isArray(events)) {
       throw new HeraldError('invalid_option', 'Service config.events must map handler names to functions')
@@ -84,6 +102,14 @@ export class Service {
     if (!runner) {
       return Promise.reject(new HeraldError('not_found', `event handler not found for ${handler}`))
     }
+    const implementation = this.clients?.implementation
+    if (implementation !== undefined) {
+      try {
+        ctx.clients = new implementation(this.clients?.options ?? {}, ctx.vtex)
+      } catch (error) {
+        return Promise.reject(error as Error)
+      }
+    }
     return runner(ctx)
   }
 
@@ -112,7 +138,7 @@ export class Service {
       for (const [name, entry] of Object.entries(events)) {
         const id = appSubscriptionId(app, name)
         const handler = (event: HeraldEvent, attempt: HandlerContext): Promise<void> =>
-          this.run(name, inProcessContext(name, event, attempt))
+          this.run(name, inProcessContext(name, event, attempt, this.logger))
         bus.subscribe(entry.keys, handler, {
           subscriberId: id,
           ...(entry.sender !== undefined ? { sender: entry.sender } : {}),
@@ -142,7 +168,12 @@ export class Service {
   }
 }
 
-function inProcessContext(handler: string, event: HeraldEvent, attempt: HandlerContext): EventContext {
+function inProcessContext(
+  handler: string,
+  event: HeraldEvent,
+  attempt: HandlerContext,
+  logger: Logger,
+): EventContext {
   return createContext({
     handler,
     body: event.data,
@@ -158,5 +189,8 @@ function inProcessContext(handler: string, event: HeraldEvent, attempt: HandlerC
     signal: () => attempt.signal,
     authToken: undefined,
     event,
+    production: false,
+    userAgent: 'herald',
+    logger,
   })
 }

@@ -193,6 +193,44 @@ describe('POST /services/ServerEvents (Volt MX)', () => {
   })
 })
 
+describe('POST /services/ServerEvents (Volt MX), as its sample sends it', () => {
+  it('takes the JSON body whatever its content type says, or with none, and the Volt MX header beside a proxy’s Authorization', async () => {
+    const { request: httpRequest } = await import('node:http')
+    const body = JSON.stringify({ events: [{ topic: 'vmx-http/a', data: 1 }] })
+    const post = (headers: Record<string, string>) =>
+      new Promise<{ status: number; ids: string[] }>((resolve, reject) => {
+        const call = httpRequest(
+          `${t.url}/services/ServerEvents`,
+          { method: 'POST', headers },
+          (response) => {
+            let text = ''
+            response.on('data', (chunk: Buffer) => (text += chunk.toString()))
+            response.on('end', () =>
+              resolve({
+                status: response.statusCode ?? 0,
+                ids: (JSON.parse(text) as { ids?: string[] }).ids ?? [],
+              }),
+            )
+          },
+        )
+        call.on('error', reject)
+        call.end(body)
+      })
+    const answers = []
+    for (const headers of <Record<string, string>[]>[
+      { 'x-voltmx-authorization': ACME },
+      { 'x-voltmx-authorization': ACME, 'content-type': 'application/x-www-form-urlencoded' },
+      { 'x-voltmx-authorization': ACME, 'content-type': 'text/plain' },
+      { 'x-voltmx-authorization': ACME, authorization: 'Basic cHJveHk6c2VjcmV0' },
+      { authorization: 'Basic cHJveHk6c2VjcmV0' },
+    ])
+      answers.push(await post(headers))
+    expect(answers.map((answer) => answer.status)).toEqual([202, 202, 202, 202, 401])
+    const events = await published(answers.flatMap((answer) => answer.ids))
+    expect(events.map((event) => event.topic)).toEqual(Array(4).fill('vmx-http/a'))
+  })
+})
+
 describe('PUT /courier/v0/:account/:workspace/events/:key (VTEX)', () => {
   it('publishes the body as data, the key as topic, the user agent app as sender', async () => {
     const answer = await request<{ ids: string[] }>(`${t.url}/courier/v0/acme/master/events/send-event`, {
@@ -208,6 +246,29 @@ describe('PUT /courier/v0/:account/:workspace/events/:key (VTEX)', () => {
       data: { relayed: { n: 1 } },
       sender: 'vtex.events-example@0.0.1',
     })
+  })
+
+  it('takes what sendEvent sends without a message (an empty form: data {}), forms and text, and keeps the operation id', async () => {
+    const put = (contentType: string, body: string) =>
+      request<{ ids: string[] }>(`${t.url}/courier/v0/acme/master/events/send-event`, {
+        method: 'PUT',
+        token: ACME,
+        raw: body,
+        headers: { 'content-type': contentType, 'x-vtex-operation-id': 'op-789' },
+      })
+    const answers = [
+      await put('application/x-www-form-urlencoded', ''),
+      await put('application/json', ''),
+      await put('application/x-www-form-urlencoded', 'order=7&state=paid'),
+      await put('text/plain', 'hello'),
+    ]
+    expect(answers.map((answer) => answer.status)).toEqual([202, 202, 202, 202])
+    const events = await published(answers.map((answer) => answer.body.ids[0]!))
+    expect(events.map((event) => event.data)).toEqual([{}, {}, { order: '7', state: 'paid' }, 'hello'])
+    expect(events.map((event) => (event.metadata as { operationId?: string }).operationId)).toEqual(
+      Array(4).fill('op-789'),
+    )
+    expect((await put('application/octet-stream', 'x')).status).toBe(415)
   })
 
   it("prefers the token's app over the user agent", async () => {

@@ -224,7 +224,12 @@ describe('Volt MX WebSocket /services/ServerEvents/Stream', () => {
       failedTopics: ['vmx/nope'],
     })
     client.send({ unsubscribe: ['vmx/nope'] })
-    expect(await client.next()).toMatchObject({ code: 620008, successTopics: [], failedTopics: ['vmx/nope'] })
+    // A full failure lists only the failed topics, as Volt MX's does.
+    expect(await client.next()).toEqual({
+      code: 620008,
+      message: 'Unsubscribed failed',
+      failedTopics: ['vmx/nope'],
+    })
     client.close()
   })
 
@@ -238,6 +243,12 @@ describe('Volt MX WebSocket /services/ServerEvents/Stream', () => {
     expect(event).toMatchObject({ topic: 'vmx2/a', metadata: { m: 1 } })
     client.send({ events: [{ topic: 'vmx2/b' }] })
     expect(await client.next()).toMatchObject({ code: 620005, failedTopics: ['vmx2/b'] })
+    // An event without its topic is a missing mandatory parameter; nothing of the frame is published.
+    client.send({ events: [{ topic: 'vmx2/c', data: 1 }, { data: 2 }] })
+    expect(await client.next()).toEqual({
+      code: 620012,
+      message: 'Missing mandatory parameter: topic (event 2)',
+    })
     watcher.close()
     client.close()
 
@@ -262,7 +273,11 @@ describe('Volt MX WebSocket /services/ServerEvents/Stream', () => {
       failedTopics: ['invoice'],
     })
     limited.send({ subscribe: ['invoice'] })
-    expect(await limited.next()).toMatchObject({ code: 620002, successTopics: [], failedTopics: ['invoice'] })
+    expect(await limited.next()).toEqual({
+      code: 620002,
+      message: 'Subscribed failed',
+      failedTopics: ['invoice'],
+    })
     limited.close()
   })
 

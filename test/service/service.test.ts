@@ -63,6 +63,8 @@ describe('manifests', () => {
           example: { sender: 'vtex.events-example', keys: ['send-event'] },
           orders: { sender: 'vtex.orders-broadcast', topics: ['cancel', 'order-created'] },
           anything: { keys: ['invoice/*/paid'], settingsType: 'workspace' },
+          // VTEX's keys are optional: a sender alone means every event it sends.
+          everything: { sender: 'vtex.orders-broadcast' },
         },
       }),
     ).toEqual({
@@ -70,6 +72,7 @@ describe('manifests', () => {
         example: { sender: 'vtex.events-example', keys: ['send-event'] },
         orders: { sender: 'vtex.orders-broadcast', keys: ['cancel', 'order-created'] },
         anything: { keys: ['invoice/*/paid'] },
+        everything: { sender: 'vtex.orders-broadcast', keys: ['*'] },
       },
     })
   })
@@ -80,7 +83,7 @@ describe('manifests', () => {
     [{ events: {} }, 'declares no handler'],
     [{ events: { 'bad name': { keys: ['a'] } } }, 'handler name "bad name"'],
     [{ events: { h: 'send-event' } }, 'events.h must be an object'],
-    [{ events: { h: { sender: 'a.b' } } }, 'events.h.keys is required'],
+    [{ events: { h: {} } }, 'events.h needs keys (the topics it listens to), a sender, or both'],
     [{ events: { h: { keys: [] } } }, 'events.h.keys must be a non-empty array'],
     [{ events: { h: { keys: 'send-event' } } }, 'events.h.keys must be a non-empty array'],
     [{ events: { h: { keys: ['ok', 'a b'] } } }, 'events.h.keys[1]'],
@@ -183,6 +186,63 @@ describe('Service', () => {
     expect(
       messageOf(() => service.attach(newBus(), { events: { b: { keys: ['k'] } } }, { app: 'x' })),
     ).toContain('"b" is not defined')
+  })
+
+  it('runs handler code written for @vtex/api as it is: ctx.clients, ctx.vtex.logger and eventInfo, state.body, timings', async () => {
+    const lines: string[] = []
+    const logger = {
+      ...silentLogger,
+      info: (fields: Record<string, unknown>, message: string) =>
+        void lines.push(`${String(fields.requestId)} ${message}`),
+    }
+    class Clients {
+      constructor(
+        readonly options: Record<string, unknown>,
+        readonly context: { account: string },
+      ) {}
+      get orders() {
+        return { accountOf: () => this.context.account, timeout: this.options.default }
+      }
+    }
+    const done: string[] = []
+    const service = new Service({
+      clients: { implementation: Clients, options: { default: { timeout: 800 } } },
+      logger,
+      events: {
+        // The shape of a handler in VTEX's own course app.
+        onSend: async (ctx: EventContext<{ n: number }>) => {
+          ctx.vtex.logger.info(`${ctx.vtex.eventInfo.sender} sent ${ctx.vtex.eventInfo.key}`)
+          ctx.timings.handler = [0, 1]
+          const clients = ctx.clients as Clients
+          done.push(
+            `${clients.orders.accountOf()} ${JSON.stringify(clients.orders.timeout)} ${JSON.stringify(ctx.state.body)} ${String(ctx.vtex.production)}`,
+          )
+        },
+      },
+    })
+    const bus = newBus()
+    service.attach(bus.scope(ACME), { events: { onSend: { keys: ['send-event'] } } }, { app: 'course' })
+    await bus.scope(ACME).emit({ topic: 'send-event', sender: 'vtex.events-example', data: { n: 1 } })
+    await waitFor(() => done.length === 1)
+    expect(done).toEqual(['acme {"timeout":800} {"n":1} false'])
+    expect(lines).toEqual([expect.stringMatching(/^[0-9A-Z]{26} vtex.events-example sent send-event$/)])
+
+    const server = await listen(service)
+    const response = await fetch(`${server.url}/acme/master/_events`, {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/json',
+        'x-event-handler-id': 'onSend',
+        'x-event-sender': 'vtex.orders',
+        'x-event-key': 'send-event',
+        'x-vtex-workspace-is-production': 'true',
+        'x-request-id': 'req-1',
+      },
+      body: '{"n":2}',
+    })
+    expect(response.status).toBe(204)
+    expect(done[1]).toBe('acme {"timeout":800} {"n":2} true')
+    expect(lines[1]).toBe('req-1 vtex.orders sent send-event')
   })
 
   it('handler arrays run as middlewares sharing state', async () => {
@@ -330,6 +390,29 @@ describe('Service.listen (the VTEX IO inbound protocol)', () => {
         toleranceSeconds: Number.NaN,
       }),
     ).rejects.toMatchObject({ code: 'invalid_option' })
+  })
+
+  it("answers @vtex/api's TooManyRequestsError 429 and RequestCancelledError 499, as its own event server does", async () => {
+    const failing = (name: string) => () => {
+      const error = new Error('from a client')
+      error.name = name
+      throw error
+    }
+    const server = await listen(
+      new Service({
+        events: { busy: failing('TooManyRequestsError'), gone: failing('RequestCancelledError') },
+      }),
+    )
+    const statuses: number[] = []
+    for (const handler of ['busy', 'gone']) {
+      const response = await fetch(`${server.url}/a/b/_events`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-event-handler-id': handler },
+        body: '{}',
+      })
+      statuses.push(response.status)
+    }
+    expect(statuses).toEqual([429, 499])
   })
 
   it('without a secret it accepts unsigned requests, PUT as well as POST', async () => {

@@ -255,7 +255,7 @@ describe('app webhooks (VTEX IO protocol)', () => {
 
   it('refuses a bad registration with an error naming the field, changing nothing', async () => {
     await expect(
-      registry.putApp(ACME, 'bad', { url: receiver.url, manifest: { events: { h: { sender: 'x' } } } }),
+      registry.putApp(ACME, 'bad', { url: receiver.url, manifest: { events: { h: { keys: [] } } } }),
     ).rejects.toMatchObject({ code: 'invalid_option', message: expect.stringContaining('events.h.keys') })
     await expect(
       registry.putApp(ACME, 'bad', { url: 'ftp://x', manifest: { events: { h: { keys: ['k'] } } } }),
