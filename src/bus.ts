@@ -346,8 +346,11 @@ class BusCore {
     return this.opening.size === 0 ? undefined : Promise.all(this.opening)
   }
 
-  /** The last log write that had to wait for subscriptions being created (see `inTurn`). */
-  private waitingWrite: Promise<unknown> | undefined
+  /**
+   * Resolves once the last log write that had to wait its turn (see `inTurn`) has been handed to
+   * the store; undefined when none waits.
+   */
+  private waitingWrite: Promise<void> | undefined
 
   /** A log write made now would have to wait its turn. */
   writesWait(): boolean {
@@ -359,20 +362,29 @@ class BusCore {
    * created or earlier writes wait for them, after all of those: writes reach the store in the
    * order they were made, so a later emit never takes an earlier seq and a clear is never
    * overtaken by the release after it. Undefined when nothing is waiting: run at once.
+   *
+   * A write waits for the one before it to be handed to the store, not to complete: stores take
+   * writes in the order they are handed them (as they do every write that does not wait), and
+   * waiting for each to commit would leave one write per commit for as long as publishers keep
+   * the queue busy.
    */
   inTurn<T>(write: () => Promise<T>): Promise<T> | undefined {
     const pending = this.settled()
     const before = this.waitingWrite
     if (pending === undefined && before === undefined) return undefined
     const turn = pending && before ? Promise.all([pending, before]) : (pending ?? before)!
-    const result = turn.then(write)
-    const done: Promise<unknown> = result.then(
-      () => undefined,
-      () => undefined,
-    )
-    this.waitingWrite = done
-    void done.then(() => {
-      if (this.waitingWrite === done) this.waitingWrite = undefined
+    let handedOver!: () => void
+    const issued = new Promise<void>((resolve) => (handedOver = resolve))
+    const result = turn.then(() => {
+      try {
+        return write() // hands the write to the store before it returns
+      } finally {
+        handedOver()
+      }
+    })
+    this.waitingWrite = issued
+    void issued.then(() => {
+      if (this.waitingWrite === issued) this.waitingWrite = undefined
     })
     return result
   }
