@@ -158,12 +158,16 @@ function checkOwnership(db: Database, where: string): void {
   let version: number
   let tables: string[]
   try {
-    applicationId = db.pragma('application_id', { simple: true }) as number
-    version = db.pragma('user_version', { simple: true }) as number
-    tables = db
-      .prepare("SELECT name FROM sqlite_schema WHERE type = 'table' LIMIT 5")
-      .pluck()
-      .all() as string[]
+    // One read transaction: another process creating the file meanwhile is seen whole or not at
+    // all (read apart, its tables could show up without the application id read just before).
+    ;[applicationId, version, tables] = db.transaction(
+      () =>
+        [
+          db.pragma('application_id', { simple: true }) as number,
+          db.pragma('user_version', { simple: true }) as number,
+          db.prepare("SELECT name FROM sqlite_schema WHERE type = 'table' LIMIT 5").pluck().all() as string[],
+        ] as const,
+    )()
   } catch (error) {
     if (sqliteCode(error) === 'SQLITE_NOTADB')
       throw new HeraldError('store_incompatible', `${where} is not a SQLite database`)
