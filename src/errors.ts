@@ -30,6 +30,11 @@ export const ERROR_CODES = {
     meaning: 'the token may not publish or subscribe to that pattern, or act as admin',
   },
   not_found: { status: 404, meaning: 'no such event, subscription or dead letter in this tenant' },
+  id_conflict: {
+    status: 409,
+    meaning:
+      'a publisher-supplied event id was already used, within the dedupe window, for an event of another topic',
+  },
   duplicate_subscription: {
     status: 409,
     meaning: 'a subscription with that id is already attached in this process',

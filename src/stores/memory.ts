@@ -17,6 +17,7 @@ import type {
   SubscriptionSpec,
   Unlock,
 } from './store.js'
+import { idConflict } from './id-conflict.js'
 import { lockToken, takeLock } from './lock.js'
 
 export interface MemoryStoreOptions {
@@ -138,7 +139,7 @@ class MemoryStore implements Store {
   private readonly tenants = new Map<string, TenantState>()
   private listeners: ((events: readonly HeraldEvent[]) => void)[] = []
   /** tenant + id → time the id may be reused; in insertion (= expiry) order. */
-  private readonly seenIds = new Map<string, number>()
+  private readonly seenIds = new Map<string, { until: number; topic: string }>()
   private nextGroupSweep = 0
   /** No staged group expires before this (a lower bound: staging again only moves a TTL later). */
   private groupsExpireFrom = Infinity
@@ -223,6 +224,7 @@ class MemoryStore implements Store {
     let staged = 0
     if (this.seenIds.size > 0) this.forgetExpiredIds(options.now)
     if (groups !== undefined) this.sweepGroups(options.now)
+    if (dedupe !== undefined) this.assertNoIdConflict(tenant, batch, options.now)
     for (let i = 0; i < events.length; i++) {
       const event = events[i]!
       const groupId = groups?.[i]
@@ -233,20 +235,14 @@ class MemoryStore implements Store {
       }
       if (dedupe?.[i] === true) {
         const idKey = `${tenantKey(tenant)}\n${event.id}`
-        let until = this.seenIds.get(idKey)
-        // The id may be one of a group whose TTL passed and that no sweep has dropped yet: its
-        // event was never stored, so this is no repeat (a publisher retrying a dead transaction).
-        if (until !== undefined && until > options.now && this.groupsExpireFrom <= options.now) {
-          this.sweepGroups(options.now, true)
-          until = this.seenIds.get(idKey)
-        }
-        if (until !== undefined && until > options.now) {
+        const seen = this.seenIds.get(idKey)
+        if (seen !== undefined && seen.until > options.now) {
           if (duplicates === NONE) duplicates = []
           duplicates.push(event.id)
           continue
         }
         this.seenIds.delete(idKey)
-        this.seenIds.set(idKey, options.now + options.dedupeWindowMs)
+        this.seenIds.set(idKey, { until: options.now + options.dedupeWindowMs, topic: event.topic })
       }
       if (groupId !== undefined) {
         let group = state.groups.get(groupId)
@@ -300,8 +296,28 @@ class MemoryStore implements Store {
     this.groupsExpireFrom = earliest
   }
 
+  /**
+   * A publisher id names one event for its dedupe window: used again for another topic, the whole
+   * emit is refused (before anything of it changes) rather than dropped as a repeat it is not.
+   */
+  private assertNoIdConflict(tenant: Tenant, batch: PreparedBatch, now: number): void {
+    // The id may be one of a group whose TTL passed and that no sweep has dropped yet: its event
+    // was never stored, so it counts for nothing (a publisher retrying a dead transaction).
+    if (this.groupsExpireFrom <= now) this.sweepGroups(now, true)
+    const key = tenantKey(tenant)
+    let inBatch: Map<string, string> | undefined
+    for (let i = 0; i < batch.events.length; i++) {
+      if (batch.dedupe?.[i] !== true) continue
+      const { id, topic } = batch.events[i]!
+      const seen = this.seenIds.get(`${key}\n${id}`)
+      const earlier = seen !== undefined && seen.until > now ? seen.topic : inBatch?.get(id)
+      if (earlier !== undefined && earlier !== topic) throw idConflict(id, earlier, topic)
+      ;(inBatch ??= new Map()).set(id, topic)
+    }
+  }
+
   private forgetExpiredIds(now: number): void {
-    for (const [key, until] of this.seenIds) {
+    for (const [key, { until }] of this.seenIds) {
       if (until > now) break
       this.seenIds.delete(key)
     }

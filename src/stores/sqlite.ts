@@ -32,6 +32,7 @@ import type {
   SubscriptionSpec,
   Unlock,
 } from './store.js'
+import { idConflict } from './id-conflict.js'
 import { lockToken, takeLock } from './lock.js'
 
 export type { SqliteStoreOptions } from './sqlite/options.js'
@@ -292,11 +293,12 @@ class SqliteStore implements Store {
   ): AppendResult {
     const { now } = options
     const s = this.s
+    const { events, dedupe, groups } = batch
+    if (dedupe !== undefined) this.assertNoIdConflict(tenant, batch, now)
     const tenantId = this.tenantIdForWrite(tx, tenant)
     const appended: HeraldEvent[] = []
     const duplicates: string[] = []
     let staged = 0
-    const { events, dedupe, groups } = batch
     for (let i = 0; i < events.length; i++) {
       const event = events[i]!
       const groupId = groups?.[i]
@@ -306,16 +308,7 @@ class SqliteStore implements Store {
         if (expiresAt !== undefined && expiresAt <= now) this.dropStaged(tenantId, groupId)
       }
       if (dedupe?.[i] === true) {
-        let until = s.dedupeUntil.get(tenantId, event.id)
-        if (until !== undefined && until > now) {
-          // The id may be one of a group whose TTL passed that retention has not dropped yet: its
-          // event was never stored, so this is no repeat (a publisher retrying a dead transaction).
-          const expired = s.expiredGroupsOf.all(tenantId, now)
-          if (expired.length > 0) {
-            for (const group of expired) this.dropStaged(tenantId, group)
-            until = s.dedupeUntil.get(tenantId, event.id)
-          }
-        }
+        const until = s.dedupeUntil.get(tenantId, event.id)
         if (until !== undefined && until > now) {
           duplicates.push(event.id)
           continue
@@ -337,6 +330,35 @@ class SqliteStore implements Store {
       tx.appendedBytes.push(bodies[i]!.length)
     }
     return { appended, staged, duplicates }
+  }
+
+  /**
+   * A publisher id names one event for its dedupe window: used again for another topic, the emit
+   * is refused before anything of it is written, rather than dropped as a repeat it is not.
+   */
+  private assertNoIdConflict(tenant: Tenant, batch: PreparedBatch, now: number): void {
+    const s = this.s
+    const tenantId = this.tenantId(tenant)
+    let swept = false
+    let inBatch: Map<string, string> | undefined
+    for (let i = 0; i < batch.events.length; i++) {
+      if (batch.dedupe?.[i] !== true) continue
+      const { id, topic } = batch.events[i]!
+      let earlier = inBatch?.get(id)
+      const until = tenantId === undefined ? undefined : s.dedupeUntil.get(tenantId, id)
+      if (earlier === undefined && tenantId !== undefined && until !== undefined && until > now) {
+        // The id may be one of a group whose TTL passed that retention has not dropped yet: its
+        // event was never stored, so it counts for nothing (a publisher retrying a dead transaction).
+        if (!swept) {
+          swept = true
+          for (const group of s.expiredGroupsOf.all(tenantId, now)) this.dropStaged(tenantId, group)
+        }
+        if (s.dedupeUntil.get(tenantId, id) !== undefined)
+          earlier = s.storedTopic.get(tenantId, id) ?? s.stagedTopic.get(tenantId, id)
+      }
+      if (earlier !== undefined && earlier !== topic) throw idConflict(id, earlier, topic)
+      ;(inBatch ??= new Map()).set(id, topic)
+    }
   }
 
   read(tenant: Tenant, query: { after?: string; limit: number }): Promise<HeraldEvent[]> {

@@ -182,6 +182,55 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
         expect((await store.read(other, { limit: 10 })).length).toBe(2)
       })
 
+      it('refuses a publisher id used again within its window for another topic, storing nothing of that emit', async () => {
+        fresh()
+        now = Date.now()
+        const input = (...events: { id: string; topic: string; group?: string }[]) =>
+          prepared(
+            tenant,
+            events.map(({ id, topic, group }) => ({
+              id,
+              topic,
+              data: id,
+              ...(group ? { metadata: { eventGroupId: group } } : {}),
+            })),
+            now,
+          )
+        const codeOf = (promise: Promise<unknown>) =>
+          promise.then(
+            () => 'stored',
+            (error: unknown) => (isHeraldError(error) ? error.code : String(error)),
+          )
+        await store.append(tenant, input({ id: 'payment-42', topic: 'orders' }), { now, ...OPTS })
+        await store.append(tenant, input({ id: 'staged-1', topic: 'orders', group: 'tx' }), { now, ...OPTS })
+        // Another topic under a taken id: the whole emit is refused, its other events with it.
+        for (const attempt of [
+          input({ id: 'fresh-1', topic: 'payments' }, { id: 'payment-42', topic: 'payments' }),
+          input({ id: 'staged-1', topic: 'payments' }),
+          input({ id: 'twice', topic: 'a' }, { id: 'twice', topic: 'b' }),
+        ])
+          expect(await codeOf(store.append(tenant, attempt, { now, ...OPTS }))).toBe('id_conflict')
+        expect((await store.read(tenant, { limit: 10 })).map((e) => e.id)).toEqual(['payment-42'])
+        // Nothing of a refused emit was remembered, and the same topic is still a plain repeat.
+        expect(
+          await store.append(tenant, input({ id: 'fresh-1', topic: 'payments' }), { now, ...OPTS }),
+        ).toMatchObject({
+          duplicates: [],
+        })
+        expect(
+          await store.append(tenant, input({ id: 'payment-42', topic: 'orders' }), { now, ...OPTS }),
+        ).toMatchObject({
+          duplicates: ['payment-42'],
+        })
+        // Once the window has passed, the id is free for any topic.
+        now += OPTS.dedupeWindowMs + 1
+        expect(
+          await store.append(tenant, input({ id: 'payment-42', topic: 'payments' }), { now, ...OPTS }),
+        ).toMatchObject({
+          appended: [{ id: 'payment-42', topic: 'payments' }],
+        })
+      })
+
       it('calls watchers with appended events in order, until they stop watching', async () => {
         fresh()
         now = Date.now()

@@ -17,6 +17,7 @@ import type {
   Unlock,
   WatchOptions,
 } from '../store.js'
+import { idConflict } from '../id-conflict.js'
 import { lockToken, takeLock } from '../lock.js'
 import {
   decodeDeadLetter,
@@ -230,11 +231,15 @@ class RedisStore implements Store {
         dedupe?.[i] === true ? '1' : '',
         groupId ?? '',
         event.id,
-        groupId !== undefined ? event.topic : '',
+        groupId !== undefined || dedupe?.[i] === true ? event.topic : '',
         encodeEvent(event),
       )
     }
     const reply = await this.tracked(this.run<string[]>(scripts.appendEvents, keys, args))
+    if (reply[0] === 'conflict') {
+      const id = reply[1]!
+      throw idConflict(id, reply[2], events.find((event) => event.id === id)?.topic ?? '')
+    }
     const appended: HeraldEvent[] = []
     const duplicates: string[] = []
     let staged = 0

@@ -102,6 +102,17 @@ export function prepareStatements(db: Database) {
       'SELECT until FROM dedupe WHERE tenant = ? AND id = ?',
       'pluck',
     ),
+    // The topic a publisher id was last used for: stored, or staged in a group.
+    storedTopic: prepare<[number, string], string>(
+      db,
+      "SELECT json_extract(body, '$.topic') FROM events WHERE tenant = ? AND id = ? ORDER BY seq DESC LIMIT 1",
+      'pluck',
+    ),
+    stagedTopic: prepare<[number, string], string>(
+      db,
+      "SELECT topic FROM staged WHERE tenant = ? AND json_extract(body, '$.id') = ? LIMIT 1",
+      'pluck',
+    ),
     remember: prepare<[number, string, number]>(
       db,
       'INSERT OR REPLACE INTO dedupe (tenant, id, until) VALUES (?, ?, ?)',

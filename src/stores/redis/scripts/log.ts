@@ -21,10 +21,12 @@ end
 `
 
 /**
- * A publisher id's dedupe key holds the time until which it counts as a repeat and, while its
- * event waits in a group, that group's name ("until\ngroup"). A repeat of an id held by a group
- * is one only while the group still holds it: the group may have expired unreleased, and Redis
- * may have dropped its keys (and with them the list of ids to forget) before anyone looked.
+ * A publisher id's dedupe key holds the time until which it counts as a repeat and the topic of
+ * its event ("until topic"; topics hold no spaces) and, while that event waits in a group, the
+ * group's name ("until topic\ngroup"). A repeat of an id held by a group is one only while the
+ * group still holds it: the group may have expired unreleased, and Redis may have dropped its keys
+ * (and with them the list of ids to forget) before anyone looked. Keys written before topics were
+ * kept hold the time alone.
  */
 const DEDUPE = `
 local function held_by_group(base, id, group, now)
@@ -39,14 +41,17 @@ local function held_by_group(base, id, group, now)
   redis.call('DEL', list, expiry)
   return false
 end
--- Whether a publisher id seen at 'now' repeats one still counted.
-local function is_repeat(base, id, now)
+-- The topic of the event a publisher id still stands for at 'now' ('' when the key predates
+-- topics), or nil when the id is free.
+local function repeat_of(base, id, now)
   local value = redis.call('GET', base .. '${SUFFIX.dedupe}' .. id)
-  if not value then return false end
+  if not value then return nil end
   local newline = string.find(value, '\\n', 1, true)
-  if not newline then return tonumber(value) > now end
-  if tonumber(string.sub(value, 1, newline - 1)) <= now then return false end
-  return held_by_group(base, id, string.sub(value, newline + 1), now)
+  local head = newline and string.sub(value, 1, newline - 1) or value
+  local space = string.find(head, ' ', 1, true)
+  if tonumber(space and string.sub(head, 1, space - 1) or head) <= now then return nil end
+  if newline and not held_by_group(base, id, string.sub(value, newline + 1), now) then return nil end
+  return space and string.sub(head, space + 1) or ''
 end
 -- Released: the id's event is in the log, so it is a repeat for the rest of its window.
 local function unmark_released(base, items)
@@ -75,9 +80,10 @@ export const GET_EVENT_SCAN_ENTRIES = 1024
  *   the events as one JSON array, their ids joined by spaces, how many, and what the feed entry
  *   says of the appender's claims ('' for nothing: see own.ts). Returns {feed id, seq of the
  *   newest event before, entry id}.
- * - 'each': five per input: dedupe ('1' | ''), group id ('' for none), event id, topic, JSON.
- *   Returns {feed id ('' when nothing was appended), seq of the newest event before, then per
- *   input its seq, 'D' for a repeat within the dedupe window, or 'S' for staged}.
+ * - 'each': five per input: dedupe ('1' | ''), group id ('' for none), event id, topic ('' unless
+ *   deduped or grouped), JSON. Returns {feed id ('' when nothing was appended), seq of the newest
+ *   event before, then per input its seq, 'D' for a repeat within the dedupe window, or 'S' for
+ *   staged}, or {'conflict', id, earlier topic} when a publisher id stands for another topic.
  */
 export const appendEvents = script(
   'append',
@@ -101,6 +107,17 @@ if ARGV[9] == 'batch' then
   trim(log, ids, meta, base, tonumber(ARGV[7]), tonumber(ARGV[8]))
   return { feed_id, previous, id }
 end
+-- A publisher id used again for another topic refuses the whole append before anything changes.
+local topics_of = {}
+for i = 10, #ARGV, 5 do
+  if ARGV[i] == '1' then
+    local id, topic = ARGV[i + 2], ARGV[i + 3]
+    local earlier = topics_of[id]
+    if earlier == nil then earlier = repeat_of(base, id, now) end
+    if earlier ~= nil and earlier ~= '' and earlier ~= topic then return { 'conflict', id, earlier } end
+    topics_of[id] = topic
+  end
+end
 local out = { '', previous }
 local event_ids, jsons, slots, indexed = {}, {}, {}, {}
 for i = 10, #ARGV, 5 do
@@ -117,10 +134,10 @@ for i = 10, #ARGV, 5 do
     end
   end
   if dedupe == '1' then
-    if is_repeat(base, id, now) then
+    if repeat_of(base, id, now) ~= nil then
       result = 'D'
     else
-      local value = tostring(now + window)
+      local value = tostring(now + window) .. ' ' .. topic
       if group ~= '' then value = value .. '\\n' .. group end
       redis.call('SET', base .. '${SUFFIX.dedupe}' .. id, value, 'PX', window)
     end
