@@ -29,6 +29,25 @@ afterEach(async () => {
   await receiver.close()
 })
 
+/** Two processes (buses with their registries) sharing one store; `close` ends all three. */
+function twoProcessesOnOneStore() {
+  const store = memoryStore()
+  const a = createBus({ store, closeStore: false, logger: silentLogger, pollInterval: 50 })
+  const b = createBus({ store, closeStore: false, logger: silentLogger, pollInterval: 50 })
+  return {
+    store,
+    a,
+    b,
+    registryA: new WebhookRegistry(a, { logger: silentLogger }),
+    registryB: new WebhookRegistry(b, { logger: silentLogger }),
+    close: async () => {
+      await a.close()
+      await b.close()
+      await store.close()
+    },
+  }
+}
+
 describe('app webhooks (VTEX IO protocol)', () => {
   it('an app gets exactly the events whose sender and key match, with every wire header and a valid signature', async () => {
     const { app } = await registry.putApp(ACME, 'shop', {
@@ -397,12 +416,8 @@ describe('webhook subscriptions', () => {
   })
 
   it('processes sharing a store take turns registering one app: it ends with one manifest and one secret', async () => {
-    const store = memoryStore()
-    const a = createBus({ store, closeStore: false, logger: silentLogger, pollInterval: 50 })
-    const b = createBus({ store, closeStore: false, logger: silentLogger, pollInterval: 50 })
+    const { store, registryA, registryB, close } = twoProcessesOnOneStore()
     try {
-      const registryA = new WebhookRegistry(a, { logger: silentLogger })
-      const registryB = new WebhookRegistry(b, { logger: silentLogger })
       const first = { events: { one: { keys: ['a'] }, two: { keys: ['b'] } } }
       const second = { events: { three: { keys: ['c'] } } }
       // Replicas of an app starting at once, each registering through its own server.
@@ -422,9 +437,7 @@ describe('webhook subscriptions', () => {
       // Every answer gave the secret the app is signed with: the first one made it, the rest kept it.
       expect(new Set(answers.map(({ app }) => app.secret))).toEqual(secrets)
     } finally {
-      await a.close()
-      await b.close()
-      await store.close()
+      await close()
     }
   })
 
@@ -469,12 +482,8 @@ describe('webhook subscriptions', () => {
   })
 
   it('a disabled endpoint stays disabled in every process sharing the store, and after a restart', async () => {
-    const store = memoryStore()
-    const a = createBus({ store, closeStore: false, logger: silentLogger, pollInterval: 50 })
-    const b = createBus({ store, closeStore: false, logger: silentLogger, pollInterval: 50 })
+    const { store, a, b, registryA, registryB, close } = twoProcessesOnOneStore()
     try {
-      const registryA = new WebhookRegistry(a, { logger: silentLogger })
-      const registryB = new WebhookRegistry(b, { logger: silentLogger })
       receiver.reply = () => 410
       await registryA.putSubscription(ACME, { id: 'gone', patterns: 'orders', url: receiver.url })
       expect(await registryB.restore()).toBe(1)
@@ -505,9 +514,7 @@ describe('webhook subscriptions', () => {
       await waitFor(() => receiver.requests.length === 2, 5000, 'the event stored while disabled')
       expect(JSON.parse(receiver.requests[1]!.body).data).toBe('while disabled')
     } finally {
-      await a.close()
-      await b.close()
-      await store.close()
+      await close()
     }
   })
 
