@@ -5,7 +5,7 @@ import type { WebSocket } from 'ws'
 import { isHeraldError } from '../errors.js'
 import { parsePattern } from '../topic.js'
 import { authenticate, type Principal } from './auth.js'
-import { eventsBodySchema, explainingJsonParser, normaliseEvents, type EventsBody } from './bodies.js'
+import { eventsBodySchema, jsonEventsParser, type EventsBody } from './bodies.js'
 import type { ServerContext } from './context.js'
 import { toHeraldError } from './errors.js'
 import { IdsSchema } from './events.js'
@@ -300,18 +300,8 @@ export const voltmxPublishPlugin: FastifyPluginAsync<{ context: ServerContext }>
   const { bus, config } = context
   // Volt MX's own sample sends its JSON with no content type at all (and curl -d says form): the
   // body is JSON whatever the header claims.
-  const json = explainingJsonParser(app)
   app.removeAllContentTypeParsers()
-  app.addContentTypeParser('*', { parseAs: 'string' }, (request, body, done) =>
-    json(request, body as string, (error, value) => {
-      if (error) return done(error)
-      try {
-        done(null, normaliseEvents(value))
-      } catch (failure) {
-        done(failure as Error)
-      }
-    }),
-  )
+  app.addContentTypeParser('*', { parseAs: 'string' }, jsonEventsParser(app))
   app.addHook('onRequest', authenticate(context.auth))
   app.post<{ Body: EventsBody }>(
     '/services/ServerEvents',

@@ -108,16 +108,21 @@ if ARGV[9] == 'batch' then
   return { feed_id, previous, id }
 end
 -- A publisher id used again for another topic refuses the whole append before anything changes.
-local topics_of = {}
+-- What each id stands for is read here once; the loop below takes repeats from it.
+local topics_of, stored = {}, {}
 for i = 10, #ARGV, 5 do
   if ARGV[i] == '1' then
     local id, topic = ARGV[i + 2], ARGV[i + 3]
     local earlier = topics_of[id]
-    if earlier == nil then earlier = repeat_of(base, id, now) end
+    if earlier == nil then
+      earlier = repeat_of(base, id, now)
+      stored[id] = earlier ~= nil
+    end
     if earlier ~= nil and earlier ~= '' and earlier ~= topic then return { 'conflict', id, earlier } end
     topics_of[id] = topic
   end
 end
+local taken = {}
 local out = { '', previous }
 local event_ids, jsons, slots, indexed = {}, {}, {}, {}
 for i = 10, #ARGV, 5 do
@@ -134,9 +139,11 @@ for i = 10, #ARGV, 5 do
     end
   end
   if dedupe == '1' then
-    if repeat_of(base, id, now) ~= nil then
+    -- A repeat of an event stored before, or of one earlier in this append.
+    if stored[id] or taken[id] then
       result = 'D'
     else
+      taken[id] = true
       local value = tostring(now + window) .. ' ' .. topic
       if group ~= '' then value = value .. '\\n' .. group end
       redis.call('SET', base .. '${SUFFIX.dedupe}' .. id, value, 'PX', window)
