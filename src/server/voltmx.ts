@@ -8,7 +8,7 @@ import { authenticate, type Principal } from './auth.js'
 import { eventsBodySchema, jsonEventsParser, type EventsBody } from './bodies.js'
 import type { ServerContext } from './context.js'
 import { toHeraldError } from './errors.js'
-import { IdsSchema } from './events.js'
+import { answerIds } from './accepted.js'
 import { voltmxEventFrame } from './frames.js'
 import { partitionByPermission, publish, type WireEvent } from './publish.js'
 import { checkFrame, MAX_PATTERNS_PER_CONNECTION, parseFrame } from './stream.js'
@@ -305,11 +305,11 @@ export const voltmxPublishPlugin: FastifyPluginAsync<{ context: ServerContext }>
   app.addHook('onRequest', authenticate(context.auth))
   app.post<{ Body: EventsBody }>(
     '/services/ServerEvents',
-    { schema: { body: eventsBodySchema(config.limits.eventsPerRequest), response: { 202: IdsSchema } } },
+    { schema: { body: eventsBodySchema(config.limits.eventsPerRequest) } },
     async (request, reply) => {
       const events = request.body.events.map((event) => fromVoltmx(event as VoltmxEvent & WireEvent))
       const ids = await publish(bus, request.principal, events, config.limits.eventsPerRequest)
-      return reply.code(202).send({ ids })
+      answerIds(reply, ids)
     },
   )
 }

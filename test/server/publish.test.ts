@@ -52,6 +52,21 @@ describe('POST /v1/events', () => {
     expect(status.body.event).toMatchObject({ id: answer.body.ids[0], topic: 'orders/created' })
   })
 
+  it('answers with a JSON body that carries publisher ids with quotes, backslashes and non-ASCII intact', async () => {
+    const id = `order-"7"\\é-${Date.now()}`
+    const answer = await fetch(`${t.url}/v1/events`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${ACME}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ topic: 'orders/created', id, data: 1 }),
+    })
+    expect(answer.status).toBe(202)
+    expect(answer.headers.get('content-type')).toBe('application/json; charset=utf-8')
+    const text = await answer.text()
+    expect(Number(answer.headers.get('content-length'))).toBe(Buffer.byteLength(text))
+    expect(JSON.parse(text)).toEqual({ ids: [id] })
+    await published([id])
+  })
+
   it('accepts an array of events, in order', async () => {
     const answer = await request<{ ids: string[] }>(`${t.url}/v1/events`, {
       token: ACME,
