@@ -40,6 +40,10 @@ export const ERROR_CODES = {
     meaning: 'a subscription with that id is already attached in this process',
   },
   rate_limited: { status: 429, meaning: 'the token exceeded its request rate' },
+  too_many_streams: {
+    status: 429,
+    meaning: 'the token already holds as many open streams (WebSocket and SSE) as its limit allows',
+  },
   closed: { status: 503, meaning: 'the bus or store is closed' },
   store_unavailable: { status: 503, meaning: 'the store cannot be reached or written' },
   store_incompatible: {

@@ -18,6 +18,11 @@ export interface Principal {
   maySubscribe(pattern: string): boolean
   /** Counts one request against the rate limit; throws `rate_limited` past it. */
   charge(): void
+  /**
+   * Takes one of the token's open streams until `release` is called; throws `too_many_streams`
+   * when it holds as many as its limit allows.
+   */
+  openStream(): { release(): void }
 }
 
 declare module 'fastify' {
@@ -43,6 +48,7 @@ class TokenPrincipal implements Principal {
   private readonly publishMatcher: (topic: string) => boolean
   private readonly subscribeList: string[]
   private readonly bucket: TokenBucket | undefined
+  private openStreams = 0
 
   constructor(
     readonly name: string,
@@ -52,6 +58,8 @@ class TokenPrincipal implements Principal {
     publish: string[],
     subscribe: string[],
     requestsPerSecond: number,
+    /** 0: no limit. */
+    private readonly maxStreams: number,
   ) {
     this.publishMatcher = publish.length === 0 ? () => false : compileMatcher(publish)
     this.subscribeList = subscribe
@@ -76,10 +84,30 @@ class TokenPrincipal implements Principal {
       )
     }
   }
+
+  openStream(): { release(): void } {
+    if (this.maxStreams > 0 && this.openStreams >= this.maxStreams) {
+      throw new HeraldError(
+        'too_many_streams',
+        `${this.name} already holds ${this.openStreams} open streams, its limit; close one first`,
+        { limit: this.maxStreams },
+      )
+    }
+    this.openStreams++
+    let held = true
+    return {
+      release: () => {
+        if (held) {
+          held = false
+          this.openStreams--
+        }
+      },
+    }
+  }
 }
 
 function openPrincipal(tenant: Tenant): Principal {
-  return new TokenPrincipal('open server', tenant, true, undefined, [WILDCARD], [WILDCARD], 0)
+  return new TokenPrincipal('open server', tenant, true, undefined, [WILDCARD], [WILDCARD], 0, 0)
 }
 
 const OPEN = openPrincipal(DEFAULT_TENANT)
@@ -91,7 +119,10 @@ const OPEN = openPrincipal(DEFAULT_TENANT)
 export class Authenticator {
   private readonly principals = new Map<string, Principal>()
 
-  constructor(tokens: readonly TokenConfig[], defaultRate: number) {
+  constructor(
+    tokens: readonly TokenConfig[],
+    defaults: { requestsPerSecond: number; streamsPerToken: number },
+  ) {
     tokens.forEach((entry, i) => {
       const where = `tokens[${i}]`
       let tenant: Tenant
@@ -120,7 +151,8 @@ export class Authenticator {
         entry.sender,
         patterns('publish'),
         patterns('subscribe'),
-        entry.requestsPerSecond ?? defaultRate,
+        entry.requestsPerSecond ?? defaults.requestsPerSecond,
+        entry.streamsPerToken ?? defaults.streamsPerToken,
       )
       this.principals.set(entry.token, principal)
     })

@@ -23,6 +23,8 @@ const TokenSchema = Type.Object(
     sender: Type.Optional(Type.String({ minLength: 1 })),
     /** Requests (HTTP requests and stream frames) per second for this token; overrides limits.requestsPerSecond. */
     requestsPerSecond: Type.Optional(Type.Number({ minimum: 0 })),
+    /** Open streams (WebSocket and SSE) this token may hold at once; overrides limits.streamsPerToken. */
+    streamsPerToken: Type.Optional(Type.Integer({ minimum: 0 })),
   },
   STRICT,
 )
@@ -33,6 +35,7 @@ const LimitsSchema = Type.Object(
     eventsPerRequest: Type.Optional(Type.Integer({ minimum: 1 })),
     wsBufferBytes: Type.Optional(Type.Integer({ minimum: 1024 })),
     requestsPerSecond: Type.Optional(Type.Number({ minimum: 0 })),
+    streamsPerToken: Type.Optional(Type.Integer({ minimum: 0 })),
   },
   STRICT,
 )
@@ -69,6 +72,8 @@ export interface Limits {
   wsBufferBytes: number
   /** Per token; 0 turns the limit off. */
   requestsPerSecond: number
+  /** Open streams (WebSocket and SSE) per token; 0 turns the limit off. */
+  streamsPerToken: number
 }
 
 export interface ServerConfig {
@@ -102,6 +107,7 @@ export const DEFAULT_CONFIG: Readonly<ServerConfig> = Object.freeze({
     eventsPerRequest: 1000,
     wsBufferBytes: 8 * 1024 * 1024,
     requestsPerSecond: 10_000,
+    streamsPerToken: 1000,
   }),
   tokens: [],
   corsOrigins: [],
@@ -159,6 +165,7 @@ const ENV_NUMBERS = {
   HERALD_EVENTS_PER_REQUEST: ['limits', 'eventsPerRequest'],
   HERALD_WS_BUFFER_BYTES: ['limits', 'wsBufferBytes'],
   HERALD_REQUESTS_PER_SECOND: ['limits', 'requestsPerSecond'],
+  HERALD_STREAMS_PER_TOKEN: ['limits', 'streamsPerToken'],
 } as const
 
 const ENV_STRINGS = {

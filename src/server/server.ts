@@ -55,7 +55,7 @@ export async function createServer(
 ): Promise<HeraldServer> {
   const config = resolveConfig(input)
   const logger = options.logger ?? createLogger(config.logLevel)
-  const auth = new Authenticator(config.tokens, config.limits.requestsPerSecond)
+  const auth = new Authenticator(config.tokens, config.limits)
   const store = options.store ?? (await openStore(config.store, logger))
   const metrics = new Metrics()
   const bus = createBus({

@@ -4,6 +4,7 @@ import { Type } from '@sinclair/typebox'
 import { HeraldError } from '../errors.js'
 import { splitPatterns } from '../topic.js'
 import { authenticate, type Principal } from './auth.js'
+import { limitOpenStreams } from './stream-limit.js'
 import type { ServerContext } from './context.js'
 import { sseMessage } from './frames.js'
 import { HELD_BACK, StreamSubscriptions } from './subscriptions.js'
@@ -98,6 +99,7 @@ class SseConnection implements Closable {
 /** `GET /v1/sse?topics=a;b`: Server-Sent Events, resumable with Last-Event-ID. */
 export const ssePlugin: FastifyPluginAsync<{ context: ServerContext }> = async (app, { context }) => {
   app.addHook('onRequest', authenticate(context.auth, { query: true }))
+  limitOpenStreams(app)
   app.get<{ Querystring: { topics: string; since?: string } }>(
     '/v1/sse',
     // No HEAD twin: a stream has no headers-only form, and one would stay open, never written.

@@ -6,6 +6,7 @@ import { HeraldError } from '../errors.js'
 import type { HeraldEvent } from '../event.js'
 import { splitPatterns } from '../topic.js'
 import { authenticate, type Principal } from './auth.js'
+import { limitOpenStreams } from './stream-limit.js'
 import type { ServerContext } from './context.js'
 import { toHeraldError } from './errors.js'
 import { errorFrame, eventJson, nativeBatchFrame, nativeEventFrame, replyFrame } from './frames.js'
@@ -190,6 +191,7 @@ class NativeStream {
 /** `GET /v1/stream`: the native WebSocket stream. */
 export const streamPlugin: FastifyPluginAsync<{ context: ServerContext }> = async (app, { context }) => {
   app.addHook('onRequest', authenticate(context.auth, { query: true }))
+  limitOpenStreams(app)
   app.get('/v1/stream', { websocket: true }, (socket: WebSocket, request) => {
     new NativeStream(
       openConnection(context, socket, request.principal, 'websocket'),

@@ -5,6 +5,7 @@ import type { WebSocket } from 'ws'
 import { isHeraldError } from '../errors.js'
 import { parsePattern } from '../topic.js'
 import { authenticate, type Principal } from './auth.js'
+import { limitOpenStreams } from './stream-limit.js'
 import { eventsBodySchema, jsonEventsParser, type EventsBody } from './bodies.js'
 import type { ServerContext } from './context.js'
 import { toHeraldError } from './errors.js'
@@ -320,6 +321,7 @@ export const voltmxStreamPlugin: FastifyPluginAsync<{ context: ServerContext }> 
   { context },
 ) => {
   app.addHook('onRequest', authenticate(context.auth, { query: true }))
+  limitOpenStreams(app)
   app.get('/services/ServerEvents/Stream', { websocket: true }, (socket: WebSocket, request) => {
     new VoltmxStream(openConnection(context, socket, request.principal, 'voltmx'), request.principal, context)
   })

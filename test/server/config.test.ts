@@ -25,6 +25,7 @@ describe('configuration', () => {
         eventsPerRequest: 1000,
         wsBufferBytes: 8_388_608,
         requestsPerSecond: 10_000,
+        streamsPerToken: 1000,
       },
       tokens: [],
     })
@@ -45,6 +46,7 @@ describe('configuration', () => {
         HERALD_PORT: '2',
         HERALD_PING_INTERVAL: '4000',
         HERALD_EVENTS_PER_REQUEST: '9',
+        HERALD_STREAMS_PER_TOKEN: '12',
         HERALD_TOKENS: '[{"token":"env-token-0123456789abc"}]',
       },
       flags: { port: 3 },
@@ -54,7 +56,7 @@ describe('configuration', () => {
       port: 3,
       store: 'memory',
       pingInterval: 4000,
-      limits: { bodyBytes: 2048, eventsPerRequest: 9 },
+      limits: { bodyBytes: 2048, eventsPerRequest: 9, streamsPerToken: 12 },
     })
     expect(config.tokens).toEqual([{ token: 'env-token-0123456789abc' }])
   })
