@@ -4,7 +4,7 @@ import { assertTenant } from '../event.js'
 import { authenticate, type Principal } from './auth.js'
 import { explainingJsonParser } from './bodies.js'
 import type { ServerContext } from './context.js'
-import { answerIds } from './accepted.js'
+import { IdsSchema } from './events.js'
 import { publish } from './publish.js'
 
 /** `@vtex/api` sends its app id as the user agent: `vendor.app@version`. */
@@ -48,7 +48,7 @@ export const courierPlugin: FastifyPluginAsync<{ context: ServerContext }> = asy
 
   app.put<{ Params: { account: string; workspace: string; key: string } }>(
     '/courier/v0/:account/:workspace/events/:key',
-    { schema: { params: CourierParams } },
+    { schema: { params: CourierParams, response: { 202: IdsSchema } } },
     async (request, reply) => {
       const { principal } = request
       const tenant = assertTenant({ account: request.params.account, workspace: request.params.workspace })
@@ -63,7 +63,7 @@ export const courierPlugin: FastifyPluginAsync<{ context: ServerContext }> = asy
         ...(typeof operationId === 'string' && operationId !== '' ? { metadata: { operationId } } : {}),
       }
       const ids = await publish(context.bus, acting, [event], 1)
-      answerIds(reply, ids)
+      return reply.code(202).send({ ids })
     },
   )
 }

@@ -1,11 +1,12 @@
 import type { FastifyPluginAsync } from 'fastify'
 import { Type } from '@sinclair/typebox'
 import { HeraldError } from '../errors.js'
-import { answerIds } from './accepted.js'
 import { authenticate } from './auth.js'
 import { eventsBodySchema, registerEventBodyParsers, type EventsBody } from './bodies.js'
 import type { ServerContext } from './context.js'
 import { publish } from './publish.js'
+
+export const IdsSchema = Type.Object({ ids: Type.Array(Type.String()) })
 
 /** `POST /v1/events` (every publish shape) and `GET /v1/events/:id` (the event and its delivery status). */
 export const eventsPlugin: FastifyPluginAsync<{ context: ServerContext }> = async (app, { context }) => {
@@ -15,10 +16,10 @@ export const eventsPlugin: FastifyPluginAsync<{ context: ServerContext }> = asyn
 
   app.post<{ Body: EventsBody }>(
     '/v1/events',
-    { schema: { body: eventsBodySchema(config.limits.eventsPerRequest) } },
+    { schema: { body: eventsBodySchema(config.limits.eventsPerRequest), response: { 202: IdsSchema } } },
     async (request, reply) => {
       const ids = await publish(bus, request.principal, request.body.events, config.limits.eventsPerRequest)
-      answerIds(reply, ids)
+      return reply.code(202).send({ ids })
     },
   )
 

@@ -9,7 +9,7 @@ import { limitOpenStreams } from './stream-limit.js'
 import { eventsBodySchema, jsonEventsParser, type EventsBody } from './bodies.js'
 import type { ServerContext } from './context.js'
 import { toHeraldError } from './errors.js'
-import { answerIds } from './accepted.js'
+import { IdsSchema } from './events.js'
 import { voltmxEventFrame } from './frames.js'
 import { partitionByPermission, publish, type WireEvent } from './publish.js'
 import { checkFrame, MAX_PATTERNS_PER_CONNECTION, parseFrame } from './stream.js'
@@ -306,11 +306,11 @@ export const voltmxPublishPlugin: FastifyPluginAsync<{ context: ServerContext }>
   app.addHook('onRequest', authenticate(context.auth))
   app.post<{ Body: EventsBody }>(
     '/services/ServerEvents',
-    { schema: { body: eventsBodySchema(config.limits.eventsPerRequest) } },
+    { schema: { body: eventsBodySchema(config.limits.eventsPerRequest), response: { 202: IdsSchema } } },
     async (request, reply) => {
       const events = request.body.events.map((event) => fromVoltmx(event as VoltmxEvent & WireEvent))
       const ids = await publish(bus, request.principal, events, config.limits.eventsPerRequest)
-      answerIds(reply, ids)
+      return reply.code(202).send({ ids })
     },
   )
 }
