@@ -62,17 +62,24 @@ class HandledDeliveries {
   }
 }
 
+/** Herald's webhook-id of an app delivery: `<account>/<workspace>/app:<app>:<handler>:<event id>`. */
+const APP_DELIVERY_ID = /^([^/]+)\/([^/]+)\/app:[^:]*:([^:]*):(.+)$/
+
 /**
- * Herald's webhook-id for an app delivery is `app:<app>:<handler>:<event id>`, and it is signed:
- * the unsigned handler and event id headers must agree with it, so a captured delivery cannot be
- * sent to another handler. Undefined when they agree (or the id is not Herald's), else why not.
+ * Herald's webhook-id for an app delivery is signed, and names the tenant, handler and event: the
+ * unsigned tenant, handler and event id headers must agree with it, so a captured delivery cannot
+ * be sent to another handler or passed off as another tenant's. Undefined when they agree (or the
+ * id is not Herald's), else why not.
  */
-function mismatch(webhookId: string, handler: string, eventId: string | undefined): string | undefined {
-  if (!webhookId.startsWith('app:')) return undefined
-  const parts = webhookId.split(':')
-  if (parts.length < 4 || parts[2] !== handler) return `webhook-id ${webhookId} is not for handler ${handler}`
-  if (eventId !== undefined && parts.slice(3).join(':') !== eventId)
-    return `webhook-id ${webhookId} is not for event ${eventId}`
+function mismatch(webhookId: string, headers: HeaderBag, handler: string): string | undefined {
+  const parts = APP_DELIVERY_ID.exec(webhookId)
+  if (!parts) return undefined
+  const [, account, workspace, named, eventId] = parts
+  if (named !== handler) return `webhook-id ${webhookId} is not for handler ${handler}`
+  const event = first(headers, EVENT_HEADERS.eventId)
+  if (event !== undefined && event !== eventId) return `webhook-id ${webhookId} is not for event ${event}`
+  const tenant = `${first(headers, EVENT_HEADERS.account)}/${first(headers, EVENT_HEADERS.workspace)}`
+  if (tenant !== `${account}/${workspace}`) return `webhook-id ${webhookId} is not for tenant ${tenant}`
   return undefined
 }
 
@@ -145,7 +152,7 @@ export async function listenForEvents(
     if (!name) return reply.code(400).send({ error: `missing ${EVENT_HEADERS.handler}` })
     const webhookId = first(headers, WEBHOOK_HEADERS.id)
     if (signingKey !== undefined && webhookId !== undefined) {
-      const problem = mismatch(webhookId, name, first(headers, EVENT_HEADERS.eventId))
+      const problem = mismatch(webhookId, headers, name)
       if (problem !== undefined) return reply.code(401).send({ error: `signature refused: ${problem}` })
     }
     if (webhookId !== undefined && handled.has(webhookId, Date.now())) return reply.code(204).send()

@@ -106,7 +106,7 @@ export function buildWebhookRequest(
   }
   Object.assign(
     headers,
-    signatureHeaders(key, deliveryId(toHeader(ctx.subscriptionId), toHeader(event.id)), body),
+    signatureHeaders(key, deliveryId(event, toHeader(ctx.subscriptionId), toHeader(event.id)), body),
   )
   return { url, headers, body }
 }
@@ -130,7 +130,7 @@ export class WebhookError extends RetryLaterError {
  * The URL as failures name it (in logs, `lastError`, dead letters): without credentials in its
  * user part or its query (`?apikey=…`), which do not help anyone find the fault.
  */
-function shownUrl(url: string): string {
+export function shownUrl(url: string): string {
   try {
     const parsed = new URL(url)
     return `${parsed.origin}${parsed.pathname}${parsed.search ? '?…' : ''}`

@@ -10,6 +10,7 @@ import { SecretBox, isSealed, openSecret } from './secret-box.js'
 import { generateSecret } from './signature.js'
 import {
   assertWebhookTarget,
+  shownUrl,
   webhookHandler,
   type EndpointGoneError,
   type WebhookOptions,
@@ -502,7 +503,7 @@ export class WebhookRegistry {
         Date.now(),
       )
       this.logger.warn(
-        { subscriptionId: id, account: scoped.tenant.account, url: meta.url, reason: gone.message },
+        { subscriptionId: id, account: scoped.tenant.account, url: shownUrl(meta.url), reason: gone.message },
         'webhook endpoint answered 410 Gone; it is disabled (events are kept) until it is registered again',
       )
     }).catch((error: unknown) =>

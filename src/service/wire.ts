@@ -1,4 +1,4 @@
-import type { HeraldEvent } from '../event.js'
+import type { HeraldEvent, Tenant } from '../event.js'
 
 /**
  * The VTEX IO inbound event protocol (platform → app), as `@vtex/api` reads it, plus Herald's
@@ -61,7 +61,13 @@ export function subjectOf(event: HeraldEvent): string {
   return metadataString(event, 'subject') ?? event.sender ?? event.topic
 }
 
-/** Names one delivery of one event to one subscription, the same on every retry. */
-export function deliveryId(subscriptionId: string, eventId: string): string {
-  return `${subscriptionId}:${eventId}`
+/**
+ * Names one delivery of one event to one subscription, the same on every retry:
+ * `<account>/<workspace>/<subscription id>:<event id>`. Subscription ids are unique only within
+ * a tenant, and a publisher may choose its event ids, so without the tenant one app registered
+ * in two tenants could be sent two different events under one id (and drop the second as a
+ * repeat). Tenant names hold no `/`.
+ */
+export function deliveryId(tenant: Tenant, subscriptionId: string, eventId: string): string {
+  return `${tenant.account}/${tenant.workspace}/${subscriptionId}:${eventId}`
 }

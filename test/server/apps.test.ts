@@ -98,7 +98,7 @@ describe('PUT /v1/apps/:app', () => {
       'x-vtex-credential': 'cred-9',
       'x-vtex-operation-id': orderId,
       'x-herald-event-id': orderId,
-      'webhook-id': `app:shop:onOrder:${orderId}`,
+      'webhook-id': `acme/master/app:shop:onOrder:${orderId}`,
     })
     expect(order.headers['x-request-id']).toMatch(/^[0-9A-Z]{26}$/)
     expect(signedWith(registered.body.secret, order)).toBe(true)

@@ -359,10 +359,15 @@ describe('Service.listen (the VTEX IO inbound protocol)', () => {
     expect((await post(replayed)).status).toBe(204)
     expect((await post(replayed)).status).toBe(204)
     expect(seen).toHaveLength(3)
-    // Herald's signed webhook-id names the handler and event: unsigned headers cannot redirect it.
-    const herald = signatureHeaders(secret, 'app:shop:onOrder:E1', body)
+    // Herald's signed webhook-id names the tenant, handler and event: unsigned headers cannot
+    // redirect it to another handler or pass it off as another tenant's.
+    const herald = signatureHeaders(secret, 'acme/master/app:shop:onOrder:E1', body)
     expect((await post({ ...herald, 'x-herald-event-id': 'E1' }, 'rejects')).status).toBe(401)
     expect((await post({ ...herald, 'x-herald-event-id': 'E2' })).status).toBe(401)
+    expect((await post({ ...herald, 'x-herald-event-id': 'E1', 'x-vtex-account': 'globex' })).status).toBe(
+      401,
+    )
+    expect((await post({ ...herald, 'x-herald-event-id': 'E1', 'x-vtex-workspace': 'dev' })).status).toBe(401)
     expect((await post({ ...herald, 'x-herald-event-id': 'E1' })).status).toBe(204)
     expect(seen).toHaveLength(4)
   })
@@ -381,6 +386,28 @@ describe('Service.listen (the VTEX IO inbound protocol)', () => {
     await bus.scope(ACME).emit({ id: 'ид-1', topic: '注文/作成', sender: 'shop🛒', data: { n: 1 } })
     await waitFor(() => seen.length === 1)
     expect(seen[0]).toMatchObject({ key: '注文/作成', sender: 'shop🛒', eventId: 'ид-1', body: { n: 1 } })
+  })
+
+  it('runs both events when one app, registered in two tenants, is sent the same event id by each', async () => {
+    const seen: string[] = []
+    const service = new Service({
+      events: { onOrder: async (ctx) => void seen.push(`${ctx.vtex.account}/${ctx.vtex.workspace}`) },
+    })
+    const secret = generateSecret()
+    const server = await listen(service, { secret })
+    const bus = newBus()
+    const registry = new WebhookRegistry(bus, { logger: silentLogger })
+    const GLOBEX: Tenant = { account: 'globex', workspace: 'master' }
+    for (const tenant of [ACME, GLOBEX])
+      await registry.putApp(tenant, 'shop', {
+        url: server.url,
+        secret,
+        manifest: { events: { onOrder: { keys: ['orders'] } } },
+      })
+    await bus.scope(ACME).emit({ id: 'order-42', topic: 'orders', data: {} })
+    await bus.scope(GLOBEX).emit({ id: 'order-42', topic: 'orders', data: {} })
+    await waitFor(() => seen.length === 2)
+    expect(seen.sort()).toEqual(['acme/master', 'globex/master'])
   })
 
   it('refuses a tolerance that is not a number of seconds, which would turn the timestamp check off', async () => {

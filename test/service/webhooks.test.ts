@@ -97,7 +97,7 @@ describe('app webhooks (VTEX IO protocol)', () => {
       'x-vtex-operation-id': 'op-77',
       'x-herald-event-id': orderId,
       'x-herald-attempt': '0',
-      'webhook-id': `app:shop:onOrder:${orderId}`,
+      'webhook-id': `acme/master/app:shop:onOrder:${orderId}`,
     })
     expect(order.headers['x-request-id']).toMatch(/^[0-9A-Z]{26}$/)
     expect(signedWith(app.secret!, order)).toBe(true)
