@@ -72,6 +72,30 @@ export function resolveRetryPolicy(
   return policy
 }
 
+/**
+ * Throws `invalid_option` naming a field of `partial` that is not a retry option: where a policy
+ * arrives as data (a registration over HTTP), a misspelt `retrys` would otherwise be dropped
+ * and deliveries quietly follow the defaults.
+ */
+export function assertOnlyRetryFields(partial: object, where = 'retry'): void {
+  for (const field of Object.keys(partial)) {
+    if (!Object.hasOwn(LIMITS, field)) {
+      throw new HeraldError(
+        'invalid_option',
+        `${where}.${field} is not a retry option (${Object.keys(LIMITS).join(', ')})`,
+      )
+    }
+  }
+}
+
+/** The retry options of `options`, leaving out whatever else shares its object (VTEX client options). */
+export function retryFieldsOf(options: Partial<RetryPolicy>): Partial<RetryPolicy> {
+  const picked: Partial<RetryPolicy> = {}
+  for (const field of Object.keys(LIMITS) as (keyof RetryPolicy)[])
+    if (options[field] !== undefined) picked[field] = options[field]
+  return picked
+}
+
 /** How long attempt `attempt` (0-based) may run. */
 export function attemptTimeout(policy: RetryPolicy, attempt: number): number {
   return Math.min(policy.timeout * policy.exponentialTimeoutCoefficient ** attempt, MAX_ATTEMPT_TIMEOUT)

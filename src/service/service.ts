@@ -1,6 +1,6 @@
 import type { EventBus } from '../bus.js'
 import type { HandlerContext } from '../delivery/attempt.js'
-import { resolveRetryPolicy, type RetryPolicy } from '../delivery/policy.js'
+import { resolveRetryPolicy, retryFieldsOf, type RetryPolicy } from '../delivery/policy.js'
 import { HeraldError } from '../errors.js'
 import type { HeraldEvent } from '../event.js'
 import { ulid } from '../ids.js'
@@ -64,7 +64,9 @@ export class Service {
     }
     const retry = config.clients?.options?.events
     if (retry !== undefined) resolveRetryPolicy(retry) // fail now, naming the field, not at attach
-    this.retry = retry
+    // VTEX keeps other client options beside these (`memoryCache`, `verbose`...): a registration
+    // carries the retry options alone, since the server refuses fields it does not know.
+    this.retry = retry === undefined ? undefined : retryFieldsOf(retry)
     const implementation = config.clients?.implementation
     if (implementation !== undefined && typeof implementation !== 'function')
       throw new HeraldError('invalid_option', 'Service clients.implementation must be a class')

@@ -1,5 +1,5 @@
 import type { Bus, EventBus, SubscriptionInfo } from '../bus.js'
-import { resolveRetryPolicy, type RetryPolicy } from '../delivery/policy.js'
+import { assertOnlyRetryFields, resolveRetryPolicy, type RetryPolicy } from '../delivery/policy.js'
 import { HeraldError, describeError } from '../errors.js'
 import { tenantKey, type Tenant } from '../event.js'
 import { ulid } from '../ids.js'
@@ -127,6 +127,7 @@ function metaOf(info: SubscriptionInfo): WebhookMeta | undefined {
 function checkRetry(retry: unknown): Partial<RetryPolicy> | undefined {
   if (retry === undefined) return undefined
   resolveRetryPolicy(retry as Partial<RetryPolicy>) // throws invalid_option naming the field
+  assertOnlyRetryFields(retry as object)
   return retry as Partial<RetryPolicy>
 }
 

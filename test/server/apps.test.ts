@@ -179,6 +179,16 @@ describe('PUT /v1/apps/:app', () => {
     const badRetry = await putApp('x', { ...body, retry: { timeout: -1 } })
     expect(badRetry.status).toBe(400)
     expect(JSON.stringify(badRetry.body)).toContain('retry.timeout')
+    // A misspelt option would leave the deliveries on the default policy without a word.
+    const misspelt = await putApp('x', { ...body, retry: { retrys: 3 } })
+    expect(misspelt.status).toBe(400)
+    expect(JSON.stringify(misspelt.body)).toContain('retry.retrys is not a retry option')
+    const webhook = await request(`${server.url}/v1/subscriptions`, {
+      token: ADMIN,
+      body: { id: 'typo', patterns: ['orders'], url: receiver.url, retry: { retrys: 9 } },
+    })
+    expect(webhook.status).toBe(400)
+    expect(JSON.stringify(webhook.body)).toContain('retry.retrys is not a retry option')
     expect((await putApp('x', { ...body, extra: 1 })).status).toBe(400)
     expect((await putApp('bad name!', body)).status).toBe(400)
   })

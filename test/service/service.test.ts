@@ -117,6 +117,12 @@ describe('Service', () => {
     ).toContain('retry.timeout')
   })
 
+  it('takes the retry options from clients.options.events and leaves the other VTEX client options there', () => {
+    const options = { retries: 2, timeout: 500, memoryCache: {}, verbose: true }
+    const service = new Service({ clients: { options: { events: options as never } }, events: {} })
+    expect(service.retry).toEqual({ retries: 2, timeout: 500 })
+  })
+
   it('in process: each manifest handler gets the matching events with a VTEX-style context', async () => {
     const bus = newBus()
     const seen: EventContext[] = []
