@@ -1,5 +1,5 @@
 import type { Turn } from './clock.js'
-import { describeError } from './errors.js'
+import { HeraldError, describeError } from './errors.js'
 import { senderMatches, type HeraldEvent, type Tenant } from './event.js'
 import type { Logger } from './logger.js'
 import type { Store } from './stores/store.js'
@@ -44,6 +44,22 @@ export interface Tail {
 }
 
 const REPLAY_PAGE = 500
+
+/**
+ * Throws `invalid_request` unless `since` lies within the log: at or before its head. A position
+ * past the head was never handed out by this log: an event id or a malformed seq given as one,
+ * or the position of a log since wiped (a memory store restarted, a database replaced). Taken as
+ * given, it would match no event ever, and the stream would stay silent for good. `details.head`
+ * says where the log ends (absent when it is empty).
+ */
+export function assertInLog(since: string, head: string | undefined): void {
+  if (since === '' || (head !== undefined && since <= head)) return
+  throw new HeraldError(
+    'invalid_request',
+    `since ${JSON.stringify(since)} is not a position of this log, which ends at ${head === undefined ? 'its start (it is empty)' : JSON.stringify(head)}: a seq of an event it handed out is expected (not an event id), and a log wiped since no longer has it`,
+    { since, ...(head === undefined ? {} : { head }) },
+  )
+}
 
 /**
  * Hands matching events to a listener synchronously, in log order, exactly once each: during a
@@ -109,6 +125,8 @@ export class TailReceiver implements Receiver, Tail {
 
   private async replay(store: Store, tenant: Tenant): Promise<void> {
     let after = this.options.since
+    if (after !== undefined && after !== '') assertInLog(after, await store.head(tenant))
+    if (this.closed) return
     for (;;) {
       const page = await store.read(tenant, { after, limit: REPLAY_PAGE })
       if (this.closed) return

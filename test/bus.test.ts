@@ -803,6 +803,21 @@ describe('tail', () => {
     expect(seen).toEqual(['before', 'after'])
     tail.close()
   })
+
+  it('refuses a since past the head of the log: an event id, a bare number, any position of an empty log', async () => {
+    const b = bus()
+    const [id] = await b.emit({ topic: 'feed', data: 1 })
+    for (const since of [id!, '42', 'zzz']) {
+      const tail = b.tail('feed', () => {}, { since })
+      await expect(tail.ready).rejects.toMatchObject({ code: 'invalid_request', details: { since } })
+    }
+    const empty = bus().tail('feed', () => {}, { since: '0000000000000001' })
+    await expect(empty.ready).rejects.toMatchObject({ code: 'invalid_request' })
+    // The head itself and the start are positions of the log.
+    const seq = (await b.status(id!))!.event.seq!
+    await expect(b.tail('feed', () => {}, { since: seq }).ready).resolves.toBeUndefined()
+    await expect(b.tail('feed', () => {}, { since: '' }).ready).resolves.toBeUndefined()
+  })
 })
 
 describe('close', () => {

@@ -71,6 +71,8 @@ export class StreamSubscription<T = unknown> implements ClientSubscription {
   private rejectReady!: (error: Error) => void
   /** The server confirmed the subscription on the current connection. */
   private confirmed = false
+  /** The server confirmed it on some connection: a later `since` is this client's own position. */
+  private everConfirmed = false
   /** A refusal that came before the confirmation (some patterns forbidden, say). */
   private refusal: HeraldError | undefined
 
@@ -215,7 +217,19 @@ export class StreamSubscription<T = unknown> implements ClientSubscription {
         // the others; anything else means no confirmation is coming on this connection.
         if (error.code === 'forbidden') this.refusal = error
         else if (PASSING.has(error.code)) this.socket?.close(4000, 'subscribing again')
-        else this.end(error)
+        else if (this.everConfirmed && error.details?.since !== undefined) {
+          // Resuming from a position the server's log does not reach: the log was wiped (a memory
+          // store restarted, say). Nothing before its head can be replayed; start again there.
+          this.report(
+            new HeraldError(
+              'invalid_request',
+              `the server's log does not reach this subscription's position ${this.position ?? ''} (it was wiped or replaced); resuming from its head, so events it held before are not replayed`,
+              error.details,
+            ),
+          )
+          this.position = undefined
+          this.socket?.close(4000, 'subscribing again from the head')
+        } else this.end(error)
       }
     }
     if (frame.subscribed) {
@@ -224,6 +238,7 @@ export class StreamSubscription<T = unknown> implements ClientSubscription {
         return
       }
       this.confirmed = true
+      this.everConfirmed = true
       if (
         typeof frame.position === 'string' &&
         (this.position === undefined || frame.position > this.position)

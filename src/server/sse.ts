@@ -2,6 +2,7 @@ import type { OutgoingHttpHeaders, ServerResponse } from 'node:http'
 import type { FastifyPluginAsync } from 'fastify'
 import { Type } from '@sinclair/typebox'
 import { HeraldError } from '../errors.js'
+import { assertInLog } from '../tail.js'
 import { splitPatterns } from '../topic.js'
 import { authenticate, type Principal } from './auth.js'
 import { limitOpenStreams } from './stream-limit.js'
@@ -104,7 +105,7 @@ export const ssePlugin: FastifyPluginAsync<{ context: ServerContext }> = async (
     '/v1/sse',
     // No HEAD twin: a stream has no headers-only form, and one would stay open, never written.
     { schema: { querystring: SseQuery }, exposeHeadRoute: false },
-    (request, reply) => {
+    async (request, reply) => {
       const { principal } = request
       const patterns = splitPatterns(request.query.topics, MAX_PATTERNS_PER_CONNECTION)
       const refused = patterns.filter((pattern) => !principal.maySubscribe(pattern))
@@ -119,6 +120,10 @@ export const ssePlugin: FastifyPluginAsync<{ context: ServerContext }> = async (
       const since =
         (typeof lastEventId === 'string' && lastEventId !== '' ? lastEventId : undefined) ??
         request.query.since
+      // Answered before the stream opens: an EventSource gives up on a 400, where a stream that
+      // ended at once would have it reconnect with the same Last-Event-ID forever.
+      if (since !== undefined && since !== '')
+        assertInLog(since, await context.bus.scope(principal.tenant).head())
       // Headers set by hooks (CORS) are kept: hijacking hands the raw response over without them.
       const hooked: OutgoingHttpHeaders = {}
       for (const [name, value] of Object.entries(reply.getHeaders()))

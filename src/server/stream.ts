@@ -4,6 +4,7 @@ import { TypeCompiler } from '@sinclair/typebox/compiler'
 import type { WebSocket } from 'ws'
 import { HeraldError } from '../errors.js'
 import type { HeraldEvent } from '../event.js'
+import { assertInLog } from '../tail.js'
 import { splitPatterns } from '../topic.js'
 import { authenticate, type Principal } from './auth.js'
 import { limitOpenStreams } from './stream-limit.js'
@@ -177,6 +178,9 @@ class NativeStream {
     // event arrived before the drop.
     if (since === undefined && this.subscriptions.list.length === 0) {
       since = await this.context.bus.scope(this.principal.tenant).head()
+    } else if (since !== undefined && since !== '') {
+      // Refused before it is confirmed, so that the refusal is the answer to this subscribe.
+      assertInLog(since, await this.context.bus.scope(this.principal.tenant).head())
     }
     const live = this.subscriptions.add(allowed, since)
     const position = since ?? this.subscriptions.position

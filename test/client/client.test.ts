@@ -115,6 +115,38 @@ describe('HeraldClient', () => {
     expect(replayed).toEqual([2, 3])
   })
 
+  it('refuses a since that is not a position of the log (an event id, a bare number), rejecting ready', async () => {
+    const publisher = client(server.url, ACME)
+    const [id] = await publisher.publish({ topic: 'orders/1', data: 1 })
+    for (const since of [id!, '42']) {
+      const subscription = client(server.url, ACME).subscribe('orders', () => {}, { since })
+      await expect(subscription.ready).rejects.toMatchObject({ code: 'invalid_request' })
+      expect(subscription.state).toBe('closed')
+    }
+  })
+
+  it('resumes from the head of a log wiped while it was away (a memory store restarted), saying so', async () => {
+    const port = Number(new URL(server.url).port)
+    const seen: unknown[] = []
+    const errors: string[] = []
+    const subscription = client(proxy.url, ACME).subscribe('orders', (event) => void seen.push(event.data), {
+      onError: (error) => void errors.push(error.message),
+    })
+    await subscription.ready
+    await client(server.url, ACME).publish([
+      { topic: 'orders/a', data: 'A0' },
+      { topic: 'orders/a', data: 'A1' },
+    ])
+    await waitFor(() => seen.length === 2)
+    await server.close()
+    server = await startTestServer({ tokens: TOKENS, port })
+    await waitFor(() => errors.some((message) => message.includes('does not reach')), 10_000)
+    await waitFor(() => subscription.state === 'live')
+    await client(server.url, ACME).publish({ topic: 'orders/b', data: 'B0' })
+    await waitFor(() => seen.length === 3)
+    expect(seen).toEqual(['A0', 'A1', 'B0'])
+  })
+
   it('reports refused patterns and keeps the allowed ones', async () => {
     const errors: Error[] = []
     const got: unknown[] = []

@@ -135,6 +135,20 @@ describe('native WebSocket /v1/stream', () => {
     second.close()
   })
 
+  it('refuses a since past the log’s head (an event id, a bare number) before confirming the subscribe', async () => {
+    const id = await publish('ws7/a', 1)
+    const client = await StreamClient.open(`${t.wsUrl}/v1/stream`, auth)
+    for (const since of [id, '42', 'abc']) {
+      expect(await client.call({ subscribe: ['ws7'], since })).toMatchObject({
+        error: { code: 'invalid_request', details: { since } },
+      })
+    }
+    // The connection stays usable, and nothing was subscribed.
+    expect(await client.call({ subscribe: ['ws7'], since: '' })).toMatchObject({ subscribed: ['ws7'] })
+    expect((await client.events(1))[0]).toMatchObject({ id })
+    client.close()
+  })
+
   it('refuses patterns outside the token list with a forbidden error frame and honours the rest', async () => {
     const client = await StreamClient.open(`${t.wsUrl}/v1/stream`, {
       headers: { authorization: `Bearer ${ORDERS_ONLY}` },
@@ -339,6 +353,16 @@ describe('SSE /v1/sse', () => {
     const bad = await request(`${t.url}/v1/sse?topics=a//b`, { token: ACME })
     expect(bad.status).toBe(400)
     expect(bad.body).toMatchObject({ error: { code: 'invalid_pattern' } })
+  })
+
+  it('answers 400 to a Last-Event-ID past the log’s head, so that an EventSource stops rather than retry it forever', async () => {
+    const id = await publish('sse9', 1)
+    const answer = await request(`${t.url}/v1/sse?topics=sse9`, {
+      token: ACME,
+      headers: { 'last-event-id': id },
+    })
+    expect(answer.status).toBe(400)
+    expect(answer.body).toMatchObject({ error: { code: 'invalid_request', details: { since: id } } })
   })
 })
 
