@@ -38,7 +38,11 @@ program
   .option('--url <url>', 'server URL (env HERALD_URL)', process.env.HERALD_URL || DEFAULT_URL)
   // Read from the environment by name, not given as a default: help would print a default.
   .addOption(new Option('--token <token>', 'token').env('HERALD_TOKEN'))
-  .showHelpAfterError()
+  // A usage error is one line, as every other error is (`herald: …`), not the whole help.
+  .configureOutput({
+    outputError: (message, write) =>
+      write(`herald: ${message.replace(/^error: /, '').trimEnd()} (herald --help lists the usage)\n`),
+  })
 
 // `herald tail … | head -1`: the reader went away; that ends the output, it is not a failure.
 process.stdout.on('error', (error: NodeJS.ErrnoException) => {

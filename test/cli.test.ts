@@ -170,6 +170,19 @@ describe('herald CLI', () => {
         error: /^herald: unknown dead-letters action "explode"/,
       },
       { args: ['serve', '--store', 'bogus'], env: {}, error: /^herald: store "bogus" is not a store URL/ },
+      // Usage errors too, rather than the whole help.
+      {
+        args: ['frobnicate'],
+        env: env(),
+        error: /^herald: unknown command 'frobnicate' \(herald --help .*\)\n$/,
+      },
+      {
+        args: ['publish', 'x', '1', 'extra'],
+        env: env(),
+        error:
+          /^herald: too many arguments for 'publish'\. Expected 2 arguments but got 3\. \(herald --help .*\)\n$/,
+      },
+      { args: ['status'], env: env(), error: /^herald: missing required argument 'eventId' .*\n$/ },
     ]
     const runs = await Promise.all(cases.map((c) => runCli(c.args, { env: c.env })))
     runs.forEach((run, i) => {

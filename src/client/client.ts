@@ -3,7 +3,7 @@ import type { EventInput, HeraldEvent } from '../event.js'
 import { errorFrom } from './errors.js'
 import { resolveWebSocket, type WebSocketConstructor } from './socket.js'
 import {
-  DEFAULT_RECONNECT,
+  reconnectPolicy,
   StreamSubscription,
   type ClientSubscribeOptions,
   type ClientSubscription,
@@ -47,7 +47,7 @@ export class HeraldClient {
     this.token = options.token
     this.WebSocket = options.WebSocket
     this.fetch = options.fetch ?? ((input, init) => globalThis.fetch(input, init))
-    this.reconnect = { ...DEFAULT_RECONNECT, ...options.reconnect }
+    this.reconnect = reconnectPolicy(options.reconnect)
   }
 
   private endpoint(path: string): URL {

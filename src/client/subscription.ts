@@ -28,6 +28,38 @@ export const DEFAULT_RECONNECT: Readonly<ReconnectPolicy> = Object.freeze({
   factor: 2,
 })
 
+/** Below this a failing server would be hammered: a reconnection every few milliseconds. */
+const MIN_RECONNECT_DELAY = 10
+
+/**
+ * Fills a partial policy from the defaults (an `undefined` field keeps its default) and checks
+ * it: `invalid_option` for delays that are not finite numbers of at least 10 ms, a `maxDelay`
+ * below `initialDelay`, or a `factor` below 1.
+ */
+export function reconnectPolicy(partial: Partial<ReconnectPolicy> | undefined): ReconnectPolicy {
+  const policy: ReconnectPolicy = { ...DEFAULT_RECONNECT }
+  for (const field of ['initialDelay', 'maxDelay', 'factor'] as const) {
+    const value = partial?.[field]
+    if (value !== undefined) policy[field] = value
+  }
+  for (const field of ['initialDelay', 'maxDelay'] as const) {
+    const value = policy[field]
+    if (typeof value !== 'number' || !Number.isFinite(value) || value < MIN_RECONNECT_DELAY)
+      throw new HeraldError(
+        'invalid_option',
+        `reconnect.${field} must be a number of milliseconds of at least ${MIN_RECONNECT_DELAY}, got ${String(value)}`,
+      )
+  }
+  if (policy.maxDelay < policy.initialDelay)
+    throw new HeraldError('invalid_option', 'reconnect.maxDelay must not be below reconnect.initialDelay')
+  if (typeof policy.factor !== 'number' || !Number.isFinite(policy.factor) || policy.factor < 1)
+    throw new HeraldError(
+      'invalid_option',
+      `reconnect.factor must be a number of at least 1, got ${String(policy.factor)}`,
+    )
+  return policy
+}
+
 export interface ClientSubscription {
   /**
    * Resolves when the server first confirms the subscription; rejects (and the subscription
@@ -156,12 +188,14 @@ export class StreamSubscription<T = unknown> implements ClientSubscription {
       socket.send(JSON.stringify(frame))
     }
     socket.onmessage = (message) => this.frame(message.data)
+    let failure = ''
     socket.onerror = (event) => {
-      // A browser tells nothing here (the close that follows says what it can); `ws` names a
-      // refused handshake, which no reconnection would get past.
-      const refused = /Unexpected server response: (401|403)\b/.exec(
-        String((event as { message?: unknown } | null)?.message ?? ''),
-      )
+      // A browser tells nothing here (the close that follows says what it can); `ws` names the
+      // cause: a refused handshake (401 and 403, which no reconnection would get past; 404, 429),
+      // a connection refused.
+      const message = (event as { message?: unknown } | null)?.message
+      failure = typeof message === 'string' ? message : ''
+      const refused = /Unexpected server response: (401|403)\b/.exec(failure)
       if (refused) {
         const error = new HeraldError(
           refused[1] === '401' ? 'unauthorized' : 'forbidden',
@@ -175,9 +209,8 @@ export class StreamSubscription<T = unknown> implements ClientSubscription {
       if (this.socket !== socket) return
       this.socket = undefined
       if (this.state === 'closed') return
-      this.report(
-        new Error(`the stream closed (${event.code}${event.reason ? ` ${event.reason}` : ''}); reconnecting`),
-      )
+      const why = event.reason || failure
+      this.report(new Error(`the stream closed (${event.code}${why ? ` ${why}` : ''}); reconnecting`))
       this.scheduleReconnect()
     }
   }
@@ -193,7 +226,8 @@ export class StreamSubscription<T = unknown> implements ClientSubscription {
         this.timer = undefined
         this.connect()
       },
-      base + base * 0.2 * Math.random(),
+      // Jitter spreads the clients of a restarted server; maxDelay stays the longest wait.
+      Math.min(base + base * 0.2 * Math.random(), maxDelay),
     )
   }
 

@@ -115,6 +115,58 @@ describe('HeraldClient', () => {
     expect(replayed).toEqual([2, 3])
   })
 
+  it('refuses reconnect policies that would hammer a failing server, and never waits past maxDelay', async () => {
+    for (const reconnect of [
+      { initialDelay: 0 },
+      { initialDelay: Number.NaN },
+      { maxDelay: -1 },
+      { factor: 0.5 },
+      { initialDelay: 500, maxDelay: 100 },
+    ]) {
+      expect(() => new HeraldClient({ url: server.url, WebSocket, reconnect })).toThrow(
+        expect.objectContaining({ code: 'invalid_option' }),
+      )
+    }
+    const attempts: number[] = []
+    class Unreachable {
+      constructor() {
+        attempts.push(performance.now())
+        throw new Error('unreachable')
+      }
+    }
+    const failing = new HeraldClient({
+      url: server.url,
+      // An explicit undefined keeps the default rather than turning the delay into NaN.
+      reconnect: { initialDelay: 200, maxDelay: 200, factor: undefined },
+      WebSocket: Unreachable as never,
+    })
+    const subscription = failing.subscribe('orders', () => {})
+    await waitFor(() => attempts.length === 5, 5000)
+    subscription.close()
+    const gaps = attempts.slice(1).map((at, i) => at - attempts[i]!)
+    for (const gap of gaps) expect(gap).toBeGreaterThanOrEqual(195)
+    // With 20 % jitter added after the cap, waits reached 240 ms.
+    expect(Math.max(...gaps)).toBeLessThan(230)
+  })
+
+  it('says why each reconnection failed when the WebSocket tells (a wrong path, a refused port)', async () => {
+    const errors: string[] = []
+    const wrongPath = client(`${server.url}/nope/`, ACME).subscribe('orders', () => {}, {
+      onError: (error) => void errors.push(error.message),
+    })
+    await waitFor(() => errors.length > 0)
+    wrongPath.close()
+    expect(errors[0]).toContain('Unexpected server response: 404')
+    proxy.down()
+    const refused: string[] = []
+    const down = client(proxy.url, ACME).subscribe('orders', () => {}, {
+      onError: (error) => void refused.push(error.message),
+    })
+    await waitFor(() => refused.length > 0)
+    down.close()
+    expect(refused[0]).toMatch(/the stream closed \(\d+ .+\); reconnecting/)
+  })
+
   it('refuses a since that is not a position of the log (an event id, a bare number), rejecting ready', async () => {
     const publisher = client(server.url, ACME)
     const [id] = await publisher.publish({ topic: 'orders/1', data: 1 })
