@@ -106,8 +106,17 @@ program
   .command('tail <patterns...>')
   .description('print events matching the patterns as they are stored, one JSON line each')
   .option('--since <seq>', 'first replay the events stored after this seq')
-  .action(async (patterns: string[], options: { since?: string }) => {
-    const stream = tail(target(), patterns, options.since, { onEvent: (event) => print(event) })
+  .option(
+    '--heartbeat-timeout <ms>',
+    'give up (exit 1) after this long with neither an event nor a ping from the server; 0: never',
+    integer,
+    100_000,
+  )
+  .action(async (patterns: string[], options: { since?: string; heartbeatTimeout: number }) => {
+    const stream = tail(target(), patterns, options.since, {
+      onEvent: (event) => print(event),
+      heartbeatTimeout: options.heartbeatTimeout,
+    })
     process.once('SIGINT', () => stream.stop())
     process.once('SIGTERM', () => stream.stop())
     await stream.done

@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process'
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { WebSocketServer } from 'ws'
 import { NonRetriableError } from '../src/index.js'
 import { waitFor } from './helpers.js'
 import { ADMIN, ACME, TOKENS, startTestServer, type TestServer } from './server/helpers.js'
@@ -139,6 +140,25 @@ describe('herald CLI', () => {
     )
     expect(code).toBe(0)
     expect(out.stderr).toBe('')
+  })
+
+  it('tail gives up, in one line, on a server that goes silent without closing (no events, no pings)', async () => {
+    // Accepts the stream, then says nothing, as a half-open connection looks from the client.
+    const mute = new WebSocketServer({ host: '127.0.0.1', port: 0 })
+    await new Promise((resolve) => mute.once('listening', resolve))
+    try {
+      const url = `http://127.0.0.1:${(mute.address() as AddressInfo).port}`
+      const run = await runCli(['tail', 'x', '--heartbeat-timeout', '1500'], {
+        env: { HERALD_URL: url, HERALD_TOKEN: ACME },
+      })
+      expect(run.code).toBe(1)
+      expect(run.stderr).toBe(
+        'herald: nothing from the server for 1.5 s, not even a ping: the connection is gone\n',
+      )
+    } finally {
+      for (const socket of mute.clients) socket.terminate()
+      mute.close()
+    }
   })
 
   it('reports an error as one line on stderr and exits 1', async () => {

@@ -1,4 +1,5 @@
 import WebSocket from 'ws'
+import { cut, watchSilence } from '../client/heartbeat.js'
 
 /** A failure the CLI reports as one line and a non-zero exit. */
 export class CliError extends Error {
@@ -70,6 +71,8 @@ export async function call<T>(target: Target, method: string, path: string, body
 
 export interface TailHandlers {
   onEvent(event: Record<string, unknown>): void
+  /** Ms without an event or a ping after which the connection counts as gone (0: never). */
+  heartbeatTimeout?: number
 }
 
 /**
@@ -87,6 +90,17 @@ export function tail(
   let stop = (): void => {}
   const done = new Promise<void>((resolve, reject) => {
     let stopped = false
+    const timeout = handlers.heartbeatTimeout ?? 0
+    // A connection gone half-open says nothing: the server's pings stop coming, and that is all.
+    const silence = watchSilence(socket, timeout, () => {
+      stopped = true
+      cut(socket)
+      reject(
+        new CliError(
+          `nothing from the server for ${timeout / 1000} s, not even a ping: the connection is gone`,
+        ),
+      )
+    })
     socket.on('unexpected-response', (_request, response) => {
       let body = ''
       response.on('data', (chunk: Buffer) => (body += chunk.toString()))
@@ -112,6 +126,7 @@ export function tail(
       ),
     )
     socket.on('message', (data) => {
+      silence?.heard()
       const frame = JSON.parse(data.toString()) as Record<string, unknown>
       if (frame.event) handlers.onEvent(frame.event as Record<string, unknown>)
       else if (frame.error) {
@@ -122,6 +137,7 @@ export function tail(
       }
     })
     socket.on('close', (code, reason) => {
+      silence?.stop()
       if (stopped) return resolve()
       reject(
         new CliError(`the server closed the stream (${code}${reason.length ? ` ${reason.toString()}` : ''})`),
@@ -129,6 +145,7 @@ export function tail(
     })
     stop = () => {
       stopped = true
+      silence?.stop()
       socket.close()
     }
   })

@@ -1,6 +1,7 @@
 import { HeraldError } from '../errors.js'
 import type { HeraldEvent } from '../event.js'
 import { errorFrom } from './errors.js'
+import { cut, watchSilence, type SilenceWatch } from './heartbeat.js'
 import { frameText, type WebSocketLike } from './socket.js'
 
 export type SubscriptionState = 'connecting' | 'live' | 'reconnecting' | 'closed'
@@ -20,12 +21,20 @@ export interface ReconnectPolicy {
   maxDelay: number
   /** Growth per failed attempt (default 2). */
   factor: number
+  /**
+   * With `ws` (Node): the connection counts as dropped, and is cut and resumed, after this many
+   * ms without a ping or a frame from the server (default 100,000: the server pings every 30 s
+   * unless configured otherwise; keep it above three of its pingIntervals). 0 turns it off.
+   * Browsers do not show pings to pages, so there it has no effect.
+   */
+  heartbeatTimeout: number
 }
 
 export const DEFAULT_RECONNECT: Readonly<ReconnectPolicy> = Object.freeze({
   initialDelay: 250,
   maxDelay: 10_000,
   factor: 2,
+  heartbeatTimeout: 100_000,
 })
 
 /** Below this a failing server would be hammered: a reconnection every few milliseconds. */
@@ -38,7 +47,7 @@ const MIN_RECONNECT_DELAY = 10
  */
 export function reconnectPolicy(partial: Partial<ReconnectPolicy> | undefined): ReconnectPolicy {
   const policy: ReconnectPolicy = { ...DEFAULT_RECONNECT }
-  for (const field of ['initialDelay', 'maxDelay', 'factor'] as const) {
+  for (const field of ['initialDelay', 'maxDelay', 'factor', 'heartbeatTimeout'] as const) {
     const value = partial?.[field]
     if (value !== undefined) policy[field] = value
   }
@@ -52,6 +61,16 @@ export function reconnectPolicy(partial: Partial<ReconnectPolicy> | undefined): 
   }
   if (policy.maxDelay < policy.initialDelay)
     throw new HeraldError('invalid_option', 'reconnect.maxDelay must not be below reconnect.initialDelay')
+  const { heartbeatTimeout } = policy
+  if (
+    typeof heartbeatTimeout !== 'number' ||
+    !Number.isFinite(heartbeatTimeout) ||
+    (heartbeatTimeout !== 0 && heartbeatTimeout < 1000)
+  )
+    throw new HeraldError(
+      'invalid_option',
+      `reconnect.heartbeatTimeout must be 0 (off) or at least 1000 ms, got ${String(heartbeatTimeout)}`,
+    )
   if (typeof policy.factor !== 'number' || !Number.isFinite(policy.factor) || policy.factor < 1)
     throw new HeraldError(
       'invalid_option',
@@ -107,6 +126,8 @@ export class StreamSubscription<T = unknown> implements ClientSubscription {
   private everConfirmed = false
   /** A refusal that came before the confirmation (some patterns forbidden, say). */
   private refusal: HeraldError | undefined
+  /** Watches the current connection for silence (`ws` only). */
+  private silence: SilenceWatch | undefined
 
   constructor(
     private readonly url: string,
@@ -135,6 +156,7 @@ export class StreamSubscription<T = unknown> implements ClientSubscription {
     if (this.state === 'closed') return
     if (this.timer) clearTimeout(this.timer)
     this.timer = undefined
+    this.silence?.stop()
     const socket = this.socket
     this.socket = undefined
     if (socket) {
@@ -182,12 +204,25 @@ export class StreamSubscription<T = unknown> implements ClientSubscription {
     this.socket = socket
     this.confirmed = false
     this.refusal = undefined
+    this.silence?.stop()
+    const silence = watchSilence(socket, this.reconnect.heartbeatTimeout, () => {
+      this.report(
+        new Error(
+          `nothing from the server for ${this.reconnect.heartbeatTimeout} ms, not even a ping: the connection is gone; reconnecting`,
+        ),
+      )
+      cut(socket)
+    })
+    this.silence = silence
     socket.onopen = () => {
       const frame: Record<string, unknown> = { subscribe: this.patterns }
       if (this.position !== undefined) frame.since = this.position
       socket.send(JSON.stringify(frame))
     }
-    socket.onmessage = (message) => this.frame(message.data)
+    socket.onmessage = (message) => {
+      silence?.heard()
+      this.frame(message.data)
+    }
     let failure = ''
     socket.onerror = (event) => {
       // A browser tells nothing here (the close that follows says what it can); `ws` names the
@@ -206,6 +241,7 @@ export class StreamSubscription<T = unknown> implements ClientSubscription {
       }
     }
     socket.onclose = (event) => {
+      silence?.stop()
       if (this.socket !== socket) return
       this.socket = undefined
       if (this.state === 'closed') return

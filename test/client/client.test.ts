@@ -167,6 +167,38 @@ describe('HeraldClient', () => {
     expect(refused[0]).toMatch(/the stream closed \(\d+ .+\); reconnecting/)
   })
 
+  it('notices a connection gone silent without closing (half-open), cuts it and resumes, missing nothing', async () => {
+    const quick = await startTestServer({ tokens: TOKENS, pingInterval: 1000 })
+    const halfOpen = await startProxy(Number(new URL(quick.url).port))
+    try {
+      const seen: unknown[] = []
+      const errors: string[] = []
+      const subscriber = new HeraldClient({
+        url: halfOpen.url,
+        token: ACME,
+        WebSocket,
+        reconnect: { initialDelay: 50, maxDelay: 200, heartbeatTimeout: 2500 },
+      })
+      clients.push(subscriber)
+      const subscription = subscriber.subscribe('orders', (event) => void seen.push(event.data), {
+        onError: (error) => void errors.push(error.message),
+      })
+      await subscription.ready
+      const publisher = client(quick.url, ACME)
+      await publisher.publish({ topic: 'orders/1', data: 'before' })
+      await waitFor(() => seen.length === 1)
+      halfOpen.freeze()
+      await publisher.publish({ topic: 'orders/1', data: 'after' })
+      await waitFor(() => seen.length === 2, 10_000, 'the event published after the freeze')
+      expect(seen).toEqual(['before', 'after'])
+      expect(errors.some((message) => message.includes('not even a ping'))).toBe(true)
+      expect(subscription.state).toBe('live')
+    } finally {
+      await halfOpen.close()
+      await quick.close()
+    }
+  })
+
   it('refuses a since that is not a position of the log (an event id, a bare number), rejecting ready', async () => {
     const publisher = client(server.url, ACME)
     const [id] = await publisher.publish({ topic: 'orders/1', data: 1 })

@@ -13,6 +13,11 @@ export interface Proxy {
   port: number
   url: string
   cut(): void
+  /**
+   * A half-open network: nothing more passes either way, and neither side learns of it (no FIN,
+   * no reset), even when the other closes. As a NAT that forgot the connection, or a sleeping laptop.
+   */
+  freeze(): void
   down(): void
   up(): void
   /** Connections accepted while up, so far. */
@@ -22,6 +27,8 @@ export interface Proxy {
 
 export async function startProxy(targetPort: number, pages: Pages = {}, host = '127.0.0.1'): Promise<Proxy> {
   const open = new Set<Socket>()
+  const pairs: [Socket, Socket][] = []
+  const frozen = new Set<Socket>()
   let refusing = false
   let connections = 0
   const server: Server = createServer((client) => {
@@ -50,6 +57,7 @@ export async function startProxy(targetPort: number, pages: Pages = {}, host = '
       const upstream = connect(targetPort, host)
       open.add(upstream)
       const drop = (): void => {
+        if (frozen.has(client)) return
         client.destroy()
         upstream.destroy()
         open.delete(client)
@@ -60,6 +68,7 @@ export async function startProxy(targetPort: number, pages: Pages = {}, host = '
       upstream.write(first)
       client.pipe(upstream)
       upstream.pipe(client)
+      pairs.push([client, upstream])
     })
   })
   await new Promise<void>((resolve) => server.listen(0, host, resolve))
@@ -70,6 +79,15 @@ export async function startProxy(targetPort: number, pages: Pages = {}, host = '
     cut: () => {
       for (const socket of [...open]) socket.destroy()
       open.clear()
+    },
+    freeze: () => {
+      for (const [client, upstream] of pairs) {
+        frozen.add(client)
+        client.unpipe(upstream)
+        upstream.unpipe(client)
+        client.pause()
+        upstream.pause()
+      }
     },
     down: () => {
       refusing = true
