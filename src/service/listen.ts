@@ -1,7 +1,7 @@
 import Fastify, { type FastifyReply, type FastifyRequest } from 'fastify'
 import type { AddressInfo } from 'node:net'
 import { HeraldError, NonRetriableError, RetryLaterError, describeError } from '../errors.js'
-import { consoleLogger, type Logger } from '../logger.js'
+import type { Logger } from '../logger.js'
 import { ulid } from '../ids.js'
 import { createContext } from './context.js'
 import type { Service } from './service.js'
@@ -23,6 +23,7 @@ export interface ListenOptions {
   toleranceSeconds?: number
   /** Largest accepted body in bytes (default 2 MiB). */
   bodyLimit?: number
+  /** Where failed handlers are logged (default: the Service's `logger`). */
   logger?: Logger
 }
 
@@ -132,7 +133,7 @@ export async function listenForEvents(
   if (!Number.isFinite(tolerance) || tolerance < 0)
     throw new HeraldError('invalid_option', 'toleranceSeconds must be a number of seconds, 0 or more')
   const handled = new HandledDeliveries(tolerance * 1000)
-  const logger = options.logger ?? consoleLogger
+  const logger = options.logger ?? service.logger
   const app = Fastify({ bodyLimit: options.bodyLimit ?? DEFAULT_BODY_LIMIT })
   // The signature covers the exact bytes sent: keep the body as text and parse it here.
   app.removeAllContentTypeParsers()

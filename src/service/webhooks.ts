@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto'
 import type { Bus, EventBus, SubscriptionInfo } from '../bus.js'
 import { assertOnlyRetryFields, resolveRetryPolicy, type RetryPolicy } from '../delivery/policy.js'
 import { HeraldError, describeError } from '../errors.js'
@@ -219,6 +220,19 @@ export class WebhookRegistry {
     this.deliveryOptions = deliveryOptions
   }
 
+  /**
+   * What a subscription is delivered with, as a string to compare: patterns, sender and meta,
+   * with the secret and credential opened (sealing them again draws a fresh IV, so their sealed
+   * forms differ each time) and hashed (no second plain copy of them is kept).
+   */
+  private fingerprintOf(patterns: readonly string[], sender: string | undefined, meta: WebhookMeta): string {
+    const digest = (sealedOrPlain: string): string =>
+      createHash('sha256').update(openSecret(this.box, sealedOrPlain)).digest('base64')
+    const effective: WebhookMeta = { ...meta, secret: digest(meta.secret) }
+    if (meta.credential !== undefined) effective.credential = digest(meta.credential)
+    return fingerprint(patterns, sender, effective)
+  }
+
   /** The meta to store: its secret and an app's credential sealed, with a `secretsKey`. */
   private sealed(meta: WebhookMeta): WebhookMeta {
     const box = this.box
@@ -262,7 +276,8 @@ export class WebhookRegistry {
         if (credential !== undefined) meta.credential = credential
         if (retry !== undefined) meta.retry = retry
         const subscriptionId = appSubscriptionId(app, handler)
-        this.attach(scoped, subscriptionId, entry.keys, entry.sender, meta)
+        const inStore = existing.find((record) => record.id === subscriptionId)
+        this.attach(scoped, subscriptionId, entry.keys, entry.sender, meta, inStore)
         const info: AppHandlerInfo = { handler, subscriptionId, keys: entry.keys }
         if (entry.sender !== undefined) info.sender = entry.sender
         handlers.push(info)
@@ -337,7 +352,7 @@ export class WebhookRegistry {
       const meta: WebhookMeta = { kind: 'webhook', url: input.url, format, secret }
       if (retry !== undefined) meta.retry = retry
       assertWebhookTarget(meta)
-      this.attach(scoped, id, patterns, sender, meta)
+      this.attach(scoped, id, patterns, sender, meta, existing)
       const record = (await scoped.subscriptions()).find((candidate) => candidate.id === id)
       if (!record) throw new HeraldError('store_unavailable', `subscription ${id} could not be stored`)
       return { subscription: { ...subscriptionInfo(record, meta), secret }, created: !existing }
@@ -387,14 +402,19 @@ export class WebhookRegistry {
       if (!meta) continue
       const key = `${record.account}/${record.workspace}/${record.id}`
       present.add(key)
-      if (this.attachedAs.get(key)?.fingerprint === fingerprint(record.patterns, record.sender, meta))
-        continue
+      let current: string
+      try {
+        current = this.fingerprintOf(record.patterns, record.sender, meta)
+      } catch {
+        current = fingerprint(record.patterns, record.sender, meta) // unreadable: attach says why
+      }
+      if (this.attachedAs.get(key)?.fingerprint === current) continue
       try {
         const scoped = this.bus.scope({ account: record.account, workspace: record.workspace })
         if (this.attach(scoped, record.id, record.patterns, record.sender, meta)) restored++
       } catch (error) {
         // Noted as seen, so that the next sync does not say it again until the record changes.
-        this.attachedAs.set(key, { fingerprint: fingerprint(record.patterns, record.sender, meta) })
+        this.attachedAs.set(key, { fingerprint: current })
         this.logger.error(
           { subscriptionId: record.id, account: record.account, error: describeError(error) },
           'a webhook subscription in the store could not be restored',
@@ -428,6 +448,10 @@ export class WebhookRegistry {
    * (Re)attaches one subscription in this process; returns false for a disabled one, which is
    * only detached. A subscription attached before is detached with `keep`, so the store keeps its
    * cursor and deliveries and only patterns, sender and meta change.
+   *
+   * A registration repeated with the same settings (each replica of an app registering at boot)
+   * changes nothing when `inStore`, the record the store holds now, has them too: detaching
+   * would abort the deliveries in flight, whose leases then hold them back until they expire.
    */
   private attach(
     scoped: EventBus,
@@ -435,11 +459,20 @@ export class WebhookRegistry {
     patterns: string[],
     sender: string | undefined,
     meta: WebhookMeta,
+    inStore?: SubscriptionInfo,
   ): boolean {
     const key = `${tenantKey(scoped.tenant)}/${id}`
+    const wanted = this.fingerprintOf(patterns, sender, meta)
+    const storedMeta = inStore && metaOf(inStore)
+    if (
+      storedMeta !== undefined &&
+      this.attachedAs.get(key)?.fingerprint === wanted &&
+      this.fingerprintOf(inStore!.patterns, inStore!.sender, storedMeta) === wanted
+    )
+      return meta.disabled === undefined
     // Sealed once, when first stored; a sealed value read back from the store stays as it is.
     const stored = this.sealed(meta)
-    const attachedAs: Attached = { fingerprint: fingerprint(patterns, sender, stored) }
+    const attachedAs: Attached = { fingerprint: wanted }
     if (stored.disabled !== undefined) {
       scoped.unsubscribe(patterns, undefined, { subscriberId: id, keep: true })
       this.attachedAs.set(key, attachedAs)
@@ -492,7 +525,9 @@ export class WebhookRegistry {
       const disabled: DisabledEndpoint = { at: new Date().toISOString(), reason: gone.message }
       scoped.unsubscribe(record.patterns, undefined, { subscriberId: id, keep: true })
       const disabledMeta: WebhookMeta = { ...meta, disabled }
-      this.attachedAs.set(key, { fingerprint: fingerprint(record.patterns, record.sender, disabledMeta) })
+      this.attachedAs.set(key, {
+        fingerprint: this.fingerprintOf(record.patterns, record.sender, disabledMeta),
+      })
       await this.bus.store.openSubscription(
         {
           tenant: scoped.tenant,

@@ -416,6 +416,30 @@ describe('Service.listen (the VTEX IO inbound protocol)', () => {
     expect(seen.sort()).toEqual(['acme/master', 'globex/master'])
   })
 
+  it("logs a handler's failure to the Service's logger when listen is given none", async () => {
+    const warned: string[] = []
+    const service = new Service({
+      events: {
+        fails: () => {
+          throw new Error('the database at /srv/db is down')
+        },
+      },
+      logger: {
+        ...silentLogger,
+        warn: (fields: unknown, message: string) => void warned.push(`${message} ${JSON.stringify(fields)}`),
+      },
+    })
+    const server = await service.listen(0)
+    cleanups.push(() => server.close())
+    const answer = await fetch(`${server.url}/a/b/_events`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-event-handler-id': 'fails' },
+      body: '{}',
+    })
+    expect(answer.status).toBe(500)
+    expect(warned.join('\n')).toContain('the database at /srv/db is down')
+  })
+
   it('refuses a tolerance that is not a number of seconds, which would turn the timestamp check off', async () => {
     await expect(
       listen(new Service({ events: { h: () => {} } }), {

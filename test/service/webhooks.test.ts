@@ -518,6 +518,42 @@ describe('webhook subscriptions', () => {
     }
   })
 
+  it('registering an app again with the same settings leaves deliveries in flight alone, here and on another process (sealed secrets)', async () => {
+    const store = memoryStore()
+    const key = 'a passphrase for the secrets'
+    const a = createBus({ store, closeStore: false, logger: silentLogger, pollInterval: 50 })
+    const b = createBus({ store, closeStore: false, logger: silentLogger, pollInterval: 50 })
+    try {
+      const registryA = new WebhookRegistry(a, { logger: silentLogger, secretsKey: key })
+      const registryB = new WebhookRegistry(b, { logger: silentLogger, secretsKey: key })
+      receiver.reply = async () => {
+        await sleep(600)
+        return 204
+      }
+      const registration = { url: receiver.url, manifest: { events: { onOrder: { keys: ['orders'] } } } }
+      const { app } = await registryA.putApp(ACME, 'shop', registration)
+      expect(await registryB.restore()).toBe(1)
+      const [id] = await a.scope(ACME).emit({ topic: 'orders', data: 1 })
+      await waitFor(() => receiver.requests.length === 1, 5000, 'the delivery to start')
+      // Each replica of an app registers at boot, with what it always registers.
+      await registryA.putApp(ACME, 'shop', { ...registration, secret: app.secret })
+      expect(await registryB.restore()).toBe(0)
+      await waitFor(
+        async () => (await a.scope(ACME).status(id!))?.deliveries[0]?.state === 'delivered',
+        3000,
+        'the delivery in flight to finish',
+      )
+      // Delivered by its first attempt: nothing was aborted and sent again.
+      await sleep(300)
+      expect(receiver.requests).toHaveLength(1)
+      expect(receiver.requests[0]!.headers['x-herald-attempt']).toBe('0')
+    } finally {
+      await a.close()
+      await b.close()
+      await store.close()
+    }
+  })
+
   it('with a secretsKey the store holds secrets sealed; deliveries are signed with the real ones, after a restart too', async () => {
     const store = memoryStore()
     const key = 'a passphrase for the secrets'
