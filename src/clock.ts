@@ -29,7 +29,9 @@ function expire(): void {
 function arm(): void {
   if (!armed) {
     armed = true
-    setImmediate(expire).unref()
+    // Referenced: an unreferenced immediate lets the loop block in poll until the next timer, and
+    // the turn would end (and deadlines counted from it start) only then.
+    setImmediate(expire)
   }
 }
 

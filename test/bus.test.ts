@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process'
 import { afterEach, describe, expect, it, vi } from 'vitest'
 import {
   NonRetriableError,
@@ -12,6 +13,7 @@ import {
   type RetryPolicy,
 } from '../src/index.js'
 import { recorder, sleep, waitFor } from './helpers.js'
+import { ROOT, TSX } from './support/herald-process.js'
 
 const buses: Bus[] = []
 function bus(options: BusOptions = {}): Bus {
@@ -406,6 +408,23 @@ describe('timeouts', () => {
     await b.emit({ topic: 'hang', data: 1 })
     await waitFor(() => abortedAfter >= 0, 2000, 'the abort')
     expect(abortedAfter).toBeGreaterThanOrEqual(48)
+  })
+
+  it('a handler emitted from a setImmediate callback of an idle process is aborted at its timeout, not twice it', async () => {
+    // In a process of its own: here the test runner's own activity wakes the loop and hides it.
+    const output = await new Promise<string>((resolve, reject) => {
+      const child = spawn(process.execPath, ['--import', TSX, `${ROOT}/test/fixtures/idle-timeout.ts`], {
+        cwd: ROOT,
+      })
+      let out = ''
+      child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()))
+      child.on('error', reject)
+      child.on('close', () => resolve(out))
+    })
+    const abortedAfter = Number(output.trim())
+    expect(abortedAfter).toBeGreaterThanOrEqual(148)
+    // The turn's end came only with the next timer (the sweep at the deadline): about 300 ms.
+    expect(abortedAfter).toBeLessThan(250)
   })
 
   it('a late success of an aborted attempt does not count', async () => {
