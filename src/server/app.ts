@@ -2,7 +2,7 @@ import cors from '@fastify/cors'
 import websocket from '@fastify/websocket'
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify'
 import type { Logger as PinoLogger } from 'pino'
-import { HeraldError } from '../errors.js'
+import { HeraldError, describeError } from '../errors.js'
 import { appsPlugin } from './apps.js'
 import { explainingJsonParser } from './bodies.js'
 import type { ServerContext } from './context.js'
@@ -67,6 +67,18 @@ export async function buildApp(context: ServerContext, logger: PinoLogger): Prom
   // not a WebSocket (an upgrade to /healthz, say) gets its answer and its socket closed.
   await app.register(websocket, {
     options: { maxPayload: limits.bodyBytes },
+    // A client that breaks the protocol (a frame over limits.bodyBytes, say) has been answered
+    // with its close code (1009, 1002) by ws: a refusal, logged as one, not as a server failure.
+    errorHandler: (error, socket) => {
+      const code = (error as { code?: unknown }).code
+      if (typeof code === 'string' && code.startsWith('WS_ERR_'))
+        context.logger.warn(
+          { code, reason: error.message },
+          'closed a stream client that broke the WebSocket protocol',
+        )
+      else context.logger.error({ error: describeError(error) }, 'a stream socket failed')
+      socket.terminate()
+    },
     // Shutdown: every stream (WebSocket and SSE) finishes its frames in progress, then closes with 1001.
     preClose: async function closeStreams(this: FastifyInstance) {
       await Promise.all([...context.streams].map((stream) => stream.shutdown()))

@@ -22,7 +22,7 @@ const FASTIFY_CODES: Record<string, HeraldError['code']> = {
 export function toHeraldError(error: unknown): HeraldError {
   if (isHeraldError(error)) return error
   const fastify = error as Partial<FastifyError> & { validation?: unknown }
-  if (fastify.validation) return new HeraldError('invalid_request', fastify.message ?? 'invalid request')
+  if (fastify.validation) return new HeraldError('invalid_request', validationMessage(fastify))
   const code = fastify.code !== undefined ? FASTIFY_CODES[fastify.code] : undefined
   if (code) return new HeraldError(code, fastify.message ?? code)
   // The JSON parser's SyntaxError: its message says where the body broke.
@@ -31,6 +31,19 @@ export function toHeraldError(error: unknown): HeraldError {
   if (fastify.statusCode === 413) return new HeraldError('payload_too_large', (error as Error).message)
   if (fastify.statusCode === 415) return new HeraldError('unsupported_media_type', (error as Error).message)
   return new HeraldError('internal', 'internal error')
+}
+
+/**
+ * The schema validator's message, naming the field where it does not: "must NOT have additional
+ * properties" says nothing of which one (a misspelt `retyr`, say).
+ */
+function validationMessage(error: Partial<FastifyError> & { validation?: unknown }): string {
+  const message = error.message ?? 'invalid request'
+  const first = Array.isArray(error.validation)
+    ? (error.validation[0] as { keyword?: unknown; params?: { additionalProperty?: unknown } } | undefined)
+    : undefined
+  const field = first?.keyword === 'additionalProperties' ? first.params?.additionalProperty : undefined
+  return typeof field === 'string' ? `${message}: ${JSON.stringify(field)} is not a known field` : message
 }
 
 export function errorBody(error: HeraldError): ErrorBody {

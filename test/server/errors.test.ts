@@ -195,12 +195,20 @@ describe('limits and errors, with their statuses', () => {
     expect(route.body).toMatchObject({ error: { code: 'not_found' } })
   })
 
-  it('closes a WebSocket whose frame is over limits.bodyBytes with 1009', async () => {
+  it('closes a WebSocket whose frame is over limits.bodyBytes with 1009, logged as a refusal', async () => {
     const client = await StreamClient.open(`${t.wsUrl}/v1/stream`, {
       headers: { authorization: `Bearer ${ACME}` },
     })
     client.send({ events: [{ topic: 'big', data: 'x'.repeat(5000) }] })
     expect((await client.closed).code).toBe(1009)
+    await waitFor(() => t.logs().includes('broke the WebSocket protocol'))
+    const line = t
+      .logs()
+      .split('\n')
+      .find((entry) => entry.includes('broke the WebSocket protocol'))!
+    // A warning naming the cause, not an error with a stack: the server did nothing wrong.
+    expect(JSON.parse(line)).toMatchObject({ level: 40, code: 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH' })
+    expect(line).not.toContain('stack')
   })
 
   /** A stream for the rate-limited token. The handshake counts too (refused with 429 while its bucket is empty). */
