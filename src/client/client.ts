@@ -98,6 +98,8 @@ export class HeraldClient {
     url.protocol = this.base.protocol === 'https:' ? 'wss:' : 'ws:'
     // Browsers cannot set headers on a WebSocket: the token travels as the `token` query parameter.
     if (this.token !== undefined) url.searchParams.set('token', this.token)
+    const probeUrl = new URL(url.href)
+    probeUrl.protocol = this.base.protocol
     const subscription = new StreamSubscription<T>(
       url.href,
       resolveWebSocket(this.WebSocket),
@@ -111,9 +113,37 @@ export class HeraldClient {
         },
       },
       this.reconnect,
+      () => this.refusalOf(probeUrl.href),
     )
     this.subscriptions.add(subscription)
     return subscription
+  }
+
+  /**
+   * Why the server refuses the stream's handshake, asked over HTTP: a browser's WebSocket says
+   * nothing of a refused handshake, not even its status. The stream's URL without the upgrade
+   * goes through the same token check; a refusal no reconnection would get past (401, 403) comes
+   * back as its error, anything else (a 404 for the missing upgrade, a network failure, a page
+   * of another origin the server does not serve CORS to) as undefined.
+   */
+  private async refusalOf(url: string): Promise<HeraldError | undefined> {
+    try {
+      const response = await this.fetch(url, { method: 'GET' })
+      if (response.status !== 401 && response.status !== 403) {
+        await response.body?.cancel()
+        return undefined
+      }
+      const text = await response.text()
+      let body: unknown
+      try {
+        body = JSON.parse(text)
+      } catch {
+        body = undefined
+      }
+      return errorFrom(response.status, body)
+    } catch {
+      return undefined
+    }
   }
 
   /** Closes every subscription. */

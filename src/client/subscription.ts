@@ -136,6 +136,8 @@ export class StreamSubscription<T = unknown> implements ClientSubscription {
     private readonly onEvent: (event: HeraldEvent<T>) => unknown,
     private readonly options: ClientSubscribeOptions,
     private readonly reconnect: ReconnectPolicy,
+    /** Asks the server, over HTTP, why it refuses the handshake (when the WebSocket does not tell). */
+    private readonly probe?: () => Promise<HeraldError | undefined>,
   ) {
     this.position = options.since
     this.ready = new Promise((resolve, reject) => {
@@ -214,7 +216,9 @@ export class StreamSubscription<T = unknown> implements ClientSubscription {
       cut(socket)
     })
     this.silence = silence
+    let opened = false
     socket.onopen = () => {
+      opened = true
       const frame: Record<string, unknown> = { subscribe: this.patterns }
       if (this.position !== undefined) frame.since = this.position
       socket.send(JSON.stringify(frame))
@@ -247,7 +251,20 @@ export class StreamSubscription<T = unknown> implements ClientSubscription {
       if (this.state === 'closed') return
       const why = event.reason || failure
       this.report(new Error(`the stream closed (${event.code}${why ? ` ${why}` : ''}); reconnecting`))
-      this.scheduleReconnect()
+      if (opened || failure !== '' || !this.probe) {
+        this.scheduleReconnect()
+        return
+      }
+      // The handshake failed and the WebSocket kept why (a browser's does): ask over HTTP, so that
+      // a refused token ends the subscription instead of being retried for ever.
+      this.setState('reconnecting')
+      void this.probe().then((refusal) => {
+        if (this.state === 'closed') return
+        if (refusal && (refusal.code === 'unauthorized' || refusal.code === 'forbidden')) {
+          this.report(refusal)
+          this.end(refusal)
+        } else this.scheduleReconnect()
+      })
     }
   }
 

@@ -149,6 +149,54 @@ describe('HeraldClient', () => {
     expect(Math.max(...gaps)).toBeLessThan(230)
   })
 
+  it('ends with unauthorized when a browser-like WebSocket hides why the handshake failed (asked over HTTP)', async () => {
+    // As a browser's: the error event carries no message, so the refusal's status is unknown;
+    // and no ping events either.
+    type Listener = ((event: never) => void) | null
+    class BrowserLike {
+      private readonly socket: WebSocket
+      constructor(url: string) {
+        this.socket = new WebSocket(url)
+      }
+      get readyState(): number {
+        return this.socket.readyState
+      }
+      send(data: string): void {
+        this.socket.send(data)
+      }
+      close(code?: number, reason?: string): void {
+        this.socket.close(code, reason)
+      }
+      set onopen(listener: Listener) {
+        this.socket.onopen = listener && (() => listener({} as never))
+      }
+      set onmessage(listener: Listener) {
+        this.socket.onmessage = listener && ((event) => listener({ data: event.data } as never))
+      }
+      set onclose(listener: Listener) {
+        this.socket.onclose =
+          listener && ((event) => listener({ code: event.code, reason: event.reason } as never))
+      }
+      set onerror(listener: Listener) {
+        this.socket.onerror = listener && (() => listener({ type: 'error' } as never))
+      }
+    }
+    const refused = new HeraldClient({
+      url: server.url,
+      token: 'wrong-token-0123456789',
+      WebSocket: BrowserLike,
+      reconnect: { initialDelay: 50, maxDelay: 200 },
+    })
+    clients.push(refused)
+    const subscription = refused.subscribe('orders', () => {})
+    await expect(subscription.ready).rejects.toMatchObject({ code: 'unauthorized' })
+    expect(subscription.state).toBe('closed')
+    // With a good token the same WebSocket subscribes as usual.
+    const accepted = new HeraldClient({ url: server.url, token: ACME, WebSocket: BrowserLike })
+    clients.push(accepted)
+    await accepted.subscribe('orders', () => {}).ready
+  })
+
   it('says why each reconnection failed when the WebSocket tells (a wrong path, a refused port)', async () => {
     const errors: string[] = []
     const wrongPath = client(`${server.url}/nope/`, ACME).subscribe('orders', () => {}, {
