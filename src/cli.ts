@@ -19,6 +19,13 @@ function integer(value: string): number {
   return number
 }
 
+/** 0 (never), or at least a second: below that a quiet stream would count as gone between two pings. */
+function heartbeatTimeout(value: string): number {
+  const ms = integer(value)
+  if (ms !== 0 && ms < 1000) throw new InvalidArgumentError('must be 0 (never) or at least 1000 ms')
+  return ms
+}
+
 function parseJson(text: string, what: string): unknown {
   try {
     return JSON.parse(text)
@@ -41,7 +48,12 @@ program
   // A usage error is one line, as every other error is (`herald: …`), not the whole help.
   .configureOutput({
     outputError: (message, write) =>
-      write(`herald: ${message.replace(/^error: /, '').trimEnd()} (herald --help lists the usage)\n`),
+      write(
+        `herald: ${message
+          .replace(/^error: /, '')
+          .trim()
+          .replace(/\s*\n\s*/g, ' ')} (herald --help lists the usage)\n`,
+      ),
   })
 
 // `herald tail … | head -1`: the reader went away; that ends the output, it is not a failure.
@@ -109,7 +121,7 @@ program
   .option(
     '--heartbeat-timeout <ms>',
     'give up (exit 1) after this long with neither an event nor a ping from the server; 0: never',
-    integer,
+    heartbeatTimeout,
     100_000,
   )
   .action(async (patterns: string[], options: { since?: string; heartbeatTimeout: number }) => {

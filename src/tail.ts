@@ -53,12 +53,18 @@ const REPLAY_PAGE = 500
  * says where the log ends (absent when it is empty).
  */
 export function assertInLog(since: string, head: string | undefined): void {
-  if (since === '' || (head !== undefined && since <= head)) return
+  if (since === '' || (head !== undefined && head !== '' && since <= head)) return
   throw new HeraldError(
     'invalid_request',
-    `since ${JSON.stringify(since)} is not a position of this log, which ends at ${head === undefined ? 'its start (it is empty)' : JSON.stringify(head)}: a seq of an event it handed out is expected (not an event id), and a log wiped since no longer has it`,
-    { since, ...(head === undefined ? {} : { head }) },
+    `since ${JSON.stringify(since)} is not a position of this log, which ends at ${head === undefined || head === '' ? 'its start (it is empty)' : JSON.stringify(head)}: a seq of an event it handed out is expected (not an event id), and a log wiped since no longer has it`,
+    { since, ...(head === undefined || head === '' ? {} : { head }) },
   )
+}
+
+/** `assertInLog` against the highest seq `store` has handed out in the tenant's log. */
+export async function assertPosition(store: Store, tenant: Tenant, since: string): Promise<void> {
+  if (since === '') return
+  assertInLog(since, await (store.issuedUpTo ? store.issuedUpTo(tenant) : store.head(tenant)))
 }
 
 /**
@@ -125,7 +131,7 @@ export class TailReceiver implements Receiver, Tail {
 
   private async replay(store: Store, tenant: Tenant): Promise<void> {
     let after = this.options.since
-    if (after !== undefined && after !== '') assertInLog(after, await store.head(tenant))
+    if (after !== undefined) await assertPosition(store, tenant, after)
     if (this.closed) return
     for (;;) {
       const page = await store.read(tenant, { after, limit: REPLAY_PAGE })

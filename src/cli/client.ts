@@ -112,11 +112,13 @@ export function tail(
         } catch {
           // keep the status alone
         }
+        silence?.stop()
         reject(new CliError(message))
       })
     })
     socket.on('error', (error: NodeJS.ErrnoException) => {
       // Stopped (Ctrl-C) while still connecting: `ws` reports the abort as an error.
+      silence?.stop()
       if (stopped) return resolve()
       reject(new CliError(`cannot reach ${target.url}: ${error.code ?? error.message}`))
     })

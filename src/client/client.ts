@@ -26,6 +26,9 @@ export interface HeraldClientOptions {
  * Talks to a Herald server from Node or a browser: `publish` over HTTP, `subscribe` over the
  * native WebSocket stream with reconnection and resume. Uses only web-platform APIs.
  */
+/** How long the HTTP question about a refused handshake may take before reconnecting goes on. */
+const PROBE_TIMEOUT_MS = 5000
+
 export class HeraldClient {
   private readonly base: URL
   private readonly token: string | undefined
@@ -128,19 +131,15 @@ export class HeraldClient {
    */
   private async refusalOf(url: string): Promise<HeraldError | undefined> {
     try {
-      const response = await this.fetch(url, { method: 'GET' })
+      // Bounded: a probe that hangs would hold the reconnection up with it.
+      const response = await this.fetch(url, { method: 'GET', signal: AbortSignal.timeout(PROBE_TIMEOUT_MS) })
       if (response.status !== 401 && response.status !== 403) {
         await response.body?.cancel()
         return undefined
       }
-      const text = await response.text()
-      let body: unknown
-      try {
-        body = JSON.parse(text)
-      } catch {
-        body = undefined
-      }
-      return errorFrom(response.status, body)
+      const body = JSON.parse(await response.text()) as { error?: { code?: unknown } }
+      // Herald's own answer only: a proxy's or a gateway's 401 says nothing of the token.
+      return typeof body.error?.code === 'string' ? errorFrom(response.status, body) : undefined
     } catch {
       return undefined
     }

@@ -37,6 +37,15 @@ export const DEFAULT_RECONNECT: Readonly<ReconnectPolicy> = Object.freeze({
   heartbeatTimeout: 100_000,
 })
 
+/**
+ * The wait before a reconnection: `base` plus up to 20 % jitter, which spreads the clients of a
+ * restarted server, never past `maxDelay`; at the cap the jitter goes below it instead.
+ */
+export function backoffWait(base: number, maxDelay: number, random: number): number {
+  const wait = base + base * 0.2 * random
+  return wait <= maxDelay ? wait : maxDelay * (0.8 + 0.2 * random)
+}
+
 /** Below this a failing server would be hammered: a reconnection every few milliseconds. */
 const MIN_RECONNECT_DELAY = 10
 
@@ -279,8 +288,7 @@ export class StreamSubscription<T = unknown> implements ClientSubscription {
         this.timer = undefined
         this.connect()
       },
-      // Jitter spreads the clients of a restarted server; maxDelay stays the longest wait.
-      Math.min(base + base * 0.2 * Math.random(), maxDelay),
+      backoffWait(base, maxDelay, Math.random()),
     )
   }
 
@@ -298,13 +306,15 @@ export class StreamSubscription<T = unknown> implements ClientSubscription {
     else if (Array.isArray(frame.events)) for (const event of frame.events) this.deliver(event)
     if (frame.error) {
       const error = errorFrom(undefined, frame)
-      this.report(error)
+      // A resume past a wiped log's head is reported once, below, with what is done about it.
+      const wiped = !this.confirmed && this.everConfirmed && error.details?.since !== undefined
+      if (!wiped) this.report(error)
       if (!this.confirmed) {
         // An answer to the subscribe itself. Forbidden patterns come before the confirmation of
         // the others; anything else means no confirmation is coming on this connection.
         if (error.code === 'forbidden') this.refusal = error
         else if (PASSING.has(error.code)) this.socket?.close(4000, 'subscribing again')
-        else if (this.everConfirmed && error.details?.since !== undefined) {
+        else if (wiped) {
           // Resuming from a position the server's log does not reach: the log was wiped (a memory
           // store restarted, say). Nothing before its head can be replayed; start again there.
           this.report(

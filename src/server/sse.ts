@@ -2,7 +2,7 @@ import type { OutgoingHttpHeaders, ServerResponse } from 'node:http'
 import type { FastifyPluginAsync } from 'fastify'
 import { Type } from '@sinclair/typebox'
 import { HeraldError } from '../errors.js'
-import { assertInLog } from '../tail.js'
+import { assertPosition } from '../tail.js'
 import { splitPatterns } from '../topic.js'
 import { authenticate, type Principal } from './auth.js'
 import { limitOpenStreams } from './stream-limit.js'
@@ -122,14 +122,16 @@ export const ssePlugin: FastifyPluginAsync<{ context: ServerContext }> = async (
         request.query.since
       // Answered before the stream opens: an EventSource gives up on a 400, where a stream that
       // ended at once would have it reconnect with the same Last-Event-ID forever.
-      if (since !== undefined && since !== '')
-        assertInLog(since, await context.bus.scope(principal.tenant).head())
+      if (since !== undefined) await assertPosition(context.bus.store, principal.tenant, since)
       // Headers set by hooks (CORS) are kept: hijacking hands the raw response over without them.
       const hooked: OutgoingHttpHeaders = {}
       for (const [name, value] of Object.entries(reply.getHeaders()))
         if (value !== undefined) hooked[name] = value
       reply.hijack()
       const response = reply.raw
+      // The client may have gone while the store was read: its 'close' has come and gone, and
+      // nothing would ever close the stream opened now.
+      if (response.destroyed || request.raw.socket.destroyed) return
       response.writeHead(200, {
         ...hooked,
         'content-type': 'text/event-stream; charset=utf-8',

@@ -4,7 +4,7 @@ import { TypeCompiler } from '@sinclair/typebox/compiler'
 import type { WebSocket } from 'ws'
 import { HeraldError } from '../errors.js'
 import type { HeraldEvent } from '../event.js'
-import { assertInLog } from '../tail.js'
+import { assertPosition } from '../tail.js'
 import { splitPatterns } from '../topic.js'
 import { authenticate, type Principal } from './auth.js'
 import { limitOpenStreams } from './stream-limit.js'
@@ -164,6 +164,10 @@ class NativeStream {
         `a connection holds at most ${MAX_PATTERNS_PER_CONNECTION} patterns`,
       )
     }
+    let since = frame.since
+    // Refused before anything changes, so that the refusal is the answer to this subscribe.
+    if (since !== undefined && allowed.length > 0)
+      await assertPosition(this.context.bus.store, this.principal.tenant, since)
     if (frame.batch !== undefined) {
       this.flush()
       this.batch = frame.batch
@@ -172,16 +176,14 @@ class NativeStream {
       this.connection.reply(replyFrame({ subscribed: [] }, ref))
       return
     }
-    let since = frame.since
     // A first subscription without `since` starts at the log's head, told to the client as its
     // `position`: resuming from there after a dropped connection misses nothing, even when no
     // event arrived before the drop.
     if (since === undefined && this.subscriptions.list.length === 0) {
       since = await this.context.bus.scope(this.principal.tenant).head()
-    } else if (since !== undefined && since !== '') {
-      // Refused before it is confirmed, so that the refusal is the answer to this subscribe.
-      assertInLog(since, await this.context.bus.scope(this.principal.tenant).head())
     }
+    // The client may have gone while the store was read: nothing would close what opens now.
+    if (!this.connection.isOpen) return
     const live = this.subscriptions.add(allowed, since)
     const position = since ?? this.subscriptions.position
     // The reply goes out before any replayed event: a replay starts after a store read.

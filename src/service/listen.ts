@@ -63,6 +63,15 @@ class HandledDeliveries {
   }
 }
 
+function legacyMismatch(webhookId: string, headers: HeaderBag, handler: string): string | undefined {
+  const parts = webhookId.split(':')
+  if (parts.length < 4 || parts[2] !== handler) return `webhook-id ${webhookId} is not for handler ${handler}`
+  const event = first(headers, EVENT_HEADERS.eventId)
+  if (event !== undefined && parts.slice(3).join(':') !== event)
+    return `webhook-id ${webhookId} is not for event ${event}`
+  return undefined
+}
+
 /** Herald's webhook-id of an app delivery: `<account>/<workspace>/app:<app>:<handler>:<event id>`. */
 const APP_DELIVERY_ID = /^([^/]+)\/([^/]+)\/app:[^:]*:([^:]*):(.+)$/
 
@@ -74,7 +83,8 @@ const APP_DELIVERY_ID = /^([^/]+)\/([^/]+)\/app:[^:]*:([^:]*):(.+)$/
  */
 function mismatch(webhookId: string, headers: HeaderBag, handler: string): string | undefined {
   const parts = APP_DELIVERY_ID.exec(webhookId)
-  if (!parts) return undefined
+  // The form before the tenant was part of it (a Herald not yet upgraded): handler and event.
+  if (!parts) return webhookId.startsWith('app:') ? legacyMismatch(webhookId, headers, handler) : undefined
   const [, account, workspace, named, eventId] = parts
   if (named !== handler) return `webhook-id ${webhookId} is not for handler ${handler}`
   const event = first(headers, EVENT_HEADERS.eventId)

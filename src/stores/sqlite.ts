@@ -386,6 +386,14 @@ class SqliteStore implements Store {
     })
   }
 
+  /** Seqs are one counter for every tenant, kept in herald_meta even when retention empties the log. */
+  issuedUpTo(_tenant: Tenant): Promise<string | undefined> {
+    return this.reading(() => {
+      const last = this.s.lastSeq.get() ?? 0
+      return last === 0 ? undefined : formatSeq(last)
+    })
+  }
+
   watch(listener: (events: readonly HeraldEvent[]) => void): () => void {
     this.listeners.add(listener)
     return () => this.listeners.delete(listener)

@@ -50,6 +50,13 @@ export interface Store {
   /** The seq of the newest stored event, or undefined for an empty log. */
   head(tenant: Tenant): Promise<string | undefined>
   /**
+   * A seq at or above every seq this store has handed out in the tenant's log, or undefined when
+   * it has handed out none: a position above it was never given to anyone. Stores whose retention
+   * can remove a log's newest events (SQLite's, by age) answer a high-water mark here; absent,
+   * `head` serves.
+   */
+  issuedUpTo?(tenant: Tenant): Promise<string | undefined>
+  /**
    * Calls `listener` with events as they are appended to any tenant, by this process or (for a
    * store shared by several processes) any other, in log order per tenant. Returns a function
    * that stops the calls. With `options`, a store that would have to read events back to hand

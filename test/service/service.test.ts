@@ -376,6 +376,12 @@ describe('Service.listen (the VTEX IO inbound protocol)', () => {
     expect((await post({ ...herald, 'x-herald-event-id': 'E1', 'x-vtex-workspace': 'dev' })).status).toBe(401)
     expect((await post({ ...herald, 'x-herald-event-id': 'E1' })).status).toBe(204)
     expect(seen).toHaveLength(4)
+    // The form a Herald before the tenant was added signs is held to its handler and event too.
+    const legacy = signatureHeaders(secret, 'app:shop:onOrder:E3', body)
+    expect((await post({ ...legacy, 'x-herald-event-id': 'E3' }, 'rejects')).status).toBe(401)
+    expect((await post({ ...legacy, 'x-herald-event-id': 'E4' })).status).toBe(401)
+    expect((await post({ ...legacy, 'x-herald-event-id': 'E3' })).status).toBe(204)
+    expect(seen).toHaveLength(5)
   })
 
   it('delivers events whose topic, sender and id are not ASCII: headers carry them percent-encoded', async () => {

@@ -272,6 +272,28 @@ describe('sqliteStore', () => {
   })
 
   describe('retention', () => {
+    it('a position whose events retention removed still counts as one: a stream resumes from it', async () => {
+      const store = sqliteStore({ path: freshPath(), maxAge: 1, retentionInterval: 10 })
+      const bus = createBus({ store, logger: silentLogger })
+      const tenant = freshTenant('aged')
+      const [id] = await bus.scope(tenant).emit({ topic: 'feed', data: 1 })
+      const seq = (await bus.scope(tenant).status(id!))!.event.seq!
+      await waitFor(async () => (await store.head(tenant)) === undefined, 5000, 'retention to empty the log')
+      const seen: unknown[] = []
+      const tail = bus.scope(tenant).tail('feed', (event) => void seen.push(event.data), { since: seq })
+      await tail.ready
+      await bus.scope(tenant).emit({ topic: 'feed', data: 2 })
+      await waitFor(() => seen.length === 1)
+      expect(seen).toEqual([2])
+      // Past every seq the store handed out, it is still refused.
+      const past = String(Number(seq) + 1000).padStart(16, '0')
+      await expect(bus.scope(tenant).tail('feed', () => {}, { since: past }).ready).rejects.toMatchObject({
+        code: 'invalid_request',
+      })
+      tail.close()
+      await bus.close()
+    })
+
     it('removes old events, but never one a subscription still owes', async () => {
       const store = sqliteStore({ path: freshPath(), maxAge: 1, retentionInterval: 10 })
       const tenant = freshTenant('keep')
