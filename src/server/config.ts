@@ -132,7 +132,13 @@ function check(input: unknown, origin: string): ServerConfigInput {
     return input
   }
   const first = Value.Errors(FileSchema, input).First()
-  const where = first ? `${first.path || '/'}: ${first.message}` : 'invalid'
+  // A choice of words (logLevel) says which: "Expected union value" does not.
+  const choices = (first?.schema as { anyOf?: { const?: unknown }[] } | undefined)?.anyOf
+  const message =
+    choices && choices.length > 0 && choices.every((choice) => typeof choice.const === 'string')
+      ? `must be one of ${choices.map((choice) => String(choice.const)).join(', ')}`
+      : first?.message
+  const where = first ? `${first.path || '/'}: ${message}` : 'invalid'
   throw new HeraldError('invalid_option', `${origin}: ${where}`)
 }
 

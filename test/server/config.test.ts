@@ -75,6 +75,9 @@ describe('configuration', () => {
       /cannot read the configuration file .*ENOENT/,
     )
     expect(() => loadConfig({ env: { HERALD_TOKENS: 'nope' } })).toThrow(/HERALD_TOKENS must be a JSON array/)
+    expect(() => loadConfig({ env: { HERALD_LOG_LEVEL: 'loud' } })).toThrow(
+      /\/logLevel: must be one of fatal, error, warn, info, debug, trace, silent/,
+    )
   })
 
   it('refuses a misspelt key, in the file, its limits and its tokens (a token’s `acount` would act in the default tenant)', () => {
