@@ -61,11 +61,17 @@ export class HeraldClient {
   async publish<T = unknown>(events: EventInput<T> | readonly EventInput<T>[]): Promise<string[]> {
     const headers: Record<string, string> = { 'content-type': 'application/json' }
     if (this.token !== undefined) headers.authorization = `Bearer ${this.token}`
-    const response = await this.fetch(this.endpoint('v1/events').href, {
-      method: 'POST',
-      headers,
-      body: JSON.stringify(events),
-    })
+    const url = this.endpoint('v1/events').href
+    let response: Response
+    try {
+      response = await this.fetch(url, { method: 'POST', headers, body: JSON.stringify(events) })
+    } catch (error) {
+      // As a HeraldError, so callers switch on one code: a server out of reach is as unavailable
+      // as one whose store is, and publishing again later may succeed.
+      const cause = (error as { cause?: { code?: unknown; message?: unknown } } | null)?.cause
+      const why = String(cause?.code ?? cause?.message ?? (error as Error).message)
+      throw new HeraldError('store_unavailable', `cannot reach the server at ${url}: ${why}`, { url })
+    }
     const text = await response.text()
     let body: unknown
     try {

@@ -42,6 +42,13 @@ describe('HeraldClient', () => {
     ).rejects.toMatchObject({
       code: 'unauthorized',
     })
+    // A server out of reach is a HeraldError too, naming where and why.
+    proxy.down()
+    await expect(client(proxy.url, ACME).publish({ topic: 'a', data: 1 })).rejects.toMatchObject({
+      name: 'HeraldError',
+      code: 'store_unavailable',
+      message: expect.stringContaining(`cannot reach the server at ${proxy.url}/v1/events`),
+    })
   })
 
   it('resumes after the server drops its connection and misses nothing, none twice', async () => {
