@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process'
 import { afterEach, describe, expect, it, vi } from 'vitest'
 import {
   NonRetriableError,
@@ -13,7 +12,8 @@ import {
   type RetryPolicy,
 } from '../src/index.js'
 import { recorder, sleep, waitFor } from './helpers.js'
-import { ROOT, TSX } from './support/herald-process.js'
+import { runScript } from './support/child.js'
+import { ROOT } from './support/herald-process.js'
 
 const buses: Bus[] = []
 function bus(options: BusOptions = {}): Bus {
@@ -412,19 +412,10 @@ describe('timeouts', () => {
 
   it('a handler emitted from a setImmediate callback of an idle process is aborted at its timeout, not twice it', async () => {
     // In a process of its own: here the test runner's own activity wakes the loop and hides it.
-    const run = await new Promise<{ code: number | null; out: string; err: string }>((resolve, reject) => {
-      const child = spawn(process.execPath, ['--import', TSX, `${ROOT}/test/fixtures/idle-timeout.ts`], {
-        cwd: ROOT,
-      })
-      let out = ''
-      let err = ''
-      child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()))
-      child.stderr.on('data', (chunk: Buffer) => (err += chunk.toString()))
-      child.on('error', reject)
-      child.on('close', (code) => resolve({ code, out, err }))
-    })
-    expect(run, run.err).toMatchObject({ code: 0 })
-    const abortedAfter = Number(run.out.trim())
+    const child = runScript(`${ROOT}/test/fixtures/idle-timeout.ts`, [], { cwd: ROOT })
+    const printed = await child.line(() => true, 10_000, 'the time of the abort')
+    expect(await child.exited).toBe(0)
+    const abortedAfter = Number(printed)
     expect(abortedAfter).toBeGreaterThanOrEqual(148)
     // The turn's end came only with the next timer (the sweep at the deadline): about 300 ms.
     expect(abortedAfter).toBeLessThan(280)
