@@ -137,6 +137,16 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
         expect(await store.head(tenant)).toBe(appended[4]!.seq)
       })
 
+      it('says how far it has handed out seqs (issuedUpTo, where it has it): never below the head', async () => {
+        fresh()
+        now = Date.now()
+        const { appended } = await append(['i1', 'i2'])
+        const bound = store.issuedUpTo ? await store.issuedUpTo(tenant) : await store.head(tenant)
+        // Every position the store gave out lies at or below it: the streams' `since` check.
+        expect(bound).toBeDefined()
+        expect(bound! >= appended[1]!.seq!).toBe(true)
+      })
+
       it('finds an event by id, and not in another tenant', async () => {
         fresh()
         now = Date.now()
