@@ -7,7 +7,8 @@ import type { ServerContext } from './context.js'
 const ListQuery = Type.Object(
   {
     subscriptionId: Type.Optional(Type.String({ minLength: 1, maxLength: 256 })),
-    limit: Type.Optional(Type.String({ pattern: '^[0-9]{1,5}$' })),
+    // Any whole number passes here: the bus says which are allowed (1 to 10,000), in its words.
+    limit: Type.Optional(Type.String({ pattern: '^[0-9]+$', maxLength: 16 })),
   },
   { additionalProperties: true },
 )

@@ -160,6 +160,14 @@ describe('limits and errors, with their statuses', () => {
     expect((await request(`${t.url}/metrics`, { token: ADMIN })).status).toBe(200)
   })
 
+  it('answers a dead-letter limit out of range with the range, whatever its size', async () => {
+    for (const limit of ['0', '99999999']) {
+      const answer = await request(`${t.url}/v1/dead-letters?limit=${limit}`, { token: ADMIN })
+      expect(answer.status).toBe(400)
+      expect(JSON.stringify(answer.body)).toContain('limit must be an integer from 1 to 10000')
+    }
+  })
+
   it('429 with retry-after past the per-token rate limit, other tokens unaffected', async () => {
     const statuses: number[] = []
     for (let i = 0; i < 6; i++)
