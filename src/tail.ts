@@ -52,7 +52,7 @@ const REPLAY_PAGE = 500
  * given, it would match no event ever, and the stream would stay silent for good. `details.head`
  * says where the log ends (absent when it is empty).
  */
-export function assertInLog(since: string, head: string | undefined): void {
+function assertInLog(since: string, head: string | undefined): void {
   if (since === '' || (head !== undefined && head !== '' && since <= head)) return
   throw new HeraldError(
     'invalid_request',

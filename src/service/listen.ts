@@ -63,17 +63,12 @@ class HandledDeliveries {
   }
 }
 
-function legacyMismatch(webhookId: string, headers: HeaderBag, handler: string): string | undefined {
-  const parts = webhookId.split(':')
-  if (parts.length < 4 || parts[2] !== handler) return `webhook-id ${webhookId} is not for handler ${handler}`
-  const event = first(headers, EVENT_HEADERS.eventId)
-  if (event !== undefined && parts.slice(3).join(':') !== event)
-    return `webhook-id ${webhookId} is not for event ${event}`
-  return undefined
-}
-
-/** Herald's webhook-id of an app delivery: `<account>/<workspace>/app:<app>:<handler>:<event id>`. */
-const APP_DELIVERY_ID = /^([^/]+)\/([^/]+)\/app:[^:]*:([^:]*):(.+)$/
+/**
+ * Herald's webhook-id of an app delivery: `<account>/<workspace>/app:<app>:<handler>:<event id>`,
+ * or, from a Herald before the tenant was part of it, `app:<app>:<handler>:<event id>`.
+ */
+const APP_DELIVERY_ID = /^(?:([^/]+)\/([^/]+)\/)?app:[^:]*:([^:]*):(.+)$/
+const APP_DELIVERY_PREFIX = /^(?:[^/]+\/[^/]+\/)?app:/
 
 /**
  * Herald's webhook-id for an app delivery is signed, and names the tenant, handler and event: the
@@ -83,12 +78,15 @@ const APP_DELIVERY_ID = /^([^/]+)\/([^/]+)\/app:[^:]*:([^:]*):(.+)$/
  */
 function mismatch(webhookId: string, headers: HeaderBag, handler: string): string | undefined {
   const parts = APP_DELIVERY_ID.exec(webhookId)
-  // The form before the tenant was part of it (a Herald not yet upgraded): handler and event.
-  if (!parts) return webhookId.startsWith('app:') ? legacyMismatch(webhookId, headers, handler) : undefined
+  if (!parts)
+    return APP_DELIVERY_PREFIX.test(webhookId)
+      ? `webhook-id ${webhookId} is not for handler ${handler}`
+      : undefined
   const [, account, workspace, named, eventId] = parts
   if (named !== handler) return `webhook-id ${webhookId} is not for handler ${handler}`
   const event = first(headers, EVENT_HEADERS.eventId)
   if (event !== undefined && event !== eventId) return `webhook-id ${webhookId} is not for event ${event}`
+  if (account === undefined) return undefined // the old form names no tenant
   const tenant = `${first(headers, EVENT_HEADERS.account)}/${first(headers, EVENT_HEADERS.workspace)}`
   if (tenant !== `${account}/${workspace}`) return `webhook-id ${webhookId} is not for tenant ${tenant}`
   return undefined
